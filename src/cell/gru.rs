@@ -1,0 +1,140 @@
+//! GRU cell (Cho et al. 2014) in PyTorch's variant, gate order r,z,n:
+//!
+//! ```text
+//! [x_r x_z x_n] = W_ih x_t + b_ih          [h_r h_z h_n] = W_hh h_{t-1} + b_hh
+//! r = σ(x_r + h_r)    z = σ(x_z + h_z)    n = tanh(x_n + r ⊙ h_n)
+//! h_t = (1 - z) ⊙ n + z ⊙ h_{t-1}
+//! ```
+//!
+//! The reset gate scales `h_n`, which already includes `b_hn`; this is why the input and
+//! recurrent pre-activations must be kept apart (`gates` and `hw`) for the `n` block.
+
+use super::{LayerCache, cut_at_resets, gather_prev};
+use crate::linalg::{add_assign, matmul, sigmoid, tanh};
+use ndarray::{ArrayView2, ArrayViewMut2};
+
+/// Runs steps `0..t_len`. On entry `cache.gates` holds `W_ih x_t + b_ih`, [T, B, 3H]; `h0`
+/// ([B, H]) is the state before the window and becomes the state after it.
+///
+/// w_hh: [3H, H], b_hh: [3H], reset: [T, B].
+pub fn forward(
+    w_hh: ArrayView2<f32>,
+    b_hh: &[f32],
+    cache: &mut LayerCache,
+    h0: &mut [f32],
+    reset: &[bool],
+    t_len: usize,
+    batch: usize,
+) {
+    let hid = w_hh.ncols();
+    let step = batch * hid;
+    let gstep = 3 * step;
+    for t in 0..t_len {
+        let rs = &reset[t * batch..(t + 1) * batch];
+        let cur = t * step..(t + 1) * step;
+        {
+            let prev: &[f32] = if t == 0 {
+                h0
+            } else {
+                &cache.h[(t - 1) * step..t * step]
+            };
+            gather_prev(&mut cache.h_prev[cur.clone()], prev, rs, hid);
+        }
+        // hw = h_prev · W_hhᵀ + b_hh, [B, 3H]
+        {
+            let h_prev = ArrayView2::from_shape((batch, hid), &cache.h_prev[cur.clone()]).unwrap();
+            let mut hw = ArrayViewMut2::from_shape((batch, 3 * hid), &mut cache.hw[..]).unwrap();
+            matmul(&mut hw, h_prev, w_hh.t(), false);
+        }
+        let a = &mut cache.gates[t * gstep..(t + 1) * gstep];
+        let (h_prev, h, hn) = (
+            &cache.h_prev[cur.clone()],
+            &mut cache.h[cur.clone()],
+            &mut cache.hn[cur],
+        );
+        for b in 0..batch {
+            let hw = &mut cache.hw[b * 3 * hid..(b + 1) * 3 * hid];
+            add_assign(hw, b_hh);
+            let (hr, rest) = hw.split_at(hid);
+            let (hz, hnb) = rest.split_at(hid);
+            let row = &mut a[b * 3 * hid..(b + 1) * 3 * hid];
+            let (xr, rest) = row.split_at_mut(hid);
+            let (xz, xn) = rest.split_at_mut(hid);
+            let r = b * hid..(b + 1) * hid;
+            let (hp, ho, hno) = (&h_prev[r.clone()], &mut h[r.clone()], &mut hn[r]);
+            for j in 0..hid {
+                let rg = sigmoid(xr[j] + hr[j]);
+                let z = sigmoid(xz[j] + hz[j]);
+                let n = tanh(xn[j] + rg * hnb[j]);
+                (xr[j], xz[j], xn[j]) = (rg, z, n);
+                hno[j] = hnb[j];
+                ho[j] = (1.0 - z) * n + z * hp[j];
+            }
+        }
+    }
+    if t_len > 0 {
+        h0.copy_from_slice(&cache.h[(t_len - 1) * step..t_len * step]);
+    }
+}
+
+/// Reverse recurrence. `dh` ([T, B, H]) is the gradient arriving at each output from above;
+/// it is consumed. Leaves the input-side gate gradients in `cache.dgx` and the
+/// recurrent-side ones in `cache.dgh`, both [T, B, 3H].
+///
+/// ```text
+/// dn = dh ⊙ (1-z)              dz = dh ⊙ (h_{t-1} - n)
+/// da_n = dn ⊙ (1-n²)           da_r = da_n ⊙ h_n ⊙ r(1-r)      da_z = dz ⊙ z(1-z)
+/// dgx = [da_r, da_z, da_n]     dgh = [da_r, da_z, da_n ⊙ r]
+/// dh_{t-1} = dgh · W_hh + dh ⊙ z
+/// ```
+pub fn backward(
+    w_hh: ArrayView2<f32>,
+    cache: &mut LayerCache,
+    dh: &mut [f32],
+    reset: &[bool],
+    t_len: usize,
+    batch: usize,
+) {
+    let hid = w_hh.ncols();
+    let step = batch * hid;
+    let gstep = 3 * step;
+    cache.dh_next.fill(0.0);
+    for t in (0..t_len).rev() {
+        let cur = t * step..(t + 1) * step;
+        let dh_t = &mut dh[cur.clone()];
+        add_assign(dh_t, &cache.dh_next);
+        let gates = &cache.gates[t * gstep..(t + 1) * gstep];
+        let dgx = &mut cache.dgx[t * gstep..(t + 1) * gstep];
+        let dgh = &mut cache.dgh[t * gstep..(t + 1) * gstep];
+        let (h_prev, hn) = (&cache.h_prev[cur.clone()], &cache.hn[cur]);
+        for b in 0..batch {
+            let g3 = &gates[b * 3 * hid..(b + 1) * 3 * hid];
+            let (gr, rest) = g3.split_at(hid);
+            let (gz, gn) = rest.split_at(hid);
+            let x3 = &mut dgx[b * 3 * hid..(b + 1) * 3 * hid];
+            let h3 = &mut dgh[b * 3 * hid..(b + 1) * 3 * hid];
+            let r = b * hid..(b + 1) * hid;
+            let (dhr, hp, hnr) = (&dh_t[r.clone()], &h_prev[r.clone()], &hn[r.clone()]);
+            let dnext = &mut cache.dh_next[r];
+            for j in 0..hid {
+                let (rg, z, n) = (gr[j], gz[j], gn[j]);
+                let dan = dhr[j] * (1.0 - z) * (1.0 - n * n);
+                let dar = dan * hnr[j] * rg * (1.0 - rg);
+                let daz = dhr[j] * (hp[j] - n) * z * (1.0 - z);
+                x3[j] = dar;
+                x3[hid + j] = daz;
+                x3[2 * hid + j] = dan;
+                h3[j] = dar;
+                h3[hid + j] = daz;
+                h3[2 * hid + j] = dan * rg;
+                dnext[j] = dhr[j] * z;
+            }
+        }
+        if t > 0 {
+            let dgh = ArrayView2::from_shape((batch, 3 * hid), &*dgh).unwrap();
+            let mut dn = ArrayViewMut2::from_shape((batch, hid), &mut cache.dh_next[..]).unwrap();
+            matmul(&mut dn, dgh, w_hh, true);
+            cut_at_resets(&mut cache.dh_next, &reset[t * batch..(t + 1) * batch], hid);
+        }
+    }
+}

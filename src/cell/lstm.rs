@@ -1,0 +1,154 @@
+//! LSTM cell (Hochreiter & Schmidhuber 1997, with forget gate), PyTorch's gate order i,f,g,o:
+//!
+//! ```text
+//! [a_i a_f a_g a_o] = W_ih x_t + b_ih + W_hh h_{t-1} + b_hh      (one [B, 4H] product)
+//! i = σ(a_i)   f = σ(a_f)   g = tanh(a_g)   o = σ(a_o)
+//! c_t = f ⊙ c_{t-1} + i ⊙ g
+//! h_t = o ⊙ tanh(c_t)
+//! ```
+
+use super::{LayerCache, cut_at_resets, gather_prev};
+use crate::linalg::{add_assign, matmul, sigmoid, tanh};
+use ndarray::{ArrayView2, ArrayViewMut2};
+
+/// Runs steps `0..t_len`. On entry `cache.gates` holds `W_ih x_t + b_ih`, [T, B, 4H];
+/// `h0`, `c0` ([B, H]) are the state before the window and become the state after it.
+///
+/// w_hh: [4H, H], b_hh: [4H], reset: [T, B].
+#[allow(clippy::too_many_arguments)]
+pub fn forward(
+    w_hh: ArrayView2<f32>,
+    b_hh: &[f32],
+    cache: &mut LayerCache,
+    h0: &mut [f32],
+    c0: &mut [f32],
+    reset: &[bool],
+    t_len: usize,
+    batch: usize,
+) {
+    let hid = w_hh.ncols();
+    let step = batch * hid;
+    let gstep = 4 * step;
+    for t in 0..t_len {
+        let rs = &reset[t * batch..(t + 1) * batch];
+        let cur = t * step..(t + 1) * step;
+        {
+            let prev_h: &[f32] = if t == 0 {
+                h0
+            } else {
+                &cache.h[(t - 1) * step..t * step]
+            };
+            gather_prev(&mut cache.h_prev[cur.clone()], prev_h, rs, hid);
+            let prev_c: &[f32] = if t == 0 {
+                c0
+            } else {
+                &cache.c[(t - 1) * step..t * step]
+            };
+            gather_prev(&mut cache.c_prev[cur.clone()], prev_c, rs, hid);
+        }
+
+        let a = &mut cache.gates[t * gstep..(t + 1) * gstep];
+        {
+            let h_prev = ArrayView2::from_shape((batch, hid), &cache.h_prev[cur.clone()]).unwrap();
+            let mut a_mat = ArrayViewMut2::from_shape((batch, 4 * hid), &mut *a).unwrap();
+            matmul(&mut a_mat, h_prev, w_hh.t(), true);
+        }
+        let c_prev = &cache.c_prev[cur.clone()];
+        let c = &mut cache.c[cur.clone()];
+        let tanh_c = &mut cache.tanh_c[cur.clone()];
+        let h = &mut cache.h[cur.clone()];
+        for b in 0..batch {
+            let row = &mut a[b * 4 * hid..(b + 1) * 4 * hid];
+            add_assign(row, b_hh);
+            let (ai, rest) = row.split_at_mut(hid);
+            let (af, rest) = rest.split_at_mut(hid);
+            let (ag, ao) = rest.split_at_mut(hid);
+            let r = b * hid..(b + 1) * hid;
+            let (cp, cn, tc, hn) = (
+                &c_prev[r.clone()],
+                &mut c[r.clone()],
+                &mut tanh_c[r.clone()],
+                &mut h[r],
+            );
+            for j in 0..hid {
+                let i = sigmoid(ai[j]);
+                let f = sigmoid(af[j]);
+                let g = tanh(ag[j]);
+                let o = sigmoid(ao[j]);
+                let cj = f * cp[j] + i * g;
+                let tcj = tanh(cj);
+                (ai[j], af[j], ag[j], ao[j]) = (i, f, g, o);
+                cn[j] = cj;
+                tc[j] = tcj;
+                hn[j] = o * tcj;
+            }
+        }
+    }
+    if t_len > 0 {
+        let last = (t_len - 1) * step..t_len * step;
+        h0.copy_from_slice(&cache.h[last.clone()]);
+        c0.copy_from_slice(&cache.c[last]);
+    }
+}
+
+/// Reverse recurrence. `dh` ([T, B, H]) is the gradient arriving at each output from above;
+/// it is consumed. Leaves the gate pre-activation gradients in `cache.dgx`, [T, B, 4H].
+///
+/// ```text
+/// dc = dc_next + dh ⊙ o ⊙ (1 - tanh²c)
+/// da_i = dc ⊙ g ⊙ i(1-i)    da_f = dc ⊙ c_{t-1} ⊙ f(1-f)
+/// da_g = dc ⊙ i ⊙ (1-g²)    da_o = dh ⊙ tanh c ⊙ o(1-o)
+/// dc_{t-1} = dc ⊙ f         dh_{t-1} = da · W_hh
+/// ```
+pub fn backward(
+    w_hh: ArrayView2<f32>,
+    cache: &mut LayerCache,
+    dh: &mut [f32],
+    reset: &[bool],
+    t_len: usize,
+    batch: usize,
+) {
+    let hid = w_hh.ncols();
+    let step = batch * hid;
+    let gstep = 4 * step;
+    cache.dh_next.fill(0.0);
+    cache.dc_next.fill(0.0);
+    for t in (0..t_len).rev() {
+        let cur = t * step..(t + 1) * step;
+        let dh_t = &mut dh[cur.clone()];
+        add_assign(dh_t, &cache.dh_next);
+        let gates = &cache.gates[t * gstep..(t + 1) * gstep];
+        let da = &mut cache.dgx[t * gstep..(t + 1) * gstep];
+        let (c_prev, tanh_c) = (&cache.c_prev[cur.clone()], &cache.tanh_c[cur]);
+        for b in 0..batch {
+            let g4 = &gates[b * 4 * hid..(b + 1) * 4 * hid];
+            let (gi, rest) = g4.split_at(hid);
+            let (gf, rest) = rest.split_at(hid);
+            let (gg, go) = rest.split_at(hid);
+            let d4 = &mut da[b * 4 * hid..(b + 1) * 4 * hid];
+            let (di, rest) = d4.split_at_mut(hid);
+            let (df, rest) = rest.split_at_mut(hid);
+            let (dg, dout) = rest.split_at_mut(hid);
+            let r = b * hid..(b + 1) * hid;
+            let (dhr, cp, tc) = (&dh_t[r.clone()], &c_prev[r.clone()], &tanh_c[r.clone()]);
+            let dcn = &mut cache.dc_next[r];
+            for j in 0..hid {
+                let (i, f, g, o) = (gi[j], gf[j], gg[j], go[j]);
+                let dc = dcn[j] + dhr[j] * o * (1.0 - tc[j] * tc[j]);
+                di[j] = dc * g * i * (1.0 - i);
+                df[j] = dc * cp[j] * f * (1.0 - f);
+                dg[j] = dc * i * (1.0 - g * g);
+                dout[j] = dhr[j] * tc[j] * o * (1.0 - o);
+                dcn[j] = dc * f;
+            }
+        }
+        if t > 0 {
+            let da = ArrayView2::from_shape((batch, 4 * hid), &*da).unwrap();
+            let mut dn = ArrayViewMut2::from_shape((batch, hid), &mut cache.dh_next[..]).unwrap();
+            matmul(&mut dn, da, w_hh, false);
+            let rs = &reset[t * batch..(t + 1) * batch];
+            cut_at_resets(&mut cache.dh_next, rs, hid);
+            cut_at_resets(&mut cache.dc_next, rs, hid);
+        }
+    }
+}

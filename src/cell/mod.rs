@@ -1,0 +1,161 @@
+//! Recurrent cells: vanilla RNN (tanh), LSTM and GRU, each a forward/backward pair over a
+//! window, in PyTorch's conventions.
+//!
+//! # Conventions (identical to `torch.nn.RNN/LSTM/GRU`)
+//! Per layer `k`: `weight_ih_l{k}` [G·H, I], `weight_hh_l{k}` [G·H, H], `bias_ih_l{k}` [G·H],
+//! `bias_hh_l{k}` [G·H], where I is V for the first layer and H above it. Gate blocks are
+//! stacked in PyTorch's order: LSTM `i, f, g, o`; GRU `r, z, n`. The GRU is PyTorch's variant,
+//! in which the reset gate multiplies the *whole* recurrent term of the candidate,
+//! `n = tanh(W_in x + b_in + r ⊙ (W_hn h + b_hn))` (Cho et al. put `r` inside, on `h`).
+//! Keeping PyTorch's layout lets the tests compare every tensor against PyTorch's numbers.
+//!
+//! # Division of work
+//! Everything that does not depend on the previous step is done by the model, once per
+//! window, as one large product: the input projection `xw = x · W_ihᵀ + b_ih` for all T·B
+//! positions (a gather for the first layer), and the weight gradients. A cell's `forward`
+//! runs only the sequential part: `h_{t-1} · W_hhᵀ`, one fused product for all gates per
+//! step, and the gate arithmetic. Its `backward` runs the reverse recurrence and leaves the
+//! gate gradients (`dgx` for the input side, `dgh` for the recurrent side) for the model to
+//! turn into weight gradients.
+//!
+//! # Resets
+//! Where `reset[t, b]` is set, the state entering step `t` of stream `b` is zero, and no
+//! gradient flows from step `t` back into step `t-1` for that stream.
+
+pub mod gru;
+pub mod lstm;
+pub mod rnn;
+
+/// Which recurrent cell a model stacks.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CellKind {
+    Rnn,
+    Lstm,
+    Gru,
+}
+
+impl CellKind {
+    /// G: gate blocks per cell.
+    pub fn gates(self) -> usize {
+        match self {
+            CellKind::Rnn => 1,
+            CellKind::Lstm => 4,
+            CellKind::Gru => 3,
+        }
+    }
+
+    pub fn name(self) -> &'static str {
+        match self {
+            CellKind::Rnn => "rnn",
+            CellKind::Lstm => "lstm",
+            CellKind::Gru => "gru",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<CellKind> {
+        match s {
+            "rnn" => Some(CellKind::Rnn),
+            "lstm" => Some(CellKind::Lstm),
+            "gru" => Some(CellKind::Gru),
+            _ => None,
+        }
+    }
+
+    /// Whether the cell carries a memory cell `c` besides `h`.
+    pub fn has_cell_state(self) -> bool {
+        self == CellKind::Lstm
+    }
+}
+
+/// What one layer's forward pass over a window keeps for its backward pass, plus the
+/// backward pass's own buffers. Allocated once for the largest window and reused: nothing
+/// is allocated inside the time loop.
+#[derive(Debug, Clone, Default)]
+pub struct LayerCache {
+    /// [T, B, G·H]: on entry to `forward` the input projection `x · W_ihᵀ + b_ih`; on return
+    /// the activated gates (LSTM `i,f,g,o`; GRU `r,z,n`; RNN `h`).
+    pub gates: Vec<f32>,
+    /// [T, B, H]: the state that entered each step (zero where reset).
+    pub h_prev: Vec<f32>,
+    /// [T, B, H]: the layer's output at each step.
+    pub h: Vec<f32>,
+    /// [T, B, H], LSTM: memory cell entering each step (zero where reset).
+    pub c_prev: Vec<f32>,
+    /// [T, B, H], LSTM: memory cell after each step.
+    pub c: Vec<f32>,
+    /// [T, B, H], LSTM: `tanh(c)`, kept so that backward need not recompute it.
+    pub tanh_c: Vec<f32>,
+    /// [T, B, H], GRU: the recurrent candidate term `W_hn h_prev + b_hn`.
+    pub hn: Vec<f32>,
+    /// [B, G·H], GRU: the recurrent product of the current step.
+    pub hw: Vec<f32>,
+    /// [T, B, G·H]: gradient of the loss w.r.t. the input-side gate pre-activations.
+    pub dgx: Vec<f32>,
+    /// [T, B, G·H], GRU only: the same w.r.t. the recurrent-side pre-activations (they
+    /// differ from `dgx` in the `n` block by the factor `r`). RNN and LSTM use `dgx`.
+    pub dgh: Vec<f32>,
+    /// [B, H]: gradient flowing from step t into step t-1 through `h`.
+    pub dh_next: Vec<f32>,
+    /// [B, H], LSTM: the same through `c`.
+    pub dc_next: Vec<f32>,
+}
+
+impl LayerCache {
+    pub fn new(kind: CellKind, batch: usize, t_cap: usize, hidden: usize) -> LayerCache {
+        let n = batch * t_cap;
+        let gh = kind.gates() * hidden;
+        let z = |len: usize| vec![0.0f32; len];
+        let lstm = kind == CellKind::Lstm;
+        let gru = kind == CellKind::Gru;
+        LayerCache {
+            gates: z(n * gh),
+            h_prev: z(n * hidden),
+            h: z(n * hidden),
+            c_prev: z(if lstm { n * hidden } else { 0 }),
+            c: z(if lstm { n * hidden } else { 0 }),
+            tanh_c: z(if lstm { n * hidden } else { 0 }),
+            hn: z(if gru { n * hidden } else { 0 }),
+            hw: z(if gru { batch * gh } else { 0 }),
+            dgx: z(n * gh),
+            dgh: z(if gru { n * gh } else { 0 }),
+            dh_next: z(batch * hidden),
+            dc_next: z(if lstm { batch * hidden } else { 0 }),
+        }
+    }
+
+    /// Gradient w.r.t. the recurrent-side pre-activations, [T, B, G·H].
+    pub fn dgh(&self) -> &[f32] {
+        if self.dgh.is_empty() {
+            &self.dgx
+        } else {
+            &self.dgh
+        }
+    }
+}
+
+/// Writes `h_prev` for step `t` (rows of `[B, H]`): the previous output, or zero on reset.
+///
+/// `prev` is the state after step t-1 ([B, H]); `reset` the flags of step t ([B]).
+pub(crate) fn gather_prev(dst: &mut [f32], prev: &[f32], reset: &[bool], hidden: usize) {
+    for ((d, p), &r) in dst
+        .chunks_exact_mut(hidden)
+        .zip(prev.chunks_exact(hidden))
+        .zip(reset)
+    {
+        if r {
+            d.fill(0.0);
+        } else {
+            d.copy_from_slice(p);
+        }
+    }
+}
+
+/// Zeroes the rows of `d` ([B, H]) whose stream was reset at this step: the state entering
+/// the step did not depend on the step before, so no gradient flows back into it.
+pub(crate) fn cut_at_resets(d: &mut [f32], reset: &[bool], hidden: usize) {
+    for (row, &r) in d.chunks_exact_mut(hidden).zip(reset) {
+        if r {
+            row.fill(0.0);
+        }
+    }
+}

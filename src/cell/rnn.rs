@@ -1,0 +1,79 @@
+//! Vanilla (Elman) RNN cell with tanh:
+//!
+//! ```text
+//! h_t = tanh(W_ih x_t + b_ih + W_hh h_{t-1} + b_hh)
+//! ```
+
+use super::{LayerCache, cut_at_resets, gather_prev};
+use crate::linalg::{add_assign, matmul, tanh_inplace};
+use ndarray::{ArrayView2, ArrayViewMut2};
+
+/// Runs steps `0..t_len`. On entry `cache.gates` holds `W_ih x_t + b_ih`, [T, B, H]; `h0`
+/// ([B, H]) is the state before the window and becomes the state after it.
+///
+/// w_hh: [H, H], b_hh: [H], reset: [T, B].
+pub fn forward(
+    w_hh: ArrayView2<f32>,
+    b_hh: &[f32],
+    cache: &mut LayerCache,
+    h0: &mut [f32],
+    reset: &[bool],
+    t_len: usize,
+    batch: usize,
+) {
+    let hid = b_hh.len();
+    let step = batch * hid;
+    for t in 0..t_len {
+        let rs = &reset[t * batch..(t + 1) * batch];
+        let (done, rest) = cache.h.split_at_mut(t * step);
+        let prev: &[f32] = if t == 0 { h0 } else { &done[(t - 1) * step..] };
+        let h_prev = &mut cache.h_prev[t * step..(t + 1) * step];
+        gather_prev(h_prev, prev, rs, hid);
+
+        // a = xw_t + h_prev · W_hhᵀ + b_hh, then h = tanh(a), all in the step's gate block.
+        let a = &mut cache.gates[t * step..(t + 1) * step];
+        let h_prev = ArrayView2::from_shape((batch, hid), &*h_prev).unwrap();
+        let mut a_mat = ArrayViewMut2::from_shape((batch, hid), &mut *a).unwrap();
+        matmul(&mut a_mat, h_prev, w_hh.t(), true);
+        for row in a.chunks_exact_mut(hid) {
+            add_assign(row, b_hh);
+        }
+        tanh_inplace(a);
+        rest[..step].copy_from_slice(a);
+    }
+    if t_len > 0 {
+        h0.copy_from_slice(&cache.h[(t_len - 1) * step..t_len * step]);
+    }
+}
+
+/// Reverse recurrence. `dh` ([T, B, H]) is the gradient arriving at each output from above;
+/// it is consumed. Leaves `dL/da_t` in `cache.dgx`, [T, B, H].
+pub fn backward(
+    w_hh: ArrayView2<f32>,
+    cache: &mut LayerCache,
+    dh: &mut [f32],
+    reset: &[bool],
+    t_len: usize,
+    batch: usize,
+) {
+    let hid = w_hh.ncols();
+    let step = batch * hid;
+    cache.dh_next.fill(0.0);
+    for t in (0..t_len).rev() {
+        let dh_t = &mut dh[t * step..(t + 1) * step];
+        add_assign(dh_t, &cache.dh_next);
+        let h = &cache.gates[t * step..(t + 1) * step];
+        let da = &mut cache.dgx[t * step..(t + 1) * step];
+        // da = dh ⊙ (1 - h²)
+        for ((d, &g), &h) in da.iter_mut().zip(&*dh_t).zip(h) {
+            *d = g * (1.0 - h * h);
+        }
+        if t > 0 {
+            // dh_{t-1} = da · W_hh
+            let da = ArrayView2::from_shape((batch, hid), &*da).unwrap();
+            let mut dn = ArrayViewMut2::from_shape((batch, hid), &mut cache.dh_next[..]).unwrap();
+            matmul(&mut dn, da, w_hh, false);
+            cut_at_resets(&mut cache.dh_next, &reset[t * batch..(t + 1) * batch], hid);
+        }
+    }
+}

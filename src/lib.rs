@@ -1,0 +1,45 @@
+//! charrnn: character-level language models (vanilla RNN, LSTM, GRU) trained on a CPU,
+//! with every forward and backward pass written out by hand on `ndarray` and flat `f32`
+//! buffers. No autograd: each layer is a `forward`/`backward` pair whose names and shapes
+//! follow the equations in its doc comment.
+//!
+//! # Shape legend
+//! Every doc comment states tensor shapes with these letters:
+//!
+//! | letter | meaning |
+//! |---|---|
+//! | `B` | number of parallel streams in a batch (or in one shard of it) |
+//! | `T` | window length of truncated BPTT (time steps) |
+//! | `V` | vocabulary size, including `<start>` and `<end>` |
+//! | `H` | hidden size of each layer |
+//! | `L` | number of stacked layers |
+//! | `G` | gates per cell: 1 (RNN), 4 (LSTM, order i,f,g,o), 3 (GRU, order r,z,n) |
+//! | `N` | `T·B`, the positions of one window, time-major (row `t·B + b`) |
+//!
+//! Activations are stored time-major, `[T, B, ·]`, so that one time step is one contiguous
+//! `[B, ·]` block: the recurrent product of a step is a single matrix product on it.
+//!
+//! # Module map
+//! - [`vocab`]: characters plus `<start>`/`<end>`, sorted; encode, decode, one-hot.
+//! - [`data`]: sequences bracketed by start/end; train/validation split; `B x T` windows.
+//! - [`linalg`]: the one matrix-multiply entry point and the fast element-wise functions.
+//! - [`params`]: parameters, gradients and optimizer moments as flat buffers with named views.
+//! - [`cell`]: RNN, LSTM and GRU cells, one file each: a forward/backward pair over a window.
+//! - [`model`]: the stack of cells plus the output layer; a window's forward and BPTT.
+//! - [`loss`]: softmax cross-entropy and its fused backward `p - onehot`.
+//! - [`optim`]: gradient clipping, Adam, RMSprop, SGD with momentum, learning-rate decay.
+//! - [`train`]: the training loop over shards; emits progress events.
+//! - [`sample`]: priming, temperature, top-k/top-p, seeded generation.
+//! - [`checkpoint`]: versioned JSON documents, written atomically, checked on load.
+
+pub mod cell;
+pub mod checkpoint;
+pub mod data;
+pub mod linalg;
+pub mod loss;
+pub mod model;
+pub mod optim;
+pub mod params;
+pub mod sample;
+pub mod train;
+pub mod vocab;

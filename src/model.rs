@@ -1,0 +1,497 @@
+//! The model: one-hot input → L stacked cells → linear output layer → softmax; the forward
+//! pass over a window and backpropagation through time.
+//!
+//! ```text
+//! x_t (id) ──gather──▶ layer 0 ──dropout──▶ layer 1 … layer L-1 ──▶ logits = h W_headᵀ + b_head
+//! ```
+//!
+//! Parameter names follow PyTorch (`weight_ih_l0`, …, see [`crate::cell`]); the output layer
+//! is `head.weight` [V, H] and `head.bias` [V], as in `nn.Linear(H, V)` named `head`.
+//! Dropout (inverted: kept units are scaled by 1/(1-p), so evaluation needs no rescaling)
+//! is applied to the input of every layer above the first, as in `torch.nn.LSTM(dropout=p)`;
+//! it is off whenever no random generator is passed.
+
+use crate::cell::{self, CellKind, LayerCache};
+use crate::data::Window;
+use crate::linalg::{add_row_sums, matmul};
+use crate::loss::{softmax_cross_entropy, softmax_cross_entropy_backward};
+use crate::params::{Layout, TensorId};
+use crate::vocab::START;
+use ndarray::{ArrayView2, ArrayViewMut2};
+use rand::{Rng, RngExt};
+use std::ops::Range;
+
+/// The shape of a model; everything else about it is in its parameters.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct ModelConfig {
+    pub cell: CellKind,
+    /// V, including `<start>` and `<end>`.
+    pub vocab_size: usize,
+    /// H.
+    pub hidden: usize,
+    /// L.
+    pub layers: usize,
+    /// Probability of dropping a unit between layers while training, in [0, 1).
+    pub dropout: f32,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct LayerIds {
+    w_ih: TensorId,
+    w_hh: TensorId,
+    b_ih: TensorId,
+    b_hh: TensorId,
+}
+
+#[derive(Debug, Clone)]
+pub struct Model {
+    pub config: ModelConfig,
+    pub layout: Layout,
+    /// Every parameter, laid out by `layout`.
+    pub params: Vec<f32>,
+    layers: Vec<LayerIds>,
+    head_w: TensorId,
+    head_b: TensorId,
+}
+
+impl Model {
+    /// A model with every parameter zero; see [`Model::init`].
+    pub fn new(config: ModelConfig) -> Model {
+        let (v, h, g) = (config.vocab_size, config.hidden, config.cell.gates());
+        let mut layout = Layout::default();
+        let layers = (0..config.layers)
+            .map(|k| {
+                let input = if k == 0 { v } else { h };
+                LayerIds {
+                    w_ih: layout.push(format!("weight_ih_l{k}"), &[g * h, input]),
+                    w_hh: layout.push(format!("weight_hh_l{k}"), &[g * h, h]),
+                    b_ih: layout.push(format!("bias_ih_l{k}"), &[g * h]),
+                    b_hh: layout.push(format!("bias_hh_l{k}"), &[g * h]),
+                }
+            })
+            .collect();
+        let head_w = layout.push("head.weight", &[v, h]);
+        let head_b = layout.push("head.bias", &[v]);
+        let params = vec![0.0; layout.len];
+        Model {
+            config,
+            layout,
+            params,
+            layers,
+            head_w,
+            head_b,
+        }
+    }
+
+    /// PyTorch's initialisation: every tensor uniform in ±1/√H (for `nn.Linear(H, V)` that is
+    /// ±1/√fan_in, the same bound).
+    pub fn init(&mut self, rng: &mut impl Rng) {
+        let k = 1.0 / (self.config.hidden as f32).sqrt();
+        for p in &mut self.params {
+            *p = k * (2.0 * rng.random::<f32>() - 1.0);
+        }
+    }
+
+    /// LSTM only: sets the forget-gate bias so that `b_if + b_hf = value` (Jozefowicz et al.
+    /// 2015 recommend 1.0, so that early gradients are not forgotten), by writing `value`
+    /// into `bias_ih` and zero into `bias_hh`. PyTorch leaves it at the uniform init.
+    pub fn set_forget_bias(&mut self, value: f32) {
+        assert_eq!(
+            self.config.cell,
+            CellKind::Lstm,
+            "forget bias is an LSTM setting"
+        );
+        let h = self.config.hidden;
+        for ids in self.layers.clone() {
+            self.layout.slice_mut(&mut self.params, ids.b_ih)[h..2 * h].fill(value);
+            self.layout.slice_mut(&mut self.params, ids.b_hh)[h..2 * h].fill(0.0);
+        }
+    }
+
+    pub fn param_count(&self) -> usize {
+        self.layout.len
+    }
+
+    fn mat(&self, id: TensorId) -> ArrayView2<'_, f32> {
+        self.layout.mat(&self.params, id)
+    }
+
+    fn vec(&self, id: TensorId) -> &[f32] {
+        self.layout.slice(&self.params, id)
+    }
+
+    /// Runs the model over `t_len` steps of the inputs loaded in `ws` (see
+    /// [`Workspace::load_window`]); leaves the logits in `ws.logits`, [T, B, V].
+    /// With `rng`, dropout is on (training); without, off (evaluation and sampling).
+    fn forward_logits(&self, ws: &mut Workspace, state: &mut State, mut rng: Option<&mut dyn Rng>) {
+        let (hid, kind, v) = (self.config.hidden, self.config.cell, self.config.vocab_size);
+        let gh = kind.gates() * hid;
+        let (t_len, bs) = (ws.t_len, ws.batch);
+        let n = t_len * bs;
+        let p_drop = self.config.dropout;
+        let dropout = p_drop > 0.0 && rng.is_some();
+        ws.dropout_active = dropout;
+
+        for (l, ids) in self.layers.iter().enumerate() {
+            let (below, this) = ws.layers.split_at_mut(l);
+            let cache = &mut this[0];
+            let gates = &mut cache.gates[..n * gh];
+            let b_ih = self.vec(ids.b_ih);
+            if l == 0 {
+                // one_hot(x) · W_ihᵀ is row x of W_ihᵀ: a gather, no product.
+                for (row, &x) in gates.chunks_exact_mut(gh).zip(&ws.x) {
+                    let w = &ws.w_ih0_t[x as usize * gh..(x as usize + 1) * gh];
+                    for ((g, &w), &b) in row.iter_mut().zip(w).zip(b_ih) {
+                        *g = w + b;
+                    }
+                }
+            } else {
+                let h_below = &below[l - 1].h[..n * hid];
+                let input: &[f32] = if dropout {
+                    let rng = rng.as_deref_mut().unwrap();
+                    let keep = 1.0 / (1.0 - p_drop);
+                    let mask = &mut ws.masks[l][..n * hid];
+                    let dropped = &mut ws.inputs[l][..n * hid];
+                    for ((m, d), &h) in mask.iter_mut().zip(dropped.iter_mut()).zip(h_below) {
+                        *m = if rng.random::<f32>() < p_drop {
+                            0.0
+                        } else {
+                            keep
+                        };
+                        *d = h * *m;
+                    }
+                    dropped
+                } else {
+                    h_below
+                };
+                let input = ArrayView2::from_shape((n, hid), input).unwrap();
+                let mut out = ArrayViewMut2::from_shape((n, gh), &mut *gates).unwrap();
+                matmul(&mut out, input, self.mat(ids.w_ih).t(), false);
+                for row in gates.chunks_exact_mut(gh) {
+                    crate::linalg::add_assign(row, b_ih);
+                }
+            }
+            let (w_hh, b_hh) = (self.mat(ids.w_hh), self.vec(ids.b_hh));
+            let h0 = state.h_mut(l);
+            match kind {
+                CellKind::Rnn => cell::rnn::forward(w_hh, b_hh, cache, h0, &ws.reset, t_len, bs),
+                CellKind::Gru => cell::gru::forward(w_hh, b_hh, cache, h0, &ws.reset, t_len, bs),
+                CellKind::Lstm => {
+                    let (h0, c0) = state.hc_mut(l);
+                    cell::lstm::forward(w_hh, b_hh, cache, h0, c0, &ws.reset, t_len, bs)
+                }
+            }
+        }
+
+        let top = &ws.layers[self.config.layers - 1].h[..n * hid];
+        let top = ArrayView2::from_shape((n, hid), top).unwrap();
+        let logits = &mut ws.logits[..n * v];
+        let mut out = ArrayViewMut2::from_shape((n, v), &mut *logits).unwrap();
+        matmul(&mut out, top, self.mat(self.head_w).t(), false);
+        let b_head = self.vec(self.head_b);
+        for row in logits.chunks_exact_mut(v) {
+            crate::linalg::add_assign(row, b_head);
+        }
+    }
+
+    /// Forward pass over rows `rows` of a window: returns the summed cross-entropy (nats)
+    /// over the scored positions of those rows, and keeps what [`Model::backward`] needs.
+    /// `state` holds those rows' hidden state, and is advanced to the window's end.
+    pub fn forward(
+        &self,
+        ws: &mut Workspace,
+        win: &Window,
+        rows: Range<usize>,
+        state: &mut State,
+        rng: Option<&mut dyn Rng>,
+    ) -> f64 {
+        ws.load_window(win, rows);
+        self.forward_logits(ws, state, rng);
+        let n = ws.t_len * ws.batch;
+        let v = self.config.vocab_size;
+        softmax_cross_entropy(&mut ws.logits[..n * v], v, &ws.y, &ws.valid)
+    }
+
+    /// Backpropagation through time for the window of the last [`Model::forward`]: *adds*
+    /// the gradient of `scale · (summed loss)` to `grads` (laid out like `params`).
+    pub fn backward(&self, ws: &mut Workspace, grads: &mut [f32], scale: f32) {
+        let (hid, kind, v) = (self.config.hidden, self.config.cell, self.config.vocab_size);
+        let gh = kind.gates() * hid;
+        let (t_len, bs) = (ws.t_len, ws.batch);
+        let n = t_len * bs;
+        let lay = &self.layout;
+
+        let dlogits = &mut ws.logits[..n * v];
+        softmax_cross_entropy_backward(dlogits, v, &ws.y, &ws.valid, scale);
+        let dlogits = ArrayView2::from_shape((n, v), &*dlogits).unwrap();
+        let top = &ws.layers[self.config.layers - 1].h[..n * hid];
+        let top = ArrayView2::from_shape((n, hid), top).unwrap();
+        // dW_head += dlogitsᵀ · h_top;  db_head += Σ_n dlogits;  dh_top = dlogits · W_head
+        matmul(&mut lay.mat_mut(grads, self.head_w), dlogits.t(), top, true);
+        add_row_sums(
+            lay.slice_mut(grads, self.head_b),
+            dlogits.as_slice().unwrap(),
+        );
+        {
+            let mut dh = ArrayViewMut2::from_shape((n, hid), &mut ws.dh[..n * hid]).unwrap();
+            matmul(&mut dh, dlogits, self.mat(self.head_w), false);
+        }
+
+        for (l, ids) in self.layers.iter().enumerate().rev() {
+            let (below, this) = ws.layers.split_at_mut(l);
+            let cache = &mut this[0];
+            let w_hh = self.mat(ids.w_hh);
+            let dh = &mut ws.dh[..n * hid];
+            match kind {
+                CellKind::Rnn => cell::rnn::backward(w_hh, cache, dh, &ws.reset, t_len, bs),
+                CellKind::Lstm => cell::lstm::backward(w_hh, cache, dh, &ws.reset, t_len, bs),
+                CellKind::Gru => cell::gru::backward(w_hh, cache, dh, &ws.reset, t_len, bs),
+            }
+            let dgx = &cache.dgx[..n * gh];
+            let dgh = &cache.dgh()[..n * gh];
+            // Weight gradients of the whole window in one product each, outside the time loop.
+            let h_prev = ArrayView2::from_shape((n, hid), &cache.h_prev[..n * hid]).unwrap();
+            let dgh_m = ArrayView2::from_shape((n, gh), dgh).unwrap();
+            matmul(&mut lay.mat_mut(grads, ids.w_hh), dgh_m.t(), h_prev, true);
+            add_row_sums(lay.slice_mut(grads, ids.b_hh), dgh);
+            add_row_sums(lay.slice_mut(grads, ids.b_ih), dgx);
+            let dgx_m = ArrayView2::from_shape((n, gh), dgx).unwrap();
+            if l > 0 {
+                let input: &[f32] = if ws.dropout_active {
+                    &ws.inputs[l][..n * hid]
+                } else {
+                    &below[l - 1].h[..n * hid]
+                };
+                let input = ArrayView2::from_shape((n, hid), input).unwrap();
+                matmul(&mut lay.mat_mut(grads, ids.w_ih), dgx_m.t(), input, true);
+                // Gradient into the layer below: dx = dgx · W_ih, through the dropout mask.
+                let dx = &mut ws.dx[..n * hid];
+                {
+                    let mut dx_m = ArrayViewMut2::from_shape((n, hid), &mut *dx).unwrap();
+                    matmul(&mut dx_m, dgx_m, self.mat(ids.w_ih), false);
+                }
+                if ws.dropout_active {
+                    for (d, &m) in dx.iter_mut().zip(&ws.masks[l][..n * hid]) {
+                        *d *= m;
+                    }
+                }
+                std::mem::swap(&mut ws.dh, &mut ws.dx);
+            } else {
+                // The gather's gradient is a scatter-add into rows of W_ihᵀ.
+                let dwt = &mut ws.dw_ih0_t;
+                dwt.fill(0.0);
+                for (row, &x) in dgx.chunks_exact(gh).zip(&ws.x) {
+                    crate::linalg::add_assign(
+                        &mut dwt[x as usize * gh..(x as usize + 1) * gh],
+                        row,
+                    );
+                }
+                let mut dw = lay.mat_mut(grads, ids.w_ih);
+                let dwt = ArrayView2::from_shape((v, gh), &dwt[..]).unwrap();
+                dw += &dwt.t();
+            }
+        }
+    }
+
+    /// Feeds one token per stream (`tokens`: [B]) and returns the next-token logits, [B, V].
+    /// `<start>` resets a stream's state. For sampling and step-wise evaluation.
+    pub fn step<'w>(&self, ws: &'w mut Workspace, tokens: &[u32], state: &mut State) -> &'w [f32] {
+        ws.load_tokens(tokens);
+        self.forward_logits(ws, state, None);
+        &ws.logits[..tokens.len() * self.config.vocab_size]
+    }
+}
+
+/// The hidden state of every layer for B streams, carried from one window to the next.
+#[derive(Debug, Clone, PartialEq)]
+pub struct State {
+    pub batch: usize,
+    pub hidden: usize,
+    /// [L, B, H]
+    pub h: Vec<f32>,
+    /// [L, B, H] for LSTM, empty otherwise.
+    pub c: Vec<f32>,
+}
+
+impl State {
+    pub fn zeros(config: &ModelConfig, batch: usize) -> State {
+        let len = config.layers * batch * config.hidden;
+        State {
+            batch,
+            hidden: config.hidden,
+            h: vec![0.0; len],
+            c: vec![0.0; if config.cell.has_cell_state() { len } else { 0 }],
+        }
+    }
+
+    pub fn reset(&mut self) {
+        self.h.fill(0.0);
+        self.c.fill(0.0);
+    }
+
+    fn layer(&self, l: usize) -> Range<usize> {
+        let n = self.batch * self.hidden;
+        l * n..(l + 1) * n
+    }
+
+    fn h_mut(&mut self, l: usize) -> &mut [f32] {
+        let r = self.layer(l);
+        &mut self.h[r]
+    }
+
+    fn hc_mut(&mut self, l: usize) -> (&mut [f32], &mut [f32]) {
+        let r = self.layer(l);
+        (&mut self.h[r.clone()], &mut self.c[r])
+    }
+
+    /// The streams `rows` of this state as a state of their own.
+    pub fn rows(&self, rows: Range<usize>) -> State {
+        let take = |v: &Vec<f32>| -> Vec<f32> {
+            if v.is_empty() {
+                return Vec::new();
+            }
+            v.chunks_exact(self.batch * self.hidden)
+                .flat_map(|layer| &layer[rows.start * self.hidden..rows.end * self.hidden])
+                .copied()
+                .collect()
+        };
+        State {
+            batch: rows.len(),
+            hidden: self.hidden,
+            h: take(&self.h),
+            c: take(&self.c),
+        }
+    }
+
+    /// Joins states of consecutive stream ranges back into one (inverse of [`State::rows`]).
+    pub fn concat(parts: &[State]) -> State {
+        let hidden = parts[0].hidden;
+        let batch = parts.iter().map(|p| p.batch).sum();
+        let layers = parts[0].h.len() / (parts[0].batch * hidden).max(1);
+        let join = |get: fn(&State) -> &Vec<f32>| -> Vec<f32> {
+            if get(&parts[0]).is_empty() {
+                return Vec::new();
+            }
+            (0..layers)
+                .flat_map(|l| parts.iter().flat_map(move |p| &get(p)[p.layer(l)]))
+                .copied()
+                .collect()
+        };
+        State {
+            batch,
+            hidden,
+            h: join(|s| &s.h),
+            c: join(|s| &s.c),
+        }
+    }
+}
+
+/// Every buffer the forward and backward passes of one shard need, sized once for a batch
+/// of `batch` streams and windows of up to `t_cap` steps.
+#[derive(Debug, Clone)]
+pub struct Workspace {
+    pub batch: usize,
+    pub t_cap: usize,
+    t_len: usize,
+    /// [T, B] inputs, targets, scored flags, reset flags of the loaded window.
+    x: Vec<u32>,
+    y: Vec<u32>,
+    valid: Vec<bool>,
+    reset: Vec<bool>,
+    /// [V, G·H]: W_ih of layer 0, transposed so that the one-hot gather reads a row.
+    w_ih0_t: Vec<f32>,
+    /// [V, G·H]: the scatter-add buffer of the gather's gradient.
+    dw_ih0_t: Vec<f32>,
+    layers: Vec<LayerCache>,
+    /// Per layer l ≥ 1, [T, B, H]: dropout mask (0 or 1/(1-p)) and the masked input.
+    masks: Vec<Vec<f32>>,
+    inputs: Vec<Vec<f32>>,
+    dropout_active: bool,
+    /// [T, B, V]: logits, then probabilities, then their gradient.
+    pub logits: Vec<f32>,
+    /// [T, B, H]: gradient w.r.t. the current layer's output, and w.r.t. its input.
+    dh: Vec<f32>,
+    dx: Vec<f32>,
+}
+
+impl Workspace {
+    pub fn new(config: &ModelConfig, batch: usize, t_cap: usize) -> Workspace {
+        let (v, h) = (config.vocab_size, config.hidden);
+        let gh = config.cell.gates() * h;
+        let n = batch * t_cap;
+        let with_dropout = |l: usize| {
+            if l > 0 && config.dropout > 0.0 {
+                vec![0.0; n * h]
+            } else {
+                Vec::new()
+            }
+        };
+        Workspace {
+            batch,
+            t_cap,
+            t_len: 0,
+            x: Vec::with_capacity(n),
+            y: Vec::with_capacity(n),
+            valid: Vec::with_capacity(n),
+            reset: Vec::with_capacity(n),
+            w_ih0_t: vec![0.0; v * gh],
+            dw_ih0_t: vec![0.0; v * gh],
+            layers: (0..config.layers)
+                .map(|_| LayerCache::new(config.cell, batch, t_cap, h))
+                .collect(),
+            masks: (0..config.layers).map(with_dropout).collect(),
+            inputs: (0..config.layers).map(with_dropout).collect(),
+            dropout_active: false,
+            logits: vec![0.0; n * v],
+            dh: vec![0.0; n * h],
+            dx: vec![0.0; n * h],
+        }
+    }
+
+    /// Copies what the workspace caches of the model's weights (layer 0's transposed input
+    /// matrix). Call after every change of the parameters, before the next forward pass.
+    pub fn sync(&mut self, model: &Model) {
+        let w = model.mat(model.layers[0].w_ih); // [G·H, V]
+        let gh = w.nrows();
+        for (g, row) in w.outer_iter().enumerate() {
+            for (x, &val) in row.iter().enumerate() {
+                self.w_ih0_t[x * gh + g] = val;
+            }
+        }
+    }
+
+    /// Takes rows `rows` of a window, as this shard's streams.
+    fn load_window(&mut self, win: &Window, rows: Range<usize>) {
+        assert_eq!(rows.len(), self.batch, "shard rows vs workspace batch");
+        assert!(win.t_len <= self.t_cap, "window longer than the workspace");
+        self.t_len = win.t_len;
+        for v in [&mut self.x, &mut self.y] {
+            v.clear();
+        }
+        self.valid.clear();
+        self.reset.clear();
+        for t in 0..win.t_len {
+            let r = t * win.batch + rows.start..t * win.batch + rows.end;
+            self.x.extend(&win.x[r.clone()]);
+            self.y.extend(&win.y[r.clone()]);
+            self.valid.extend(&win.valid[r.clone()]);
+            self.reset.extend(&win.reset[r]);
+        }
+    }
+
+    fn load_tokens(&mut self, tokens: &[u32]) {
+        assert_eq!(tokens.len(), self.batch, "tokens vs workspace batch");
+        self.t_len = 1;
+        self.x.clear();
+        self.x.extend(tokens);
+        self.y.clear();
+        self.y.resize(tokens.len(), 0);
+        self.valid.clear();
+        self.valid.resize(tokens.len(), false);
+        self.reset.clear();
+        self.reset.extend(tokens.iter().map(|&t| t == START));
+    }
+}
+
+#[cfg(test)]
+mod tests;

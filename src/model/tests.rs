@@ -1,0 +1,289 @@
+//! Checks of the model's math: gradients against central finite differences for every
+//! cell type, one and three layers, with a reset inside the window; the one-hot gather
+//! against the explicit product; the loss of a fresh model; independence of lines.
+
+use super::*;
+use crate::data::{Batches, Mode, tokens};
+use crate::vocab::{END, Vocab, one_hot};
+use rand::SeedableRng;
+use rand_chacha::ChaCha8Rng;
+
+/// Finite-difference tolerance: |fd - analytic| <= ATOL + RTOL·|fd| (see [`grad_check`]).
+const ATOL: f64 = 1e-5;
+const RTOL: f64 = 2e-3;
+
+const CELLS: [CellKind; 3] = [CellKind::Rnn, CellKind::Lstm, CellKind::Gru];
+
+fn model(cell: CellKind, layers: usize, vocab_size: usize, hidden: usize, seed: u64) -> Model {
+    let mut m = Model::new(ModelConfig {
+        cell,
+        vocab_size,
+        hidden,
+        layers,
+        dropout: 0.0,
+    });
+    m.init(&mut ChaCha8Rng::seed_from_u64(seed));
+    m
+}
+
+/// A [T=7, B=3] window over V=6 with a sequence start at step 3 of stream 0 and at step 5
+/// of stream 2, an unscored position after `<end>`, and every other position scored.
+fn test_window() -> Window {
+    let (t_len, batch) = (7, 3);
+    let mut rng = ChaCha8Rng::seed_from_u64(99);
+    let mut w = Window {
+        t_len,
+        batch,
+        ..Window::default()
+    };
+    for _ in 0..t_len * batch {
+        w.x.push(rng.random_range(2..6));
+        w.y.push(rng.random_range(1..6));
+        w.valid.push(true);
+        w.reset.push(false);
+    }
+    for &(t, b) in &[(3, 0), (5, 2)] {
+        let i = t * batch + b;
+        w.x[i] = START;
+        w.reset[i] = true;
+        // the step before a start has input <end> and is not scored
+        w.x[i - batch] = END;
+        w.valid[i - batch] = false;
+    }
+    w.count = w.valid.iter().filter(|&&v| v).count();
+    w
+}
+
+/// A non-zero initial state, so that the carried state's path is exercised too.
+fn test_state(config: &ModelConfig, batch: usize) -> State {
+    let mut s = State::zeros(config, batch);
+    let mut rng = ChaCha8Rng::seed_from_u64(7);
+    for x in s.h.iter_mut().chain(s.c.iter_mut()) {
+        *x = rng.random::<f32>() - 0.5;
+    }
+    s
+}
+
+/// Mean loss of the window (one shard holding every stream) and, if asked, its gradient.
+fn loss_and_grad(m: &Model, win: &Window, state: &State, grad: bool) -> (f64, Vec<f32>) {
+    let mut ws = Workspace::new(&m.config, win.batch, win.t_len);
+    ws.sync(m);
+    let mut s = state.clone();
+    let loss = m.forward(&mut ws, win, 0..win.batch, &mut s, None) / win.count as f64;
+    let mut g = vec![0.0; m.param_count()];
+    if grad {
+        m.backward(&mut ws, &mut g, 1.0 / win.count as f32);
+    }
+    (loss, g)
+}
+
+/// Compares `analytic` with central differences of the loss, tensor by tensor.
+///
+/// Runs in f32 (the training precision), with the loss summed in f64 and a step of 1e-2:
+/// the worst element measured uses about a tenth of this tolerance (printed by the test).
+/// An element passes when |fd - an| <= 1e-5 + 2e-3·|fd|; a wrong term in a backward
+/// formula is off by a sizeable fraction of the gradient and fails.
+fn grad_check(m: &Model, win: &Window, state: &State, analytic: &[f32]) -> Result<f64, String> {
+    let eps = 1e-2f32;
+    let mut probe = m.clone();
+    let mut worst = 0.0f64;
+    for spec in &m.layout.tensors {
+        for i in spec.range() {
+            let orig = probe.params[i];
+            probe.params[i] = orig + eps;
+            let (lp, _) = loss_and_grad(&probe, win, state, false);
+            probe.params[i] = orig - eps;
+            let (lm, _) = loss_and_grad(&probe, win, state, false);
+            probe.params[i] = orig;
+            let fd = (lp - lm) / (2.0 * eps as f64);
+            let an = analytic[i] as f64;
+            let err = (fd - an).abs();
+            worst = worst.max(err / (ATOL + RTOL * fd.abs()));
+            if err > ATOL + RTOL * fd.abs() {
+                return Err(format!(
+                    "{}[{}]: analytic {an:.6e}, finite difference {fd:.6e}",
+                    spec.name,
+                    i - spec.offset
+                ));
+            }
+        }
+    }
+    Ok(worst)
+}
+
+#[test]
+fn gradients_match_finite_differences() {
+    let win = test_window();
+    for cell in CELLS {
+        for layers in [1, 3] {
+            let m = model(cell, layers, 6, 5, 1);
+            let state = test_state(&m.config, win.batch);
+            let (_, g) = loss_and_grad(&m, &win, &state, true);
+            assert!(g.iter().all(|x| x.is_finite()));
+            match grad_check(&m, &win, &state, &g) {
+                Ok(worst) => eprintln!(
+                    "{} x{layers}: worst error / tolerance {worst:.3}",
+                    cell.name()
+                ),
+                Err(e) => panic!("{} with {layers} layers: {e}", cell.name()),
+            }
+        }
+    }
+}
+
+#[test]
+fn grad_check_catches_a_wrong_gradient() {
+    let win = test_window();
+    for cell in CELLS {
+        let m = model(cell, 2, 6, 5, 2);
+        let state = test_state(&m.config, win.batch);
+        let (_, mut g) = loss_and_grad(&m, &win, &state, true);
+        // Make one element of W_hh of the first layer 3% too large.
+        let spec = m.layout.spec(m.layout.find("weight_hh_l0").unwrap());
+        let i = spec
+            .range()
+            .max_by(|&a, &b| g[a].abs().total_cmp(&g[b].abs()))
+            .unwrap();
+        g[i] *= 1.03;
+        assert!(
+            grad_check(&m, &win, &state, &g).is_err(),
+            "{} not caught",
+            cell.name()
+        );
+    }
+}
+
+#[test]
+fn dropout_gradients_match_with_a_fixed_mask() {
+    // With the same seed the mask is the same in every forward pass, so the loss is a smooth
+    // function of the parameters and the finite-difference check applies to dropout too.
+    let win = test_window();
+    for cell in CELLS {
+        let mut m = model(cell, 2, 6, 5, 3);
+        m.config.dropout = 0.3;
+        let state = test_state(&m.config, win.batch);
+        let run = |m: &Model, grad: bool| {
+            let mut ws = Workspace::new(&m.config, win.batch, win.t_len);
+            ws.sync(m);
+            let mut s = state.clone();
+            let mut rng = ChaCha8Rng::seed_from_u64(5);
+            let loss = m.forward(&mut ws, &win, 0..win.batch, &mut s, Some(&mut rng));
+            let mut g = vec![0.0; m.param_count()];
+            if grad {
+                m.backward(&mut ws, &mut g, 1.0 / win.count as f32);
+            }
+            (loss / win.count as f64, g)
+        };
+        let (_, g) = run(&m, true);
+        let eps = 1e-2;
+        for name in ["weight_ih_l1", "weight_hh_l0", "bias_ih_l0"] {
+            let spec = m.layout.spec(m.layout.find(name).unwrap()).clone();
+            for i in spec.range() {
+                let orig = m.params[i];
+                m.params[i] = orig + eps;
+                let lp = run(&m, false).0;
+                m.params[i] = orig - eps;
+                let lm = run(&m, false).0;
+                m.params[i] = orig;
+                let fd = (lp - lm) / (2.0 * eps as f64);
+                assert!(
+                    (fd - g[i] as f64).abs() <= ATOL + RTOL * fd.abs(),
+                    "{} {name}: analytic {} fd {fd}",
+                    cell.name(),
+                    g[i]
+                );
+            }
+        }
+        // and dropout does change the loss
+        let off = loss_and_grad(&m, &win, &state, false).0;
+        assert_ne!(off, run(&m, false).0);
+    }
+}
+
+#[test]
+fn gather_equals_one_hot_product() {
+    let m = model(CellKind::Lstm, 1, 9, 4, 4);
+    let mut ws = Workspace::new(&m.config, 1, 1);
+    ws.sync(&m);
+    let x: Vec<u32> = vec![0, 3, 8, 3, 1];
+    let w_ih = m.mat(m.layers[0].w_ih);
+    let b_ih = m.vec(m.layers[0].b_ih);
+    let explicit = one_hot(&x, 9).dot(&w_ih.t()) + &ndarray::ArrayView1::from(b_ih);
+    let gh = w_ih.nrows();
+    for (n, &id) in x.iter().enumerate() {
+        for g in 0..gh {
+            let gathered = ws.w_ih0_t[id as usize * gh + g] + b_ih[g];
+            assert_eq!(gathered, explicit[[n, g]], "position {n}, gate row {g}");
+        }
+    }
+}
+
+#[test]
+fn fresh_model_loss_is_about_ln_v() {
+    let v = 65;
+    for cell in CELLS {
+        let m = model(cell, 2, v, 128, 8);
+        let mut rng = ChaCha8Rng::seed_from_u64(1);
+        let toks: Vec<u32> = (0..2000).map(|_| rng.random_range(2..v as u32)).collect();
+        let bs = Batches::new(toks.len(), 4, 50);
+        let mut win = Window::default();
+        bs.window(&toks, 0, &mut win);
+        let state = State::zeros(&m.config, 4);
+        let (loss, _) = loss_and_grad(&m, &win, &state, false);
+        let ln_v = (v as f64).ln();
+        assert!(
+            (loss - ln_v).abs() < 0.1,
+            "{}: {loss} vs ln V = {ln_v}",
+            cell.name()
+        );
+    }
+}
+
+#[test]
+fn state_rows_round_trip() {
+    let m = model(CellKind::Lstm, 2, 5, 3, 1);
+    let s = test_state(&m.config, 5);
+    let parts = [s.rows(0..2), s.rows(2..5)];
+    assert_eq!(parts[1].h.len(), 2 * 3 * 3);
+    assert_eq!(State::concat(&parts), s);
+}
+
+/// In lines mode no prediction may depend on an earlier line: the summed loss over the
+/// second line is the same whatever the first line says, for windows that cut the text
+/// at different places.
+#[test]
+fn lines_are_independent() {
+    let vocab = Vocab::from_texts(["abcdef"]);
+    let line2 = "fedcbaab".to_string();
+    for cell in CELLS {
+        let m = model(cell, 2, vocab.len(), 6, 11);
+        let loss_of_line2 = |line1: &str, seq_len: usize| {
+            let seqs = crate::data::sequences(&[format!("{line1}\n{line2}\n")], Mode::Lines);
+            let toks = tokens(&vocab, &seqs).unwrap();
+            let start2 = line1.chars().count() + 2;
+            let bs = Batches::new(toks.len(), 1, seq_len);
+            let mut ws = Workspace::new(&m.config, 1, seq_len);
+            ws.sync(&m);
+            let mut state = test_state(&m.config, 1);
+            let mut win = Window::default();
+            let mut total = 0.0;
+            for k in 0..bs.windows {
+                bs.window(&toks, k, &mut win);
+                for t in 0..win.t_len {
+                    win.valid[t] &= k * seq_len + t >= start2;
+                }
+                total += m.forward(&mut ws, &win, 0..1, &mut state, None);
+            }
+            total
+        };
+        let reference = loss_of_line2("abc", 4);
+        for (line1, seq_len) in [("abc", 3), ("ffffffe", 4), ("d", 5), ("bbbbbbbbbbbbbbb", 2)] {
+            let other = loss_of_line2(line1, seq_len);
+            assert!(
+                (other - reference).abs() < 1e-5,
+                "{}: {line1:?} T={seq_len}: {other} vs {reference}",
+                cell.name()
+            );
+        }
+    }
+}

@@ -1,0 +1,224 @@
+//! Gradient clipping, optimizers and the learning-rate schedule, each one loop over flat
+//! slices (see [`crate::params`]).
+//!
+//! The update rules are PyTorch's (`torch.optim.Adam`, `RMSprop`, `SGD`, and
+//! `clip_grad_norm_`), operation for operation, so that a trajectory can be checked against
+//! PyTorch's numbers.
+
+use crate::params::l2_norm;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum OptimizerKind {
+    Adam,
+    RmsProp,
+    Sgd,
+}
+
+impl OptimizerKind {
+    pub fn name(self) -> &'static str {
+        match self {
+            OptimizerKind::Adam => "adam",
+            OptimizerKind::RmsProp => "rmsprop",
+            OptimizerKind::Sgd => "sgd",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<OptimizerKind> {
+        match s {
+            "adam" => Some(OptimizerKind::Adam),
+            "rmsprop" => Some(OptimizerKind::RmsProp),
+            "sgd" => Some(OptimizerKind::Sgd),
+            _ => None,
+        }
+    }
+}
+
+/// Hyper-parameters; the defaults are PyTorch's.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct OptimConfig {
+    pub kind: OptimizerKind,
+    /// Adam: decay of the first moment.
+    pub beta1: f32,
+    /// Adam: decay of the second moment; RMSprop: its `alpha`.
+    pub beta2: f32,
+    pub eps: f32,
+    /// SGD: momentum (0 = plain SGD).
+    pub momentum: f32,
+}
+
+impl OptimConfig {
+    pub fn new(kind: OptimizerKind) -> OptimConfig {
+        OptimConfig {
+            kind,
+            beta1: 0.9,
+            beta2: if kind == OptimizerKind::RmsProp {
+                0.99
+            } else {
+                0.999
+            },
+            eps: 1e-8,
+            momentum: 0.9,
+        }
+    }
+}
+
+/// An optimizer and its state: `m` and `v` are laid out like the parameters.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Optimizer {
+    pub config: OptimConfig,
+    /// Updates taken so far (Adam's bias correction uses it).
+    pub step: u64,
+    /// Adam: first moment; SGD: momentum buffer; RMSprop: unused (empty).
+    pub m: Vec<f32>,
+    /// Adam, RMSprop: second moment (running mean of g²); SGD: unused (empty).
+    pub v: Vec<f32>,
+}
+
+impl Optimizer {
+    pub fn new(config: OptimConfig, n_params: usize) -> Optimizer {
+        let (m, v) = match config.kind {
+            OptimizerKind::Adam => (n_params, n_params),
+            OptimizerKind::RmsProp => (0, n_params),
+            OptimizerKind::Sgd => (n_params, 0),
+        };
+        Optimizer {
+            config,
+            step: 0,
+            m: vec![0.0; m],
+            v: vec![0.0; v],
+        }
+    }
+
+    /// One update of `params` with `grads` at learning rate `lr`.
+    pub fn update(&mut self, params: &mut [f32], grads: &[f32], lr: f32) {
+        let c = self.config;
+        self.step += 1;
+        match c.kind {
+            OptimizerKind::Adam => {
+                let bc1 = 1.0 - (c.beta1 as f64).powi(self.step as i32);
+                let bc2 = 1.0 - (c.beta2 as f64).powi(self.step as i32);
+                let step_size = (lr as f64 / bc1) as f32;
+                let bc2_sqrt = bc2.sqrt() as f32;
+                for (((p, &g), m), v) in params
+                    .iter_mut()
+                    .zip(grads)
+                    .zip(&mut self.m)
+                    .zip(&mut self.v)
+                {
+                    *m += (g - *m) * (1.0 - c.beta1);
+                    *v = *v * c.beta2 + (1.0 - c.beta2) * g * g;
+                    let denom = v.sqrt() / bc2_sqrt + c.eps;
+                    *p -= step_size * *m / denom;
+                }
+            }
+            OptimizerKind::RmsProp => {
+                for ((p, &g), v) in params.iter_mut().zip(grads).zip(&mut self.v) {
+                    *v = *v * c.beta2 + (1.0 - c.beta2) * g * g;
+                    *p -= lr * g / (v.sqrt() + c.eps);
+                }
+            }
+            OptimizerKind::Sgd => {
+                for ((p, &g), m) in params.iter_mut().zip(grads).zip(&mut self.m) {
+                    *m = c.momentum * *m + g;
+                    *p -= lr * *m;
+                }
+            }
+        }
+    }
+}
+
+/// Scales `grads` so that their global L2 norm is at most `max_norm` (as PyTorch's
+/// `clip_grad_norm_`, including its 1e-6 guard); returns the norm before clipping.
+/// A `max_norm` of 0 or less disables clipping.
+pub fn clip_grad_norm(grads: &mut [f32], max_norm: f32) -> f64 {
+    let norm = l2_norm(grads);
+    if max_norm > 0.0 {
+        let coef = max_norm as f64 / (norm + 1e-6);
+        if coef < 1.0 {
+            let coef = coef as f32;
+            for g in grads {
+                *g *= coef;
+            }
+        }
+    }
+    norm
+}
+
+/// char-rnn's schedule: the learning rate is multiplied by `decay` at the end of every epoch
+/// from epoch `after` on (`decay = 1` keeps it constant).
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct LrSchedule {
+    pub base: f32,
+    pub decay: f32,
+    pub after: usize,
+}
+
+impl LrSchedule {
+    /// Learning rate during (0-based) epoch `epoch`.
+    pub fn lr(&self, epoch: usize) -> f32 {
+        let n = epoch.saturating_sub(self.after);
+        self.base * self.decay.powi(n as i32)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Minimises f(p) = ½‖p - target‖² (gradient p - target) with each optimizer.
+    fn converges(kind: OptimizerKind, lr: f32) -> f32 {
+        let target = [1.0f32, -2.0, 0.5];
+        let mut p = [0.0f32; 3];
+        let mut opt = Optimizer::new(OptimConfig::new(kind), 3);
+        for _ in 0..2000 {
+            let g: Vec<f32> = p.iter().zip(&target).map(|(p, t)| p - t).collect();
+            opt.update(&mut p, &g, lr);
+        }
+        p.iter()
+            .zip(&target)
+            .map(|(p, t)| (p - t).abs())
+            .fold(0.0, f32::max)
+    }
+
+    #[test]
+    fn every_optimizer_converges_on_a_quadratic() {
+        assert!(converges(OptimizerKind::Adam, 0.01) < 1e-3);
+        assert!(converges(OptimizerKind::RmsProp, 0.01) < 5e-2);
+        assert!(converges(OptimizerKind::Sgd, 0.01) < 1e-3);
+    }
+
+    #[test]
+    fn adam_first_step_moves_by_lr() {
+        // With bias correction, the first Adam step is lr · g/|g| for each coordinate.
+        let mut p = [0.0f32, 0.0];
+        let mut opt = Optimizer::new(OptimConfig::new(OptimizerKind::Adam), 2);
+        opt.update(&mut p, &[3.0, -0.5], 0.1);
+        assert!(
+            (p[0] + 0.1).abs() < 1e-6 && (p[1] - 0.1).abs() < 1e-6,
+            "{p:?}"
+        );
+    }
+
+    #[test]
+    fn clipping_scales_to_max_norm() {
+        let mut g = [3.0f32, 4.0];
+        assert_eq!(clip_grad_norm(&mut g, 1.0), 5.0);
+        assert!((l2_norm(&g) - 1.0).abs() < 1e-5);
+        let mut g = [0.3f32, 0.4];
+        clip_grad_norm(&mut g, 1.0);
+        assert_eq!(g, [0.3, 0.4]);
+        let mut g = [30.0f32, 40.0];
+        clip_grad_norm(&mut g, 0.0);
+        assert_eq!(g, [30.0, 40.0]);
+    }
+
+    #[test]
+    fn schedule_decays_after_given_epoch() {
+        let s = LrSchedule {
+            base: 1.0,
+            decay: 0.5,
+            after: 2,
+        };
+        assert_eq!([s.lr(0), s.lr(2), s.lr(3), s.lr(5)], [1.0, 1.0, 0.5, 0.125]);
+    }
+}

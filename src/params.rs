@@ -1,0 +1,110 @@
+//! Flat buffers with named tensor views.
+//!
+//! Parameters, their gradients and every optimizer moment are `Vec<f32>` of the same length
+//! laid out by one [`Layout`]. The optimizer update, gradient clipping, the summing of shard
+//! gradients and the checkpoint are each a single loop over a flat slice; the model reads
+//! its tensors through named views into the buffer.
+
+use ndarray::{ArrayView2, ArrayViewMut2};
+use std::ops::Range;
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TensorSpec {
+    pub name: String,
+    pub shape: Vec<usize>,
+    pub offset: usize,
+}
+
+impl TensorSpec {
+    pub fn len(&self) -> usize {
+        self.shape.iter().product()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    pub fn range(&self) -> Range<usize> {
+        self.offset..self.offset + self.len()
+    }
+}
+
+/// Where each named tensor lives in a flat buffer.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Layout {
+    pub tensors: Vec<TensorSpec>,
+    pub len: usize,
+}
+
+/// Index of a tensor in a [`Layout`].
+pub type TensorId = usize;
+
+impl Layout {
+    /// Appends a tensor; returns its id.
+    pub fn push(&mut self, name: impl Into<String>, shape: &[usize]) -> TensorId {
+        let spec = TensorSpec {
+            name: name.into(),
+            shape: shape.to_vec(),
+            offset: self.len,
+        };
+        self.len += spec.len();
+        self.tensors.push(spec);
+        self.tensors.len() - 1
+    }
+
+    pub fn find(&self, name: &str) -> Option<TensorId> {
+        self.tensors.iter().position(|t| t.name == name)
+    }
+
+    pub fn spec(&self, id: TensorId) -> &TensorSpec {
+        &self.tensors[id]
+    }
+
+    pub fn slice<'a>(&self, buf: &'a [f32], id: TensorId) -> &'a [f32] {
+        &buf[self.tensors[id].range()]
+    }
+
+    pub fn slice_mut<'a>(&self, buf: &'a mut [f32], id: TensorId) -> &'a mut [f32] {
+        &mut buf[self.tensors[id].range()]
+    }
+
+    /// A 2-D tensor as a matrix view.
+    pub fn mat<'a>(&self, buf: &'a [f32], id: TensorId) -> ArrayView2<'a, f32> {
+        let s = &self.tensors[id];
+        ArrayView2::from_shape((s.shape[0], s.shape[1]), &buf[s.range()]).expect("2-D tensor")
+    }
+
+    pub fn mat_mut<'a>(&self, buf: &'a mut [f32], id: TensorId) -> ArrayViewMut2<'a, f32> {
+        let s = &self.tensors[id];
+        ArrayViewMut2::from_shape((s.shape[0], s.shape[1]), &mut buf[s.range()])
+            .expect("2-D tensor")
+    }
+}
+
+/// Euclidean norm of a flat buffer, accumulated in f64 so that it does not depend on how
+/// large the model is.
+pub fn l2_norm(xs: &[f32]) -> f64 {
+    xs.iter()
+        .map(|&x| (x as f64) * (x as f64))
+        .sum::<f64>()
+        .sqrt()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn views_address_disjoint_ranges() {
+        let mut layout = Layout::default();
+        let a = layout.push("a", &[2, 3]);
+        let b = layout.push("b", &[4]);
+        assert_eq!(layout.len, 10);
+        assert_eq!(layout.find("b"), Some(b));
+        let mut buf: Vec<f32> = (0..10).map(|i| i as f32).collect();
+        assert_eq!(layout.mat(&buf, a)[[1, 2]], 5.0);
+        layout.slice_mut(&mut buf, b)[0] = -1.0;
+        assert_eq!(buf[6], -1.0);
+        assert_eq!(l2_norm(&[3.0, 4.0]), 5.0);
+    }
+}
