@@ -212,6 +212,19 @@ impl Model {
         softmax_cross_entropy(&mut ws.logits[..n * v], v, &ws.y, &ws.valid)
     }
 
+    /// The raw logits of rows `rows` of a window, [T, B_rows, V], without loss or dropout.
+    pub fn logits<'w>(
+        &self,
+        ws: &'w mut Workspace,
+        win: &Window,
+        rows: Range<usize>,
+        state: &mut State,
+    ) -> &'w [f32] {
+        ws.load_window(win, rows);
+        self.forward_logits(ws, state, None);
+        &ws.logits[..ws.t_len * ws.batch * self.config.vocab_size]
+    }
+
     /// Backpropagation through time for the window of the last [`Model::forward`]: *adds*
     /// the gradient of `scale · (summed loss)` to `grads` (laid out like `params`).
     pub fn backward(&self, ws: &mut Workspace, grads: &mut [f32], scale: f32) {
