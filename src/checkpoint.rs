@@ -237,9 +237,8 @@ impl Checkpoint {
             Ok(())
         };
         write()
-            .map_err(|e| {
+            .inspect_err(|_| {
                 let _ = std::fs::remove_file(&tmp);
-                e
             })
             .with_context(|| format!("cannot write checkpoint {}", path.display()))
     }

@@ -21,6 +21,7 @@
 //!
 //! # Module map
 //! - [`vocab`]: characters plus `<start>`/`<end>`, sorted; encode, decode, one-hot.
+//! - [`corpus`]: reading files and directories of UTF-8 text.
 //! - [`data`]: sequences bracketed by start/end; train/validation split; `B x T` windows.
 //! - [`linalg`]: the one matrix-multiply entry point and the fast element-wise functions.
 //! - [`params`]: parameters, gradients and optimizer moments as flat buffers with named views.
@@ -34,6 +35,7 @@
 
 pub mod cell;
 pub mod checkpoint;
+pub mod corpus;
 pub mod data;
 pub mod linalg;
 pub mod loss;

@@ -62,15 +62,18 @@ pub fn matmul(
 }
 
 // Coefficients of a [13/6] odd rational minimax approximation of tanh on [-7.9, 7.9], as
-// published in Eigen's `generic_fast_tanh_float` (numbers, not code, taken from there).
+// published in Eigen's `generic_fast_tanh_float` (numbers, not code, taken from there),
+// kept with the digits published even where f32 cannot hold them all.
 const TANH_CLAMP: f32 = 7.905_311;
 const A1: f32 = 4.893_524_6e-3;
 const A3: f32 = 6.372_619_3e-4;
 const A5: f32 = 1.485_722_4e-5;
 const A7: f32 = 5.122_297e-8;
+#[allow(clippy::excessive_precision)]
 const A9: f32 = -8.604_671_5e-11;
 const A11: f32 = 2.000_188e-13;
 const A13: f32 = -2.760_768_5e-16;
+#[allow(clippy::excessive_precision)]
 const B0: f32 = 4.893_525_2e-3;
 const B2: f32 = 2.268_434_6e-3;
 const B4: f32 = 1.185_347_1e-4;

@@ -1,1 +1,34 @@
-fn main() {}
+//! The `charrnn` binary: parse the command line, run one subcommand, report errors as one
+//! line `charrnn: <what went wrong>` with a non-zero exit code.
+
+mod cli;
+mod cmd;
+
+use clap::Parser;
+use std::process::ExitCode;
+
+fn main() -> ExitCode {
+    let cli = cli::Cli::parse();
+    let result = match cli.command {
+        cli::Command::Train(args) => cmd::train::run(args),
+        cli::Command::Sample(args) => cmd::sample::run(args),
+        cli::Command::Eval(args) => cmd::eval::run(args),
+        cli::Command::Bench(args) => cmd::bench::run(args),
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        // Output piped into `head` and the like: stopping is what the reader asked for.
+        Err(e) if is_broken_pipe(&e) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("charrnn: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn is_broken_pipe(e: &anyhow::Error) -> bool {
+    e.chain().any(|c| {
+        c.downcast_ref::<std::io::Error>()
+            .is_some_and(|io| io.kind() == std::io::ErrorKind::BrokenPipe)
+    })
+}

@@ -111,6 +111,9 @@ pub struct Trainer<'a> {
     batches: Batches,
     shards: Vec<Shard>,
     window: Window,
+    /// A window loss above this counts as divergence: a fresh model scores about ln V, and
+    /// a healthy run only goes down from there.
+    pub max_loss: f64,
 }
 
 impl<'a> Trainer<'a> {
@@ -124,6 +127,7 @@ impl<'a> Trainer<'a> {
         progress: Progress,
     ) -> Trainer<'a> {
         let batches = Batches::new(tokens.len(), config.batch, config.seq_len);
+        let model_vocab = model.config.vocab_size;
         let n = config.threads.clamp(1, config.batch);
         let shards = (0..n)
             .map(|i| {
@@ -145,6 +149,7 @@ impl<'a> Trainer<'a> {
             batches,
             shards,
             window: Window::default(),
+            max_loss: (3.0 * (model_vocab as f64).ln()).max(5.0),
         }
     }
 
@@ -175,8 +180,8 @@ impl<'a> Trainer<'a> {
         self.progress.state = State::concat(&parts);
     }
 
-    /// One optimizer step on the next window. On divergence (non-finite loss or gradient)
-    /// nothing is updated and the error says where.
+    /// One optimizer step on the next window. On divergence (non-finite loss or gradient,
+    /// or a loss above `max_loss`) nothing is updated and the error says where.
     pub fn step(&mut self) -> Result<StepReport, Diverged> {
         if self.progress.window == 0 {
             for s in &mut self.shards {
@@ -222,7 +227,7 @@ impl<'a> Trainer<'a> {
         let grads = &mut first.grads;
         let loss = loss_sum / count as f64;
         let grad_norm = clip_grad_norm(grads, self.config.grad_clip);
-        if !loss.is_finite() || !grad_norm.is_finite() {
+        if !loss.is_finite() || !grad_norm.is_finite() || loss > self.max_loss {
             return Err(Diverged {
                 step: self.progress.step + 1,
                 loss,
@@ -440,6 +445,18 @@ mod tests {
     }
 
     #[test]
+    fn exploding_loss_is_divergence() {
+        let (model, mut config, toks) = setup(CellKind::Rnn, 1, 0.0);
+        config.lr.base = 50.0;
+        config.grad_clip = 0.0;
+        let mut t = trainer(model, config, &toks);
+        let err = (0..50)
+            .find_map(|_| t.step().err())
+            .expect("lr 50 must blow up");
+        assert!(err.loss > t.max_loss || !err.loss.is_finite());
+    }
+
+    #[test]
     fn divergence_leaves_parameters_untouched() {
         let (mut model, config, toks) = setup(CellKind::Lstm, 1, 0.0);
         model.params[0] = f32::NAN;
@@ -447,6 +464,7 @@ mod tests {
         let mut t = trainer(model, config, &toks);
         let err = t.step().unwrap_err();
         assert_eq!(err.step, 1);
+        assert!(err.loss.is_nan());
         assert!(
             t.model
                 .params

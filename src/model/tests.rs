@@ -208,7 +208,7 @@ fn gather_equals_one_hot_product() {
     let x: Vec<u32> = vec![0, 3, 8, 3, 1];
     let w_ih = m.mat(m.layers[0].w_ih);
     let b_ih = m.vec(m.layers[0].b_ih);
-    let explicit = one_hot(&x, 9).dot(&w_ih.t()) + &ndarray::ArrayView1::from(b_ih);
+    let explicit = one_hot(&x, 9).dot(&w_ih.t()) + ndarray::ArrayView1::from(b_ih);
     let gh = w_ih.nrows();
     for (n, &id) in x.iter().enumerate() {
         for g in 0..gh {

@@ -1,0 +1,289 @@
+//! Command-line definitions (clap) and the checks that turn raw flags into typed values.
+
+use clap::{Args, Parser, Subcommand};
+use std::path::PathBuf;
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "charrnn",
+    version,
+    about = "Train character-level RNN, LSTM and GRU language models on any UTF-8 text, on the CPU.",
+    after_help = "Examples:\n  charrnn train data/plays.txt --time-limit 60\n  charrnn sample --len 300 --temperature 0.8\n  charrnn eval"
+)]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Train a model on text files; writes latest.json and best.json into --out.
+    Train(TrainArgs),
+    /// Generate text from a checkpoint, streamed to stdout.
+    Sample(SampleArgs),
+    /// Loss, bits per character and perplexity of a checkpoint on held-out text.
+    Eval(EvalArgs),
+    /// Measure training, evaluation and sampling speed and peak memory.
+    Bench(BenchArgs),
+}
+
+/// Model and optimisation flags are optional so that `--resume` can tell which ones the user
+/// set (those are fixed by the checkpoint); the defaults are applied in `cmd::train`.
+#[derive(Debug, Args)]
+pub struct TrainArgs {
+    /// UTF-8 text files; a directory means every *.txt file in it. With --resume, defaults
+    /// to the files the checkpoint was trained on.
+    pub corpus: Vec<PathBuf>,
+    /// Recurrent cell: rnn (tanh), lstm or gru [default: lstm]
+    #[arg(long, value_parser = ["rnn", "lstm", "gru"])]
+    pub cell: Option<String>,
+    /// Stacked recurrent layers [default: 2]
+    #[arg(long, value_parser = positive::<usize>)]
+    pub layers: Option<usize>,
+    /// Hidden units per layer [default: 256]
+    #[arg(long, value_parser = positive::<usize>)]
+    pub hidden: Option<usize>,
+    /// Time steps per window of truncated backpropagation through time [default: 100]
+    #[arg(long, value_parser = positive::<usize>)]
+    pub seq_len: Option<usize>,
+    /// Parallel streams per step [default: 64]
+    #[arg(long, value_parser = positive::<usize>)]
+    pub batch_size: Option<usize>,
+    /// Learning rate [default: 0.002]
+    #[arg(long, value_parser = positive_f32)]
+    pub lr: Option<f32>,
+    /// Multiply the learning rate by this at the end of each epoch after --lr-decay-after
+    /// [default: 0.97]
+    #[arg(long, value_parser = unit_interval_closed)]
+    pub lr_decay: Option<f32>,
+    /// Epochs before the learning rate starts to decay [default: 10]
+    #[arg(long)]
+    pub lr_decay_after: Option<usize>,
+    /// Optimizer [default: adam]
+    #[arg(long, value_parser = ["adam", "rmsprop", "sgd"])]
+    pub optimizer: Option<String>,
+    /// Momentum of SGD [default: 0.9]
+    #[arg(long, value_parser = unit_interval_open)]
+    pub momentum: Option<f32>,
+    /// Clip the global gradient norm to this; 0 turns clipping off [default: 5]
+    #[arg(long, value_parser = non_negative_f32)]
+    pub grad_clip: Option<f32>,
+    /// Dropout between layers, in [0, 1) [default: 0]
+    #[arg(long, value_parser = unit_interval_open)]
+    pub dropout: Option<f32>,
+    /// LSTM only: initial forget-gate bias (e.g. 1.0); default is PyTorch's uniform init
+    #[arg(long)]
+    pub forget_bias: Option<f32>,
+    /// stream: each file is one long text; lines: each non-empty line is its own sequence
+    /// (names, words, one-liners) [default: stream]
+    #[arg(long, value_parser = ["stream", "lines"])]
+    pub mode: Option<String>,
+    /// Fraction of the corpus held out for validation (its end) [default: 0.1]
+    #[arg(long, value_parser = val_fraction)]
+    pub val_fraction: Option<f64>,
+    /// Threads (batch shards) [default: available cores]
+    #[arg(long, value_parser = positive::<usize>)]
+    pub threads: Option<usize>,
+    /// Random seed of initialisation and dropout [default: 1234]
+    #[arg(long)]
+    pub seed: Option<u64>,
+    /// Stop after this many epochs in total [default: 20]
+    #[arg(long, value_parser = positive::<usize>)]
+    pub epochs: Option<usize>,
+    /// Stop after this many optimizer steps in total
+    #[arg(long, value_parser = positive::<u64>)]
+    pub max_steps: Option<u64>,
+    /// Stop after this many seconds of this run
+    #[arg(long, value_parser = positive_f64)]
+    pub time_limit: Option<f64>,
+    /// Steps between validations and checkpoints [default: half an epoch, 10 to 1000]
+    #[arg(long, value_parser = positive::<u64>)]
+    pub eval_every: Option<u64>,
+    /// Output directory for latest.json and best.json
+    #[arg(long, default_value = "checkpoints")]
+    pub out: PathBuf,
+    /// Continue training from a checkpoint (exactly where it stopped)
+    #[arg(long)]
+    pub resume: Option<PathBuf>,
+    /// Characters of sample text printed at the end; 0 for none
+    #[arg(long, default_value_t = 300)]
+    pub sample_len: usize,
+}
+
+#[derive(Debug, Args)]
+pub struct SampleArgs {
+    /// Checkpoint to sample from [default: <checkpoints>/best.json, else latest.json]
+    #[arg(long)]
+    pub checkpoint: Option<PathBuf>,
+    /// Directory searched when --checkpoint is not given
+    #[arg(long, default_value = "checkpoints")]
+    pub dir: PathBuf,
+    /// Maximum characters to generate per sequence. Generation stops earlier if the model
+    /// produces the <end> token
+    #[arg(long, default_value_t = 500)]
+    pub len: usize,
+    /// Softmax temperature: lower is more conservative, higher more surprising (> 0)
+    #[arg(long, default_value_t = 0.8, value_parser = positive_f32)]
+    pub temperature: f32,
+    /// Sample only from the k most likely characters (0 = all)
+    #[arg(long, default_value_t = 0)]
+    pub top_k: usize,
+    /// Sample only from the most likely characters whose probabilities add up to p, in (0, 1]
+    #[arg(long, default_value_t = 1.0, value_parser = top_p)]
+    pub top_p: f32,
+    /// Text the generated text continues (printed first)
+    #[arg(long, default_value = "")]
+    pub prime: String,
+    /// Random seed; the same seed and checkpoint give the same text [default: from the clock]
+    #[arg(long)]
+    pub seed: Option<u64>,
+    /// Always pick the most likely character (greedy; ignores temperature, top-k, top-p)
+    #[arg(long)]
+    pub argmax: bool,
+    /// Number of sequences to generate, one per line (for models trained with --mode lines)
+    #[arg(long, default_value_t = 1, value_parser = positive::<usize>)]
+    pub num: usize,
+}
+
+#[derive(Debug, Args)]
+pub struct EvalArgs {
+    /// Text file to score [default: the validation split of the checkpoint's corpus]
+    pub file: Option<PathBuf>,
+    /// Checkpoint to evaluate [default: <checkpoints>/best.json, else latest.json]
+    #[arg(long)]
+    pub checkpoint: Option<PathBuf>,
+    /// Directory searched when --checkpoint is not given
+    #[arg(long, default_value = "checkpoints")]
+    pub dir: PathBuf,
+    /// Print one JSON object instead of text
+    #[arg(long)]
+    pub json: bool,
+    /// Parallel streams [default: 32]
+    #[arg(long, default_value_t = 32, value_parser = positive::<usize>)]
+    pub batch_size: usize,
+    /// Window length; the state is carried across windows, so this only affects speed
+    #[arg(long, default_value_t = 100, value_parser = positive::<usize>)]
+    pub seq_len: usize,
+    /// Threads [default: available cores]
+    #[arg(long, value_parser = positive::<usize>)]
+    pub threads: Option<usize>,
+}
+
+#[derive(Debug, Args)]
+pub struct BenchArgs {
+    /// Text file to train on [default: ../shared/data/tinyshakespeare.txt if present]
+    pub corpus: Option<PathBuf>,
+    #[arg(long, default_value = "lstm", value_parser = ["rnn", "lstm", "gru"])]
+    pub cell: String,
+    #[arg(long, default_value_t = 2, value_parser = positive::<usize>)]
+    pub layers: usize,
+    #[arg(long, default_value_t = 256, value_parser = positive::<usize>)]
+    pub hidden: usize,
+    #[arg(long, default_value_t = 64, value_parser = positive::<usize>)]
+    pub batch_size: usize,
+    #[arg(long, default_value_t = 100, value_parser = positive::<usize>)]
+    pub seq_len: usize,
+    /// Seconds of timed training (after warm-up)
+    #[arg(long, default_value_t = 20.0, value_parser = positive_f64)]
+    pub seconds: f64,
+    /// Threads [default: available cores]
+    #[arg(long, value_parser = positive::<usize>)]
+    pub threads: Option<usize>,
+    /// Characters generated for the sampling measurement
+    #[arg(long, default_value_t = 2000, value_parser = positive::<usize>)]
+    pub sample_chars: usize,
+    /// Print one JSON object instead of a table
+    #[arg(long)]
+    pub json: bool,
+}
+
+fn positive<T: std::str::FromStr + PartialOrd + Default>(s: &str) -> Result<T, String> {
+    match s.parse::<T>() {
+        Ok(v) if v > T::default() => Ok(v),
+        _ => Err(format!("must be a positive whole number, got {s:?}")),
+    }
+}
+
+fn parse_f64(s: &str) -> Result<f64, String> {
+    s.parse::<f64>()
+        .ok()
+        .filter(|v| v.is_finite())
+        .ok_or_else(|| format!("must be a number, got {s:?}"))
+}
+
+fn positive_f64(s: &str) -> Result<f64, String> {
+    let v = parse_f64(s)?;
+    if v > 0.0 {
+        Ok(v)
+    } else {
+        Err(format!("must be greater than 0, got {s}"))
+    }
+}
+
+fn positive_f32(s: &str) -> Result<f32, String> {
+    positive_f64(s).map(|v| v as f32)
+}
+
+fn non_negative_f32(s: &str) -> Result<f32, String> {
+    let v = parse_f64(s)?;
+    if v >= 0.0 {
+        Ok(v as f32)
+    } else {
+        Err(format!("must be 0 or more, got {s}"))
+    }
+}
+
+fn unit_interval_open(s: &str) -> Result<f32, String> {
+    let v = parse_f64(s)?;
+    if (0.0..1.0).contains(&v) {
+        Ok(v as f32)
+    } else {
+        Err(format!("must be in [0, 1), got {s}"))
+    }
+}
+
+fn unit_interval_closed(s: &str) -> Result<f32, String> {
+    let v = parse_f64(s)?;
+    if v > 0.0 && v <= 1.0 {
+        Ok(v as f32)
+    } else {
+        Err(format!("must be in (0, 1], got {s}"))
+    }
+}
+
+fn top_p(s: &str) -> Result<f32, String> {
+    unit_interval_closed(s)
+}
+
+fn val_fraction(s: &str) -> Result<f64, String> {
+    let v = parse_f64(s)?;
+    if (0.0..1.0).contains(&v) {
+        Ok(v)
+    } else {
+        Err(format!("must be in [0, 1), got {s}"))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::CommandFactory;
+
+    #[test]
+    fn definitions_are_consistent() {
+        Cli::command().debug_assert();
+    }
+
+    #[test]
+    fn validators() {
+        assert_eq!(positive::<usize>("3"), Ok(3));
+        assert!(positive::<usize>("0").is_err() && positive::<usize>("-1").is_err());
+        assert!(
+            positive_f32("0").is_err()
+                && positive_f32("-0.1").is_err()
+                && positive_f32("nan").is_err()
+        );
+        assert!(unit_interval_open("1").is_err() && unit_interval_open("0").is_ok());
+        assert!(top_p("0").is_err() && top_p("1").is_ok() && top_p("1.5").is_err());
+    }
+}

@@ -1,0 +1,184 @@
+//! `charrnn bench`: training, evaluation and batch-1 sampling speed, and peak memory, for one
+//! configuration on one corpus. Compare with `../shared/bench/torch_charlm.py` run in the
+//! same sitting (see the README's Performance section).
+
+use crate::cli::BenchArgs;
+use anyhow::{Context, Result, bail};
+use charrnn::cell::CellKind;
+use charrnn::data::{self, Mode};
+use charrnn::model::{Model, ModelConfig};
+use charrnn::optim::{LrSchedule, OptimConfig, Optimizer, OptimizerKind};
+use charrnn::sample::{SampleConfig, Sampler};
+use charrnn::train::{TrainConfig, Trainer, evaluate};
+use charrnn::vocab::Vocab;
+use rand::SeedableRng;
+use std::path::PathBuf;
+use std::time::Instant;
+
+const WARMUP_STEPS: usize = 5;
+
+pub fn run(args: BenchArgs) -> Result<()> {
+    let path = match args.corpus.clone() {
+        Some(p) => p,
+        None => {
+            let p = PathBuf::from("../shared/data/tinyshakespeare.txt");
+            if !p.is_file() {
+                bail!(
+                    "no corpus given and {} does not exist: pass a text file",
+                    p.display()
+                );
+            }
+            p
+        }
+    };
+    let text = charrnn::corpus::read_utf8(&path)?;
+    let (train, val) = data::split(data::sequences(&[text], Mode::Stream), Mode::Stream, 0.1);
+    let vocab = Vocab::from_texts(train.iter().chain(&val).map(|s| s.as_str()));
+    let train_tokens = data::tokens(&vocab, &train)?;
+    let val_tokens = data::tokens(&vocab, &val)?;
+    if train_tokens.len() <= args.batch_size * args.seq_len {
+        bail!(
+            "{} is too short for one batch of {} x {}",
+            path.display(),
+            args.batch_size,
+            args.seq_len
+        );
+    }
+    let cell = CellKind::parse(&args.cell).context("cell")?;
+    let threads = args.threads.unwrap_or_else(super::default_threads);
+    let mut model = Model::new(ModelConfig {
+        cell,
+        vocab_size: vocab.len(),
+        hidden: args.hidden,
+        layers: args.layers,
+        dropout: 0.0,
+    });
+    model.init(&mut rand_chacha::ChaCha8Rng::seed_from_u64(1234));
+    let config = TrainConfig {
+        batch: args.batch_size,
+        seq_len: args.seq_len,
+        lr: LrSchedule {
+            base: 2e-3,
+            decay: 1.0,
+            after: 0,
+        },
+        optimizer: OptimConfig::new(OptimizerKind::Adam),
+        grad_clip: 5.0,
+        threads,
+        seed: 1234,
+    };
+    let optimizer = Optimizer::new(config.optimizer, model.param_count());
+    let progress = Trainer::fresh_progress(&model, &config);
+    let mut trainer = Trainer::new(model, optimizer, config, &train_tokens, progress);
+
+    for _ in 0..WARMUP_STEPS {
+        trainer.step()?;
+    }
+    let (mut chars, mut steps, mut loss) = (0usize, 0usize, 0.0);
+    let t0 = Instant::now();
+    while t0.elapsed().as_secs_f64() < args.seconds {
+        let r = trainer.step()?;
+        chars += r.chars;
+        steps += 1;
+        loss = r.loss;
+    }
+    let train_secs = t0.elapsed().as_secs_f64();
+    let train_cps = chars as f64 / train_secs;
+
+    let t0 = Instant::now();
+    let eval = evaluate(&trainer.model, &val_tokens, 32, args.seq_len, threads);
+    let eval_cps = eval.count as f64 / t0.elapsed().as_secs_f64();
+
+    let mut sampler = Sampler::new(
+        &trainer.model,
+        &vocab,
+        SampleConfig {
+            seed: 1,
+            ..SampleConfig::default()
+        },
+    );
+    sampler.prime("")?;
+    for _ in 0..50 {
+        sampler.next_token();
+    }
+    let mut rates: Vec<f64> = (0..3)
+        .map(|_| {
+            let t0 = Instant::now();
+            for _ in 0..args.sample_chars {
+                sampler.next_token();
+            }
+            args.sample_chars as f64 / t0.elapsed().as_secs_f64()
+        })
+        .collect();
+    rates.sort_by(f64::total_cmp);
+    let sample_cps = rates[1];
+
+    let flops_per_char = 3.0 * forward_flops(&trainer.model.config);
+    let gflops = train_cps * flops_per_char / 1e9;
+    let rss_mb = peak_rss_mb();
+    let cfg = format!(
+        "{} {}x{} B{} T{} threads {}",
+        args.cell, args.layers, args.hidden, args.batch_size, args.seq_len, threads
+    );
+    if args.json {
+        let doc = serde_json::json!({
+            "config": cfg, "cell": args.cell, "layers": args.layers, "hidden": args.hidden,
+            "batch": args.batch_size, "seq_len": args.seq_len, "threads": threads,
+            "corpus": path.display().to_string(), "vocab": vocab.len(),
+            "train_chars_per_s": train_cps, "train_steps": steps, "train_seconds": train_secs,
+            "train_loss_last": loss, "train_gflops": gflops,
+            "eval_chars_per_s": eval_cps, "val_loss": eval.loss(),
+            "sample_chars_per_s": sample_cps, "peak_rss_mb": rss_mb,
+        });
+        println!("{doc}");
+    } else {
+        println!(
+            "charrnn bench: {cfg}, vocabulary {} ({})",
+            vocab.len(),
+            path.display()
+        );
+        println!("| measure | value |");
+        println!("|---|---|");
+        println!(
+            "| training chars/s ({steps} steps, {train_secs:.1} s after {WARMUP_STEPS} warm-up) | {train_cps:.0} |"
+        );
+        println!("| training GFLOP/s (3 x forward FLOPs per char) | {gflops:.1} |");
+        println!(
+            "| evaluation chars/s ({} chars) | {eval_cps:.0} |",
+            eval.count
+        );
+        println!(
+            "| batch-1 sampling chars/s (median of 3 x {}) | {sample_cps:.0} |",
+            args.sample_chars
+        );
+        println!(
+            "| peak resident memory (MB) | {} |",
+            rss_mb.map_or("n/a".into(), |m| format!("{m:.0}"))
+        );
+        println!(
+            "| last training loss / validation loss | {loss:.3} / {:.3} |",
+            eval.loss()
+        );
+    }
+    Ok(())
+}
+
+/// Multiply-adds ×2 of one character's forward pass: the recurrent and input products of
+/// every layer (the first layer's input is a gather, free) and the output layer.
+fn forward_flops(c: &ModelConfig) -> f64 {
+    let (h, gh, v) = (
+        c.hidden as f64,
+        (c.cell.gates() * c.hidden) as f64,
+        c.vocab_size as f64,
+    );
+    let layers = c.layers as f64;
+    2.0 * (gh * h * layers + gh * h * (layers - 1.0) + h * v)
+}
+
+/// Peak resident set size of this process (VmHWM), Linux only.
+fn peak_rss_mb() -> Option<f64> {
+    let status = std::fs::read_to_string("/proc/self/status").ok()?;
+    let line = status.lines().find(|l| l.starts_with("VmHWM:"))?;
+    let kb: f64 = line.split_whitespace().nth(1)?.parse().ok()?;
+    Some(kb / 1024.0)
+}

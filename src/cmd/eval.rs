@@ -1,0 +1,73 @@
+//! `charrnn eval`: loss, bits per character and perplexity on held-out text.
+
+use crate::cli::EvalArgs;
+use anyhow::{Context, Result, bail};
+use charrnn::checkpoint::Checkpoint;
+use charrnn::data::{self, Mode};
+use charrnn::train::evaluate;
+use std::path::PathBuf;
+
+pub fn run(args: EvalArgs) -> Result<()> {
+    let path = super::find_checkpoint(args.checkpoint.as_deref(), &args.dir)?;
+    let ck = Checkpoint::load(&path)?;
+    let (model, vocab) = ck.model()?;
+    let mode = Mode::parse(&ck.data.mode).context("checkpoint data.mode")?;
+    let (what, seqs) = match &args.file {
+        Some(file) => {
+            let text = charrnn::corpus::read_utf8(file)?;
+            (file.display().to_string(), data::sequences(&[text], mode))
+        }
+        None => {
+            if ck.data.val_chars == 0 {
+                bail!(
+                    "{} was trained without a validation split; pass a file to evaluate on",
+                    path.display()
+                );
+            }
+            let paths: Vec<PathBuf> = ck.data.sources.iter().map(PathBuf::from).collect();
+            let sources = charrnn::corpus::read(&paths).context(
+                "cannot re-read the corpus recorded in the checkpoint; pass a file to evaluate on",
+            )?;
+            let texts: Vec<String> = sources.into_iter().map(|s| s.text).collect();
+            let (_, val) = data::split(data::sequences(&texts, mode), mode, ck.data.val_fraction);
+            let chars: usize = val.iter().map(|s| s.chars().count()).sum();
+            if chars != ck.data.val_chars {
+                bail!(
+                    "the corpus has changed since training: its validation split now has {chars} characters, the checkpoint recorded {}; pass a file to evaluate on",
+                    ck.data.val_chars
+                );
+            }
+            ("validation split".to_string(), val)
+        }
+    };
+    let tokens = data::tokens(&vocab, &seqs).map_err(|e| anyhow::anyhow!("{what}: {e}"))?;
+    if tokens.len() < 2 {
+        bail!("{what} has no text to score");
+    }
+    let threads = args.threads.unwrap_or_else(super::default_threads);
+    let t0 = std::time::Instant::now();
+    let stats = evaluate(&model, &tokens, args.batch_size, args.seq_len, threads);
+    let secs = t0.elapsed().as_secs_f64();
+    if args.json {
+        let doc = serde_json::json!({
+            "checkpoint": path.display().to_string(),
+            "text": what,
+            "chars_scored": stats.count,
+            "loss_nats_per_char": stats.loss(),
+            "bits_per_char": stats.bits_per_char(),
+            "perplexity": stats.perplexity(),
+            "seconds": secs,
+        });
+        println!("{doc}");
+    } else {
+        println!(
+            "{what}: loss {:.4} nats/char | {:.4} bits/char | perplexity {:.3} | {} chars scored ({:.0} chars/s)",
+            stats.loss(),
+            stats.bits_per_char(),
+            stats.perplexity(),
+            stats.count,
+            stats.count as f64 / secs.max(1e-9)
+        );
+    }
+    Ok(())
+}

@@ -1,0 +1,31 @@
+//! One module per subcommand; each turns validated flags into library calls.
+
+pub mod bench;
+pub mod eval;
+pub mod sample;
+pub mod train;
+
+use anyhow::{Result, bail};
+use std::path::{Path, PathBuf};
+
+/// Cores available to this process (the default number of batch shards).
+pub fn default_threads() -> usize {
+    std::thread::available_parallelism().map_or(1, |n| n.get())
+}
+
+/// The checkpoint to read when none is named: `best.json` in `dir`, else `latest.json`.
+pub fn find_checkpoint(explicit: Option<&Path>, dir: &Path) -> Result<PathBuf> {
+    if let Some(p) = explicit {
+        return Ok(p.to_path_buf());
+    }
+    for name in ["best.json", "latest.json"] {
+        let p = dir.join(name);
+        if p.is_file() {
+            return Ok(p);
+        }
+    }
+    bail!(
+        "no checkpoint in {}: train one with `charrnn train <corpus>`, or pass --checkpoint <file>",
+        dir.display()
+    )
+}
