@@ -18,7 +18,7 @@ pub struct Cli {
 #[derive(Debug, Subcommand)]
 pub enum Command {
     /// Train a model on text files; writes latest.json and best.json into --out.
-    Train(TrainArgs),
+    Train(Box<TrainArgs>),
     /// Generate text from a checkpoint, streamed to stdout.
     Sample(SampleArgs),
     /// Loss, bits per character and perplexity of a checkpoint on held-out text.

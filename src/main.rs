@@ -10,7 +10,7 @@ use std::process::ExitCode;
 fn main() -> ExitCode {
     let cli = cli::Cli::parse();
     let result = match cli.command {
-        cli::Command::Train(args) => cmd::train::run(args),
+        cli::Command::Train(args) => cmd::train::run(*args),
         cli::Command::Sample(args) => cmd::sample::run(args),
         cli::Command::Eval(args) => cmd::eval::run(args),
         cli::Command::Bench(args) => cmd::bench::run(args),

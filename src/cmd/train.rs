@@ -241,7 +241,7 @@ pub fn run(args: TrainArgs) -> Result<()> {
         ema = Some(ema.map_or(r.loss, |e| 0.95 * e + 0.05 * r.loss));
         saver.loss_sum += r.loss;
         saver.loss_n += 1;
-        if trainer.progress.step % eval_every == 0 {
+        if trainer.progress.step.is_multiple_of(eval_every) {
             last_val = saver.save(&mut trainer)?;
         }
         let cps = run_chars as f64 / run_train_secs.max(1e-9);
