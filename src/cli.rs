@@ -7,6 +7,7 @@ use std::path::PathBuf;
 #[command(
     name = "charrnn",
     version,
+    args_override_self = true,
     about = "Train character-level RNN, LSTM and GRU language models on any UTF-8 text, on the CPU.",
     after_help = "Examples:\n  charrnn train data/plays.txt --time-limit 60\n  charrnn sample --len 300 --temperature 0.8\n  charrnn eval"
 )]
@@ -38,23 +39,23 @@ pub struct TrainArgs {
     #[arg(long, value_parser = ["rnn", "lstm", "gru"])]
     pub cell: Option<String>,
     /// Stacked recurrent layers [default: 2]
-    #[arg(long, value_parser = positive::<usize>)]
+    #[arg(long, value_parser = positive::<usize>, allow_negative_numbers = true)]
     pub layers: Option<usize>,
     /// Hidden units per layer [default: 256]
-    #[arg(long, value_parser = positive::<usize>)]
+    #[arg(long, value_parser = positive::<usize>, allow_negative_numbers = true)]
     pub hidden: Option<usize>,
     /// Time steps per window of truncated backpropagation through time [default: 100]
-    #[arg(long, value_parser = positive::<usize>)]
+    #[arg(long, value_parser = positive::<usize>, allow_negative_numbers = true)]
     pub seq_len: Option<usize>,
     /// Parallel streams per step [default: 64]
-    #[arg(long, value_parser = positive::<usize>)]
+    #[arg(long, value_parser = positive::<usize>, allow_negative_numbers = true)]
     pub batch_size: Option<usize>,
     /// Learning rate [default: 0.002]
-    #[arg(long, value_parser = positive_f32)]
+    #[arg(long, value_parser = positive_f32, allow_negative_numbers = true)]
     pub lr: Option<f32>,
     /// Multiply the learning rate by this at the end of each epoch after --lr-decay-after
     /// [default: 0.97]
-    #[arg(long, value_parser = unit_interval_closed)]
+    #[arg(long, value_parser = unit_interval_closed, allow_negative_numbers = true)]
     pub lr_decay: Option<f32>,
     /// Epochs before the learning rate starts to decay [default: 10]
     #[arg(long)]
@@ -63,13 +64,13 @@ pub struct TrainArgs {
     #[arg(long, value_parser = ["adam", "rmsprop", "sgd"])]
     pub optimizer: Option<String>,
     /// Momentum of SGD [default: 0.9]
-    #[arg(long, value_parser = unit_interval_open)]
+    #[arg(long, value_parser = unit_interval_open, allow_negative_numbers = true)]
     pub momentum: Option<f32>,
     /// Clip the global gradient norm to this; 0 turns clipping off [default: 5]
-    #[arg(long, value_parser = non_negative_f32)]
+    #[arg(long, value_parser = non_negative_f32, allow_negative_numbers = true)]
     pub grad_clip: Option<f32>,
     /// Dropout between layers, in [0, 1) [default: 0]
-    #[arg(long, value_parser = unit_interval_open)]
+    #[arg(long, value_parser = unit_interval_open, allow_negative_numbers = true)]
     pub dropout: Option<f32>,
     /// LSTM only: initial forget-gate bias (e.g. 1.0); default is PyTorch's uniform init
     #[arg(long)]
@@ -79,25 +80,25 @@ pub struct TrainArgs {
     #[arg(long, value_parser = ["stream", "lines"])]
     pub mode: Option<String>,
     /// Fraction of the corpus held out for validation (its end) [default: 0.1]
-    #[arg(long, value_parser = val_fraction)]
+    #[arg(long, value_parser = val_fraction, allow_negative_numbers = true)]
     pub val_fraction: Option<f64>,
     /// Threads (batch shards) [default: available cores]
-    #[arg(long, value_parser = positive::<usize>)]
+    #[arg(long, value_parser = positive::<usize>, allow_negative_numbers = true)]
     pub threads: Option<usize>,
     /// Random seed of initialisation and dropout [default: 1234]
     #[arg(long)]
     pub seed: Option<u64>,
     /// Stop after this many epochs in total [default: 20]
-    #[arg(long, value_parser = positive::<usize>)]
+    #[arg(long, value_parser = positive::<usize>, allow_negative_numbers = true)]
     pub epochs: Option<usize>,
     /// Stop after this many optimizer steps in total
-    #[arg(long, value_parser = positive::<u64>)]
+    #[arg(long, value_parser = positive::<u64>, allow_negative_numbers = true)]
     pub max_steps: Option<u64>,
     /// Stop after this many seconds of this run
-    #[arg(long, value_parser = positive_f64)]
+    #[arg(long, value_parser = positive_f64, allow_negative_numbers = true)]
     pub time_limit: Option<f64>,
     /// Steps between validations and checkpoints [default: half an epoch, 10 to 1000]
-    #[arg(long, value_parser = positive::<u64>)]
+    #[arg(long, value_parser = positive::<u64>, allow_negative_numbers = true)]
     pub eval_every: Option<u64>,
     /// Output directory for latest.json and best.json
     #[arg(long, default_value = "checkpoints")]
@@ -123,13 +124,13 @@ pub struct SampleArgs {
     #[arg(long, default_value_t = 500)]
     pub len: usize,
     /// Softmax temperature: lower is more conservative, higher more surprising (> 0)
-    #[arg(long, default_value_t = 0.8, value_parser = positive_f32)]
+    #[arg(long, default_value_t = 0.8, value_parser = positive_f32, allow_negative_numbers = true)]
     pub temperature: f32,
     /// Sample only from the k most likely characters (0 = all)
     #[arg(long, default_value_t = 0)]
     pub top_k: usize,
     /// Sample only from the most likely characters whose probabilities add up to p, in (0, 1]
-    #[arg(long, default_value_t = 1.0, value_parser = top_p)]
+    #[arg(long, default_value_t = 1.0, value_parser = top_p, allow_negative_numbers = true)]
     pub top_p: f32,
     /// Text the generated text continues (printed first)
     #[arg(long, default_value = "")]
@@ -141,7 +142,7 @@ pub struct SampleArgs {
     #[arg(long)]
     pub argmax: bool,
     /// Number of sequences to generate, one per line (for models trained with --mode lines)
-    #[arg(long, default_value_t = 1, value_parser = positive::<usize>)]
+    #[arg(long, default_value_t = 1, value_parser = positive::<usize>, allow_negative_numbers = true)]
     pub num: usize,
 }
 
@@ -158,14 +159,15 @@ pub struct EvalArgs {
     /// Print one JSON object instead of text
     #[arg(long)]
     pub json: bool,
-    /// Parallel streams [default: 32]
-    #[arg(long, default_value_t = 32, value_parser = positive::<usize>)]
+    /// Streams the text is cut into, each starting from a zero state (the loss depends
+    /// slightly on it; training's validation uses 32)
+    #[arg(long, default_value_t = 32, value_parser = positive::<usize>, allow_negative_numbers = true)]
     pub batch_size: usize,
     /// Window length; the state is carried across windows, so this only affects speed
-    #[arg(long, default_value_t = 100, value_parser = positive::<usize>)]
+    #[arg(long, default_value_t = 100, value_parser = positive::<usize>, allow_negative_numbers = true)]
     pub seq_len: usize,
     /// Threads [default: available cores]
-    #[arg(long, value_parser = positive::<usize>)]
+    #[arg(long, value_parser = positive::<usize>, allow_negative_numbers = true)]
     pub threads: Option<usize>,
 }
 
@@ -175,22 +177,22 @@ pub struct BenchArgs {
     pub corpus: Option<PathBuf>,
     #[arg(long, default_value = "lstm", value_parser = ["rnn", "lstm", "gru"])]
     pub cell: String,
-    #[arg(long, default_value_t = 2, value_parser = positive::<usize>)]
+    #[arg(long, default_value_t = 2, value_parser = positive::<usize>, allow_negative_numbers = true)]
     pub layers: usize,
-    #[arg(long, default_value_t = 256, value_parser = positive::<usize>)]
+    #[arg(long, default_value_t = 256, value_parser = positive::<usize>, allow_negative_numbers = true)]
     pub hidden: usize,
-    #[arg(long, default_value_t = 64, value_parser = positive::<usize>)]
+    #[arg(long, default_value_t = 64, value_parser = positive::<usize>, allow_negative_numbers = true)]
     pub batch_size: usize,
-    #[arg(long, default_value_t = 100, value_parser = positive::<usize>)]
+    #[arg(long, default_value_t = 100, value_parser = positive::<usize>, allow_negative_numbers = true)]
     pub seq_len: usize,
     /// Seconds of timed training (after warm-up)
-    #[arg(long, default_value_t = 20.0, value_parser = positive_f64)]
+    #[arg(long, default_value_t = 20.0, value_parser = positive_f64, allow_negative_numbers = true)]
     pub seconds: f64,
     /// Threads [default: available cores]
-    #[arg(long, value_parser = positive::<usize>)]
+    #[arg(long, value_parser = positive::<usize>, allow_negative_numbers = true)]
     pub threads: Option<usize>,
     /// Characters generated for the sampling measurement
-    #[arg(long, default_value_t = 2000, value_parser = positive::<usize>)]
+    #[arg(long, default_value_t = 2000, value_parser = positive::<usize>, allow_negative_numbers = true)]
     pub sample_chars: usize,
     /// Print one JSON object instead of a table
     #[arg(long)]

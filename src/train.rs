@@ -251,6 +251,14 @@ impl<'a> Trainer<'a> {
     }
 }
 
+/// Streams the validation text is cut into. Each stream starts from a zero state, so the
+/// measured loss depends (slightly) on this number: training and `charrnn eval` share it so
+/// that their figures agree.
+pub const EVAL_STREAMS: usize = 32;
+/// Window length of evaluation; the state is carried across windows, so this only sets
+/// memory use and speed.
+pub const EVAL_WINDOW: usize = 100;
+
 /// Mean loss over every scored position of a token stream.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct EvalStats {

@@ -10,7 +10,7 @@ use charrnn::data::{self, Mode};
 use charrnn::model::{Model, ModelConfig};
 use charrnn::optim::{LrSchedule, OptimConfig, Optimizer, OptimizerKind};
 use charrnn::sample::{SampleConfig, Sampler};
-use charrnn::train::{HistoryPoint, Trainer, evaluate};
+use charrnn::train::{EVAL_STREAMS, EVAL_WINDOW, HistoryPoint, Trainer, evaluate};
 use charrnn::vocab::Vocab;
 use indicatif::{ProgressBar, ProgressStyle};
 use rand::SeedableRng;
@@ -358,8 +358,16 @@ impl Saver<'_> {
     /// improved (or there is no validation split), best.json. Returns the validation loss.
     fn save(&mut self, t: &mut Trainer) -> Result<Option<f64>> {
         let c = t.config;
-        let val = (self.val_tokens.len() >= 2)
-            .then(|| evaluate(&t.model, self.val_tokens, 32, c.seq_len, c.threads).loss());
+        let val = (self.val_tokens.len() >= 2).then(|| {
+            evaluate(
+                &t.model,
+                self.val_tokens,
+                EVAL_STREAMS,
+                EVAL_WINDOW,
+                c.threads,
+            )
+            .loss()
+        });
         let train_loss = self.loss_sum / self.loss_n.max(1) as f64;
         if self.loss_n > 0 {
             t.progress.history.push(HistoryPoint {

@@ -1,0 +1,563 @@
+//! End-to-end tests of the `charrnn` binary in temporary directories: train → sample → eval,
+//! determinism, exact resume, Ctrl-C, divergence, and one-line errors for bad input.
+
+use assert_cmd::Command;
+use serde_json::Value;
+use std::path::{Path, PathBuf};
+use tempfile::TempDir;
+
+const TEXT: &str =
+    "the quick brown fox jumps over the lazy dog.\nthe lazy dog sleeps; the fox runs.\n";
+
+/// Small model flags so that each run takes well under a second.
+const SMALL: &[&str] = &[
+    "--hidden",
+    "24",
+    "--layers",
+    "2",
+    "--seq-len",
+    "16",
+    "--batch-size",
+    "4",
+    "--eval-every",
+    "5",
+    "--sample-len",
+    "0",
+    "--threads",
+    "2",
+];
+
+fn charrnn() -> Command {
+    Command::cargo_bin("charrnn").unwrap()
+}
+
+fn corpus(dir: &TempDir) -> PathBuf {
+    let p = dir.path().join("corpus.txt");
+    std::fs::write(&p, TEXT.repeat(20)).unwrap();
+    p
+}
+
+fn train(dir: &TempDir, out: &str, extra: &[&str]) -> std::process::Output {
+    let c = corpus(dir);
+    charrnn()
+        .current_dir(dir.path())
+        .arg("train")
+        .arg(&c)
+        .args(SMALL)
+        .args(["--out", out])
+        .args(extra)
+        .output()
+        .unwrap()
+}
+
+fn stderr(o: &std::process::Output) -> String {
+    String::from_utf8_lossy(&o.stderr).into_owned()
+}
+
+fn stdout(o: &std::process::Output) -> String {
+    String::from_utf8_lossy(&o.stdout).into_owned()
+}
+
+fn json(path: &Path) -> Value {
+    serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap()
+}
+
+/// A failing run: non-zero exit, never a panic, and the error on one line: the last line of
+/// stderr, `charrnn: …` naming `needle` (clap's own usage errors start with `error:`).
+fn assert_one_line_error(o: &std::process::Output, needle: &str) {
+    let err = stderr(o);
+    assert!(!o.status.success(), "expected failure, stderr: {err}");
+    assert!(
+        !err.contains("panicked") && !err.contains("RUST_BACKTRACE"),
+        "panic: {err}"
+    );
+    let lines: Vec<&str> = err.lines().filter(|l| !l.trim().is_empty()).collect();
+    if lines[0].starts_with("error:") {
+        assert!(lines[0].contains(needle), "expected {needle:?} in: {err}");
+    } else {
+        let last = lines.last().unwrap();
+        assert!(
+            last.starts_with("charrnn: ") && last.contains(needle),
+            "expected {needle:?} in the last line of: {err}"
+        );
+    }
+}
+
+#[test]
+fn train_sample_eval_round_trip() {
+    let dir = TempDir::new().unwrap();
+    let o = train(&dir, "ck", &["--max-steps", "30", "--sample-len", "50"]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert!(
+        stdout(&o).contains("--- sample from"),
+        "train prints a sample: {}",
+        stdout(&o)
+    );
+    for f in ["latest.json", "best.json"] {
+        let ck = json(&dir.path().join("ck").join(f));
+        assert_eq!(ck["format"], "charrnn-checkpoint");
+        assert_eq!(ck["progress"]["step"], 30);
+    }
+
+    let o = charrnn()
+        .current_dir(dir.path())
+        .args([
+            "sample", "--dir", "ck", "--len", "80", "--seed", "3", "--prime", "the ",
+        ])
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", stderr(&o));
+    let text = stdout(&o);
+    assert!(text.starts_with("the "), "{text}");
+    assert!(text.chars().count() > 4);
+    assert!(text.chars().all(|c| TEXT.contains(c)), "{text}");
+
+    let o = charrnn()
+        .current_dir(dir.path())
+        .args(["eval", "--dir", "ck", "--json"])
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", stderr(&o));
+    let r: Value = serde_json::from_str(&stdout(&o)).unwrap();
+    let loss = r["loss_nats_per_char"].as_f64().unwrap();
+    assert!(loss > 0.0 && loss < (30f64).ln(), "{r}");
+    let bits = r["bits_per_char"].as_f64().unwrap();
+    assert!((bits - loss / std::f64::consts::LN_2).abs() < 1e-9);
+    assert!((r["perplexity"].as_f64().unwrap() - loss.exp()).abs() < 1e-9);
+    // 10% of the 1,600 chars held out: 160 chars and the <end> after them are predicted
+    assert_eq!(r["chars_scored"], 161);
+    // eval's validation loss equals the one recorded at the end of training
+    let best = json(&dir.path().join("ck/best.json"));
+    let recorded = best["progress"]["best_val_loss"].as_f64().unwrap();
+    assert!((recorded - loss).abs() < 1e-6, "{recorded} vs {loss}");
+
+    // and on an explicit file, in plain text
+    let o = charrnn()
+        .current_dir(dir.path())
+        .args(["eval", "--dir", "ck", "corpus.txt"])
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert!(stdout(&o).contains("bits/char") && stdout(&o).contains("perplexity"));
+}
+
+#[test]
+fn same_seed_same_sample() {
+    let dir = TempDir::new().unwrap();
+    assert!(train(&dir, "ck", &["--max-steps", "10"]).status.success());
+    let sample = |seed: &str| {
+        let o = charrnn()
+            .current_dir(dir.path())
+            .args([
+                "sample",
+                "--dir",
+                "ck",
+                "--len",
+                "200",
+                "--temperature",
+                "1.5",
+                "--seed",
+                seed,
+            ])
+            .output()
+            .unwrap();
+        assert!(o.status.success());
+        stdout(&o)
+    };
+    assert_eq!(sample("7"), sample("7"));
+    assert_ne!(sample("7"), sample("8"));
+}
+
+#[test]
+fn same_seed_same_training() {
+    let dir = TempDir::new().unwrap();
+    assert!(
+        train(&dir, "a", &["--max-steps", "12", "--dropout", "0.2"])
+            .status
+            .success()
+    );
+    assert!(
+        train(&dir, "b", &["--max-steps", "12", "--dropout", "0.2"])
+            .status
+            .success()
+    );
+    let (a, b) = (
+        json(&dir.path().join("a/latest.json")),
+        json(&dir.path().join("b/latest.json")),
+    );
+    assert_eq!(a["tensors"], b["tensors"]);
+}
+
+/// N steps in one run and N/2 + N/2 with --resume give bit-identical weights, optimizer
+/// moments and carried hidden state (floats are stored exactly, so JSON equality is bit
+/// equality), across an epoch boundary and with dropout on.
+#[test]
+fn resume_is_exact() {
+    let dir = TempDir::new().unwrap();
+    let extra = ["--dropout", "0.1", "--cell", "gru"];
+    let full = train(&dir, "full", &[&["--max-steps", "40"][..], &extra].concat());
+    assert!(full.status.success(), "{}", stderr(&full));
+    assert!(
+        train(&dir, "half", &[&["--max-steps", "20"][..], &extra].concat())
+            .status
+            .success()
+    );
+    let o = charrnn()
+        .current_dir(dir.path())
+        .args([
+            "train",
+            "--resume",
+            "half/latest.json",
+            "--max-steps",
+            "40",
+            "--out",
+            "half",
+            "--sample-len",
+            "0",
+        ])
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert!(stderr(&o).contains("resuming at step 20"));
+    let (a, b) = (
+        json(&dir.path().join("full/latest.json")),
+        json(&dir.path().join("half/latest.json")),
+    );
+    assert_eq!(a["progress"]["step"], 40);
+    assert!(
+        a["progress"]["epoch"].as_u64().unwrap() >= 1,
+        "the run crosses an epoch boundary"
+    );
+    for key in ["tensors", "optimizer", "hidden"] {
+        assert_eq!(a[key], b[key], "{key} differs after resume");
+    }
+}
+
+#[test]
+fn lines_mode_samples_one_sequence_per_line() {
+    let dir = TempDir::new().unwrap();
+    let names = dir.path().join("names.txt");
+    std::fs::write(
+        &names,
+        "anna\nbob\ncarla\ndave\nerik\nfrida\ngus\nhanna\n".repeat(30),
+    )
+    .unwrap();
+    let o = charrnn()
+        .current_dir(dir.path())
+        .args([
+            "train",
+            "names.txt",
+            "--mode",
+            "lines",
+            "--out",
+            "ck",
+            "--max-steps",
+            "150",
+        ])
+        .args([
+            "--hidden",
+            "32",
+            "--layers",
+            "1",
+            "--seq-len",
+            "16",
+            "--batch-size",
+            "8",
+            "--lr",
+            "0.01",
+            "--sample-len",
+            "0",
+        ])
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", stderr(&o));
+    let o = charrnn()
+        .current_dir(dir.path())
+        .args([
+            "sample",
+            "--dir",
+            "ck",
+            "--num",
+            "5",
+            "--seed",
+            "1",
+            "--temperature",
+            "0.5",
+        ])
+        .output()
+        .unwrap();
+    let text = stdout(&o);
+    let lines: Vec<&str> = text.lines().collect();
+    assert_eq!(lines.len(), 5, "{text}");
+    // a model that learned where a name ends stops long before the 500-char limit
+    assert!(
+        lines.iter().all(|l| !l.is_empty() && l.len() < 20),
+        "{text}"
+    );
+}
+
+#[test]
+fn ctrl_c_saves_latest_and_exits_cleanly() {
+    let dir = TempDir::new().unwrap();
+    let c = corpus(&dir);
+    let bin = assert_cmd::cargo::cargo_bin("charrnn");
+    let child = std::process::Command::new(bin)
+        .current_dir(dir.path())
+        .arg("train")
+        .arg(&c)
+        .args([
+            "--hidden",
+            "64",
+            "--seq-len",
+            "16",
+            "--batch-size",
+            "4",
+            "--eval-every",
+            "1000000",
+            "--out",
+            "ck",
+        ])
+        .args(["--epochs", "100000", "--sample-len", "0"])
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    std::thread::sleep(std::time::Duration::from_millis(1500));
+    let killed = std::process::Command::new("kill")
+        .args(["-INT", &child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(killed.success());
+    let out = child.wait_with_output().unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{err}");
+    assert!(err.contains("interrupted at step"), "{err}");
+    let ck = json(&dir.path().join("ck/latest.json"));
+    assert!(ck["progress"]["step"].as_u64().unwrap() > 0);
+}
+
+#[test]
+fn divergence_stops_and_keeps_last_good_checkpoint() {
+    let dir = TempDir::new().unwrap();
+    let o = train(
+        &dir,
+        "ck",
+        &[
+            "--cell",
+            "rnn",
+            "--lr",
+            "1000",
+            "--grad-clip",
+            "0",
+            "--eval-every",
+            "1",
+            "--max-steps",
+            "50",
+        ],
+    );
+    assert_one_line_error(&o, "diverged");
+    assert!(
+        stderr(&o).contains("last good checkpoint"),
+        "{}",
+        stderr(&o)
+    );
+    let ck = json(&dir.path().join("ck/latest.json"));
+    let tensors = ck["tensors"].as_array().unwrap();
+    assert!(
+        tensors
+            .iter()
+            .all(|t| t["data"].as_array().unwrap().iter().all(|x| x.is_f64()))
+    );
+}
+
+#[test]
+fn sample_streams_into_a_closed_pipe_quietly() {
+    let dir = TempDir::new().unwrap();
+    assert!(train(&dir, "ck", &["--max-steps", "5"]).status.success());
+    let bin = assert_cmd::cargo::cargo_bin("charrnn");
+    let o = std::process::Command::new("bash")
+        .current_dir(dir.path())
+        .arg("-c")
+        .arg(format!(
+            "{} sample --dir ck --num 200 --len 500 --seed 1 | head -c 10 >/dev/null; echo ${{PIPESTATUS[0]}}",
+            bin.display()
+        ))
+        .output()
+        .unwrap();
+    assert_eq!(stdout(&o).trim(), "0", "{}", stderr(&o));
+    assert!(!stderr(&o).contains("panicked"), "{}", stderr(&o));
+}
+
+// ---- bad input: one line, non-zero exit, never a panic ----
+
+#[test]
+fn missing_corpus_file() {
+    let o = charrnn()
+        .args(["train", "/nonexistent/corpus.txt"])
+        .output()
+        .unwrap();
+    assert_one_line_error(&o, "/nonexistent/corpus.txt");
+}
+
+#[test]
+fn directory_without_text_files() {
+    let dir = TempDir::new().unwrap();
+    std::fs::write(dir.path().join("x.bin"), b"data").unwrap();
+    let o = charrnn().arg("train").arg(dir.path()).output().unwrap();
+    assert_one_line_error(&o, "no .txt files");
+}
+
+#[test]
+fn empty_corpus() {
+    let dir = TempDir::new().unwrap();
+    std::fs::write(dir.path().join("e.txt"), "").unwrap();
+    let o = charrnn()
+        .current_dir(dir.path())
+        .args(["train", "e.txt"])
+        .output()
+        .unwrap();
+    assert_one_line_error(&o, "empty");
+}
+
+#[test]
+fn corpus_shorter_than_a_window() {
+    let dir = TempDir::new().unwrap();
+    std::fs::write(dir.path().join("s.txt"), "short text").unwrap();
+    let o = charrnn()
+        .current_dir(dir.path())
+        .args(["train", "s.txt", "--seq-len", "50"])
+        .output()
+        .unwrap();
+    assert_one_line_error(&o, "too short");
+}
+
+#[test]
+fn invalid_utf8_names_the_offset() {
+    let dir = TempDir::new().unwrap();
+    std::fs::write(dir.path().join("b.txt"), b"hello \xc3\x28 world").unwrap();
+    let o = charrnn()
+        .current_dir(dir.path())
+        .args(["train", "b.txt"])
+        .output()
+        .unwrap();
+    assert_one_line_error(&o, "offset 6");
+}
+
+#[test]
+fn unwritable_output_directory() {
+    let dir = TempDir::new().unwrap();
+    corpus(&dir);
+    std::fs::write(dir.path().join("afile"), "x").unwrap();
+    let o = charrnn()
+        .current_dir(dir.path())
+        .args([
+            "train",
+            "corpus.txt",
+            "--out",
+            "afile/sub",
+            "--max-steps",
+            "1",
+        ])
+        .output()
+        .unwrap();
+    assert_one_line_error(&o, "cannot create output directory afile/sub");
+}
+
+#[test]
+fn bad_numeric_flags() {
+    let dir = TempDir::new().unwrap();
+    corpus(&dir);
+    let cases: &[(&[&str], &str)] = &[
+        (&["train", "corpus.txt", "--hidden", "0"], "--hidden"),
+        (&["train", "corpus.txt", "--layers", "-1"], "--layers"),
+        (&["train", "corpus.txt", "--seq-len", "0"], "--seq-len"),
+        (
+            &["train", "corpus.txt", "--batch-size", "0"],
+            "--batch-size",
+        ),
+        (&["train", "corpus.txt", "--lr", "0"], "--lr"),
+        (&["train", "corpus.txt", "--lr", "-0.1"], "--lr"),
+        (&["train", "corpus.txt", "--dropout", "1"], "--dropout"),
+        (&["train", "corpus.txt", "--dropout", "-0.5"], "--dropout"),
+        (&["sample", "--temperature", "0"], "--temperature"),
+        (&["sample", "--temperature", "-1"], "--temperature"),
+        (&["sample", "--top-p", "0"], "--top-p"),
+        (&["sample", "--top-p", "1.5"], "--top-p"),
+    ];
+    for (args, flag) in cases {
+        let o = charrnn()
+            .current_dir(dir.path())
+            .args(*args)
+            .output()
+            .unwrap();
+        assert_eq!(o.status.code(), Some(2), "{args:?}");
+        assert_one_line_error(&o, flag);
+    }
+}
+
+#[test]
+fn resume_rejects_fixed_flags() {
+    let dir = TempDir::new().unwrap();
+    assert!(train(&dir, "ck", &["--max-steps", "2"]).status.success());
+    let o = charrnn()
+        .current_dir(dir.path())
+        .args(["train", "--resume", "ck/latest.json", "--hidden", "64"])
+        .output()
+        .unwrap();
+    assert_one_line_error(&o, "--hidden is fixed by the checkpoint");
+}
+
+#[test]
+fn bad_checkpoints() {
+    let dir = TempDir::new().unwrap();
+    assert!(train(&dir, "ck", &["--max-steps", "2"]).status.success());
+    let good = std::fs::read_to_string(dir.path().join("ck/latest.json")).unwrap();
+    let mut doc: Value = serde_json::from_str(&good).unwrap();
+    doc["tensors"][0]["shape"][1] = Value::from(999);
+    let mut v9: Value = serde_json::from_str(&good).unwrap();
+    v9["version"] = Value::from(9);
+    let cases: Vec<(&str, String, &str)> = vec![
+        (
+            "truncated.json",
+            good[..good.len() / 3].to_string(),
+            "truncated",
+        ),
+        ("garbage.json", "this is not json".into(), "not valid JSON"),
+        ("version.json", v9.to_string(), "version 9"),
+        ("shape.json", doc.to_string(), "weight_ih_l0"),
+    ];
+    for (name, text, needle) in cases {
+        std::fs::write(dir.path().join(name), text).unwrap();
+        for cmd in ["sample", "eval"] {
+            let o = charrnn()
+                .current_dir(dir.path())
+                .args([cmd, "--checkpoint", name])
+                .output()
+                .unwrap();
+            assert_one_line_error(&o, needle);
+        }
+    }
+    let o = charrnn()
+        .current_dir(dir.path())
+        .args(["sample", "--checkpoint", "missing.json"])
+        .output()
+        .unwrap();
+    assert_one_line_error(&o, "missing.json");
+    let o = charrnn()
+        .current_dir(dir.path())
+        .args(["sample", "--dir", "nowhere"])
+        .output()
+        .unwrap();
+    assert_one_line_error(&o, "no checkpoint in nowhere");
+}
+
+#[test]
+fn unknown_prime_character() {
+    let dir = TempDir::new().unwrap();
+    assert!(train(&dir, "ck", &["--max-steps", "2"]).status.success());
+    let o = charrnn()
+        .current_dir(dir.path())
+        .args(["sample", "--dir", "ck", "--prime", "the Zebra"])
+        .output()
+        .unwrap();
+    assert_one_line_error(&o, "'Z'");
+}
