@@ -11,6 +11,44 @@
 
 use ndarray::{ArrayView2, ArrayViewMut2};
 
+/// Defines `$vis fn $name(args)` that runs `$imp(args)` compiled for the widest vector
+/// instructions the CPU has (AVX-512, else AVX2+FMA, else the baseline), chosen at run time.
+/// `$imp` must be `#[inline(always)]` so that its body is compiled inside each variant. The
+/// binary stays portable; the element-wise loops of the cells get 16-wide registers.
+macro_rules! simd_dispatch {
+    ($(#[$meta:meta])* $vis:vis fn $name:ident($($arg:ident: $ty:ty),* $(,)?) => $imp:path) => {
+        $(#[$meta])*
+        #[allow(clippy::too_many_arguments)]
+        $vis fn $name($($arg: $ty),*) {
+            #[cfg(target_arch = "x86_64")]
+            {
+                #[target_feature(enable = "avx512f,avx512vl,avx2,fma")]
+                #[allow(clippy::too_many_arguments)]
+                fn v4($($arg: $ty),*) {
+                    $imp($($arg),*)
+                }
+                #[target_feature(enable = "avx2,fma")]
+                #[allow(clippy::too_many_arguments)]
+                fn v3($($arg: $ty),*) {
+                    $imp($($arg),*)
+                }
+                if std::arch::is_x86_feature_detected!("avx512f")
+                    && std::arch::is_x86_feature_detected!("avx512vl")
+                {
+                    // SAFETY: the CPU has the features v4 was compiled for.
+                    return unsafe { v4($($arg),*) };
+                }
+                if std::arch::is_x86_feature_detected!("avx2") && std::arch::is_x86_feature_detected!("fma") {
+                    // SAFETY: as above, for v3.
+                    return unsafe { v3($($arg),*) };
+                }
+            }
+            $imp($($arg),*)
+        }
+    };
+}
+pub(crate) use simd_dispatch;
+
 /// `c = a · b`, or `c += a · b` when `accumulate`.
 ///
 /// a: [M, K], b: [K, N], c: [M, N]; any strides (pass `x.t()` for a transpose).
@@ -93,18 +131,6 @@ pub fn tanh(x: f32) -> f32 {
 #[inline(always)]
 pub fn sigmoid(x: f32) -> f32 {
     0.5 + 0.5 * tanh(0.5 * x)
-}
-
-pub fn tanh_inplace(xs: &mut [f32]) {
-    for x in xs {
-        *x = tanh(*x);
-    }
-}
-
-pub fn sigmoid_inplace(xs: &mut [f32]) {
-    for x in xs {
-        *x = sigmoid(*x);
-    }
 }
 
 /// `ys += xs`, element-wise.

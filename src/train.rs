@@ -13,6 +13,7 @@ use crate::model::{Model, State, Workspace};
 use crate::optim::{LrSchedule, OptimConfig, Optimizer, clip_grad_norm};
 use rand::SeedableRng;
 use rand_chacha::ChaCha8Rng;
+use rayon::prelude::*;
 use std::ops::Range;
 
 /// How to train; stored in the checkpoint so that a resumed run continues identically.
@@ -90,6 +91,14 @@ impl std::fmt::Display for Diverged {
 
 impl std::error::Error for Diverged {}
 
+fn thread_pool(threads: usize) -> rayon::ThreadPool {
+    rayon::ThreadPoolBuilder::new()
+        .num_threads(threads)
+        .thread_name(|i| format!("charrnn-shard-{i}"))
+        .build()
+        .expect("cannot start worker threads")
+}
+
 /// Rows of shard `i` of `n` over `batch` streams: as equal as possible, in order.
 pub fn shard_rows(batch: usize, n: usize, i: usize) -> Range<usize> {
     batch * i / n..batch * (i + 1) / n
@@ -111,6 +120,7 @@ pub struct Trainer<'a> {
     batches: Batches,
     shards: Vec<Shard>,
     window: Window,
+    pool: rayon::ThreadPool,
     /// A window loss above this counts as divergence: a fresh model scores about ln V, and
     /// a healthy run only goes down from there.
     pub max_loss: f64,
@@ -149,6 +159,7 @@ impl<'a> Trainer<'a> {
             batches,
             shards,
             window: Window::default(),
+            pool: thread_pool(n),
             max_loss: (3.0 * (model_vocab as f64).ln()).max(5.0),
         }
     }
@@ -203,23 +214,16 @@ impl<'a> Trainer<'a> {
             model.backward(&mut s.ws, &mut s.grads, scale);
             loss
         };
-        let loss_sum: f64 = if self.shards.len() == 1 {
-            run(0, &mut self.shards[0])
-        } else {
-            std::thread::scope(|scope| {
-                let (first, rest) = self.shards.split_first_mut().unwrap();
-                let handles: Vec<_> = rest
-                    .iter_mut()
-                    .enumerate()
-                    .map(|(i, s)| scope.spawn(move || run(i + 1, s)))
-                    .collect();
-                let mut total = run(0, first);
-                for h in handles {
-                    total += h.join().expect("shard thread panicked");
-                }
-                total
-            })
-        };
+        // Shards run on a pool whose threads live as long as the trainer: each keeps its
+        // matrix-multiply packing buffers warm, and no thread is created per step.
+        let losses: Vec<f64> = self.pool.install(|| {
+            self.shards
+                .par_iter_mut()
+                .enumerate()
+                .map(|(i, s)| run(i, s))
+                .collect()
+        });
+        let loss_sum: f64 = losses.iter().sum();
         let (first, rest) = self.shards.split_first_mut().unwrap();
         for s in rest {
             add_assign(&mut first.grads, &s.grads);
@@ -311,22 +315,18 @@ pub fn evaluate(
         loss_sum: 0.0,
         count: 0,
     };
+    let pool = thread_pool(n);
     for w in 0..batches.windows {
         batches.window(tokens, w, &mut win);
         stats.count += win.count;
         let win = &win;
-        stats.loss_sum += std::thread::scope(|scope| {
-            let handles: Vec<_> = shards
-                .iter_mut()
-                .map(|(rows, ws, state)| {
-                    scope.spawn(move || model.forward(ws, win, rows.clone(), state, None))
-                })
-                .collect();
-            handles
-                .into_iter()
-                .map(|h| h.join().expect("eval thread panicked"))
-                .sum::<f64>()
+        let losses: Vec<f64> = pool.install(|| {
+            shards
+                .par_iter_mut()
+                .map(|(rows, ws, state)| model.forward(ws, win, rows.clone(), state, None))
+                .collect()
         });
+        stats.loss_sum += losses.iter().sum::<f64>();
     }
     stats
 }

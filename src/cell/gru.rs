@@ -10,7 +10,7 @@
 //! recurrent pre-activations must be kept apart (`gates` and `hw`) for the `n` block.
 
 use super::{LayerCache, cut_at_resets, gather_prev};
-use crate::linalg::{add_assign, matmul, sigmoid, tanh};
+use crate::linalg::{add_assign, matmul, sigmoid, simd_dispatch, tanh};
 use ndarray::{ArrayView2, ArrayViewMut2};
 
 /// Runs steps `0..t_len`. On entry `cache.gates` holds `W_ih x_t + b_ih`, [T, B, 3H]; `h0`
@@ -52,25 +52,7 @@ pub fn forward(
             &mut cache.h[cur.clone()],
             &mut cache.hn[cur],
         );
-        for b in 0..batch {
-            let hw = &mut cache.hw[b * 3 * hid..(b + 1) * 3 * hid];
-            add_assign(hw, b_hh);
-            let (hr, rest) = hw.split_at(hid);
-            let (hz, hnb) = rest.split_at(hid);
-            let row = &mut a[b * 3 * hid..(b + 1) * 3 * hid];
-            let (xr, rest) = row.split_at_mut(hid);
-            let (xz, xn) = rest.split_at_mut(hid);
-            let r = b * hid..(b + 1) * hid;
-            let (hp, ho, hno) = (&h_prev[r.clone()], &mut h[r.clone()], &mut hn[r]);
-            for j in 0..hid {
-                let rg = sigmoid(xr[j] + hr[j]);
-                let z = sigmoid(xz[j] + hz[j]);
-                let n = tanh(xn[j] + rg * hnb[j]);
-                (xr[j], xz[j], xn[j]) = (rg, z, n);
-                hno[j] = hnb[j];
-                ho[j] = (1.0 - z) * n + z * hp[j];
-            }
-        }
+        step_forward(a, &mut cache.hw, b_hh, h_prev, h, hn, hid);
     }
     if t_len > 0 {
         h0.copy_from_slice(&cache.h[(t_len - 1) * step..t_len * step]);
@@ -107,34 +89,96 @@ pub fn backward(
         let dgx = &mut cache.dgx[t * gstep..(t + 1) * gstep];
         let dgh = &mut cache.dgh[t * gstep..(t + 1) * gstep];
         let (h_prev, hn) = (&cache.h_prev[cur.clone()], &cache.hn[cur]);
-        for b in 0..batch {
-            let g3 = &gates[b * 3 * hid..(b + 1) * 3 * hid];
-            let (gr, rest) = g3.split_at(hid);
-            let (gz, gn) = rest.split_at(hid);
-            let x3 = &mut dgx[b * 3 * hid..(b + 1) * 3 * hid];
-            let h3 = &mut dgh[b * 3 * hid..(b + 1) * 3 * hid];
-            let r = b * hid..(b + 1) * hid;
-            let (dhr, hp, hnr) = (&dh_t[r.clone()], &h_prev[r.clone()], &hn[r.clone()]);
-            let dnext = &mut cache.dh_next[r];
-            for j in 0..hid {
-                let (rg, z, n) = (gr[j], gz[j], gn[j]);
-                let dan = dhr[j] * (1.0 - z) * (1.0 - n * n);
-                let dar = dan * hnr[j] * rg * (1.0 - rg);
-                let daz = dhr[j] * (hp[j] - n) * z * (1.0 - z);
-                x3[j] = dar;
-                x3[hid + j] = daz;
-                x3[2 * hid + j] = dan;
-                h3[j] = dar;
-                h3[hid + j] = daz;
-                h3[2 * hid + j] = dan * rg;
-                dnext[j] = dhr[j] * z;
-            }
-        }
+        step_backward(gates, h_prev, hn, dh_t, dgx, dgh, &mut cache.dh_next, hid);
         if t > 0 {
             let dgh = ArrayView2::from_shape((batch, 3 * hid), &*dgh).unwrap();
             let mut dn = ArrayViewMut2::from_shape((batch, hid), &mut cache.dh_next[..]).unwrap();
             matmul(&mut dn, dgh, w_hh, true);
             cut_at_resets(&mut cache.dh_next, &reset[t * batch..(t + 1) * batch], hid);
+        }
+    }
+}
+
+simd_dispatch! {
+    /// The gate arithmetic of one step for all rows. a: [B, 3H] input-side pre-activations,
+    /// overwritten with the gates r, z, n; hw: [B, 3H] recurrent product without b_hh;
+    /// b_hh: [3H]; h_prev, h, hn: [B, H].
+    fn step_forward(a: &mut [f32], hw: &mut [f32], b_hh: &[f32], h_prev: &[f32], h: &mut [f32], hn: &mut [f32], hid: usize) => step_forward_imp
+}
+
+#[inline(always)]
+fn step_forward_imp(
+    a: &mut [f32],
+    hw: &mut [f32],
+    b_hh: &[f32],
+    h_prev: &[f32],
+    h: &mut [f32],
+    hn: &mut [f32],
+    hid: usize,
+) {
+    let rows = a
+        .chunks_exact_mut(3 * hid)
+        .zip(hw.chunks_exact_mut(3 * hid))
+        .zip(h_prev.chunks_exact(hid))
+        .zip(h.chunks_exact_mut(hid))
+        .zip(hn.chunks_exact_mut(hid));
+    for ((((row, hw), hp), ho), hno) in rows {
+        add_assign(hw, b_hh);
+        let (hr, rest) = hw.split_at(hid);
+        let (hz, hnb) = rest.split_at(hid);
+        let (xr, rest) = row.split_at_mut(hid);
+        let (xz, xn) = rest.split_at_mut(hid);
+        for j in 0..hid {
+            let rg = sigmoid(xr[j] + hr[j]);
+            let z = sigmoid(xz[j] + hz[j]);
+            let n = tanh(xn[j] + rg * hnb[j]);
+            (xr[j], xz[j], xn[j]) = (rg, z, n);
+            hno[j] = hnb[j];
+            ho[j] = (1.0 - z) * n + z * hp[j];
+        }
+    }
+}
+
+simd_dispatch! {
+    /// The backward gate arithmetic of one step for all rows. gates: [B, 3H]; h_prev, hn,
+    /// dh: [B, H]; out: dgx, dgh: [B, 3H], and dnext: [B, H] = dh ⊙ z (the direct path).
+    fn step_backward(gates: &[f32], h_prev: &[f32], hn: &[f32], dh: &[f32], dgx: &mut [f32], dgh: &mut [f32], dnext: &mut [f32], hid: usize) => step_backward_imp
+}
+
+#[inline(always)]
+fn step_backward_imp(
+    gates: &[f32],
+    h_prev: &[f32],
+    hn: &[f32],
+    dh: &[f32],
+    dgx: &mut [f32],
+    dgh: &mut [f32],
+    dnext: &mut [f32],
+    hid: usize,
+) {
+    let rows = gates
+        .chunks_exact(3 * hid)
+        .zip(dgx.chunks_exact_mut(3 * hid))
+        .zip(dgh.chunks_exact_mut(3 * hid))
+        .zip(h_prev.chunks_exact(hid))
+        .zip(hn.chunks_exact(hid))
+        .zip(dh.chunks_exact(hid))
+        .zip(dnext.chunks_exact_mut(hid));
+    for ((((((g3, x3), h3), hp), hnr), dhr), dn) in rows {
+        let (gr, rest) = g3.split_at(hid);
+        let (gz, gn) = rest.split_at(hid);
+        let (xr, rest) = x3.split_at_mut(hid);
+        let (xz, xn) = rest.split_at_mut(hid);
+        let (hr, rest) = h3.split_at_mut(hid);
+        let (hz, hnn) = rest.split_at_mut(hid);
+        for j in 0..hid {
+            let (rg, z, n) = (gr[j], gz[j], gn[j]);
+            let dan = dhr[j] * (1.0 - z) * (1.0 - n * n);
+            let dar = dan * hnr[j] * rg * (1.0 - rg);
+            let daz = dhr[j] * (hp[j] - n) * z * (1.0 - z);
+            (xr[j], xz[j], xn[j]) = (dar, daz, dan);
+            (hr[j], hz[j], hnn[j]) = (dar, daz, dan * rg);
+            dn[j] = dhr[j] * z;
         }
     }
 }

@@ -8,7 +8,7 @@
 //! ```
 
 use super::{LayerCache, cut_at_resets, gather_prev};
-use crate::linalg::{add_assign, matmul, sigmoid, tanh};
+use crate::linalg::{add_assign, matmul, sigmoid, simd_dispatch, tanh};
 use ndarray::{ArrayView2, ArrayViewMut2};
 
 /// Runs steps `0..t_len`. On entry `cache.gates` holds `W_ih x_t + b_ih`, [T, B, 4H];
@@ -53,36 +53,14 @@ pub fn forward(
             let mut a_mat = ArrayViewMut2::from_shape((batch, 4 * hid), &mut *a).unwrap();
             matmul(&mut a_mat, h_prev, w_hh.t(), true);
         }
-        let c_prev = &cache.c_prev[cur.clone()];
-        let c = &mut cache.c[cur.clone()];
-        let tanh_c = &mut cache.tanh_c[cur.clone()];
-        let h = &mut cache.h[cur.clone()];
-        for b in 0..batch {
-            let row = &mut a[b * 4 * hid..(b + 1) * 4 * hid];
-            add_assign(row, b_hh);
-            let (ai, rest) = row.split_at_mut(hid);
-            let (af, rest) = rest.split_at_mut(hid);
-            let (ag, ao) = rest.split_at_mut(hid);
-            let r = b * hid..(b + 1) * hid;
-            let (cp, cn, tc, hn) = (
-                &c_prev[r.clone()],
-                &mut c[r.clone()],
-                &mut tanh_c[r.clone()],
-                &mut h[r],
-            );
-            for j in 0..hid {
-                let i = sigmoid(ai[j]);
-                let f = sigmoid(af[j]);
-                let g = tanh(ag[j]);
-                let o = sigmoid(ao[j]);
-                let cj = f * cp[j] + i * g;
-                let tcj = tanh(cj);
-                (ai[j], af[j], ag[j], ao[j]) = (i, f, g, o);
-                cn[j] = cj;
-                tc[j] = tcj;
-                hn[j] = o * tcj;
-            }
-        }
+        step_forward(
+            a,
+            b_hh,
+            &cache.c_prev[cur.clone()],
+            &mut cache.c[cur.clone()],
+            &mut cache.tanh_c[cur.clone()],
+            &mut cache.h[cur],
+        );
     }
     if t_len > 0 {
         let last = (t_len - 1) * step..t_len * step;
@@ -120,28 +98,7 @@ pub fn backward(
         let gates = &cache.gates[t * gstep..(t + 1) * gstep];
         let da = &mut cache.dgx[t * gstep..(t + 1) * gstep];
         let (c_prev, tanh_c) = (&cache.c_prev[cur.clone()], &cache.tanh_c[cur]);
-        for b in 0..batch {
-            let g4 = &gates[b * 4 * hid..(b + 1) * 4 * hid];
-            let (gi, rest) = g4.split_at(hid);
-            let (gf, rest) = rest.split_at(hid);
-            let (gg, go) = rest.split_at(hid);
-            let d4 = &mut da[b * 4 * hid..(b + 1) * 4 * hid];
-            let (di, rest) = d4.split_at_mut(hid);
-            let (df, rest) = rest.split_at_mut(hid);
-            let (dg, dout) = rest.split_at_mut(hid);
-            let r = b * hid..(b + 1) * hid;
-            let (dhr, cp, tc) = (&dh_t[r.clone()], &c_prev[r.clone()], &tanh_c[r.clone()]);
-            let dcn = &mut cache.dc_next[r];
-            for j in 0..hid {
-                let (i, f, g, o) = (gi[j], gf[j], gg[j], go[j]);
-                let dc = dcn[j] + dhr[j] * o * (1.0 - tc[j] * tc[j]);
-                di[j] = dc * g * i * (1.0 - i);
-                df[j] = dc * cp[j] * f * (1.0 - f);
-                dg[j] = dc * i * (1.0 - g * g);
-                dout[j] = dhr[j] * tc[j] * o * (1.0 - o);
-                dcn[j] = dc * f;
-            }
-        }
+        step_backward(gates, c_prev, tanh_c, dh_t, &mut cache.dc_next, da, hid);
         if t > 0 {
             let da = ArrayView2::from_shape((batch, 4 * hid), &*da).unwrap();
             let mut dn = ArrayViewMut2::from_shape((batch, hid), &mut cache.dh_next[..]).unwrap();
@@ -149,6 +106,91 @@ pub fn backward(
             let rs = &reset[t * batch..(t + 1) * batch];
             cut_at_resets(&mut cache.dh_next, rs, hid);
             cut_at_resets(&mut cache.dc_next, rs, hid);
+        }
+    }
+}
+
+simd_dispatch! {
+    /// The gate arithmetic of one step for all rows. a: [B, 4H] pre-activations without
+    /// `b_hh`, overwritten with the activated gates; b_hh: [4H]; c_prev, c, tanh_c, h: [B, H].
+    fn step_forward(a: &mut [f32], b_hh: &[f32], c_prev: &[f32], c: &mut [f32], tanh_c: &mut [f32], h: &mut [f32]) => step_forward_imp
+}
+
+#[inline(always)]
+fn step_forward_imp(
+    a: &mut [f32],
+    b_hh: &[f32],
+    c_prev: &[f32],
+    c: &mut [f32],
+    tanh_c: &mut [f32],
+    h: &mut [f32],
+) {
+    let hid = b_hh.len() / 4;
+    let rows = a
+        .chunks_exact_mut(4 * hid)
+        .zip(c_prev.chunks_exact(hid))
+        .zip(c.chunks_exact_mut(hid))
+        .zip(tanh_c.chunks_exact_mut(hid))
+        .zip(h.chunks_exact_mut(hid));
+    for ((((row, cp), cn), tc), hn) in rows {
+        add_assign(row, b_hh);
+        let (ai, rest) = row.split_at_mut(hid);
+        let (af, rest) = rest.split_at_mut(hid);
+        let (ag, ao) = rest.split_at_mut(hid);
+        for j in 0..hid {
+            let i = sigmoid(ai[j]);
+            let f = sigmoid(af[j]);
+            let g = tanh(ag[j]);
+            let o = sigmoid(ao[j]);
+            let cj = f * cp[j] + i * g;
+            let tcj = tanh(cj);
+            (ai[j], af[j], ag[j], ao[j]) = (i, f, g, o);
+            cn[j] = cj;
+            tc[j] = tcj;
+            hn[j] = o * tcj;
+        }
+    }
+}
+
+simd_dispatch! {
+    /// The backward gate arithmetic of one step for all rows. gates: [B, 4H] activated;
+    /// c_prev, tanh_c, dh: [B, H]; dc_next: [B, H] in (from step t+1) and out (to t-1);
+    /// da: [B, 4H] out.
+    fn step_backward(gates: &[f32], c_prev: &[f32], tanh_c: &[f32], dh: &[f32], dc_next: &mut [f32], da: &mut [f32], hid: usize) => step_backward_imp
+}
+
+#[inline(always)]
+fn step_backward_imp(
+    gates: &[f32],
+    c_prev: &[f32],
+    tanh_c: &[f32],
+    dh: &[f32],
+    dc_next: &mut [f32],
+    da: &mut [f32],
+    hid: usize,
+) {
+    let rows = gates
+        .chunks_exact(4 * hid)
+        .zip(da.chunks_exact_mut(4 * hid))
+        .zip(c_prev.chunks_exact(hid))
+        .zip(tanh_c.chunks_exact(hid))
+        .zip(dh.chunks_exact(hid))
+        .zip(dc_next.chunks_exact_mut(hid));
+    for (((((g4, d4), cp), tc), dhr), dcn) in rows {
+        let (gi, rest) = g4.split_at(hid);
+        let (gf, rest) = rest.split_at(hid);
+        let (gg, go) = rest.split_at(hid);
+        let (di, rest) = d4.split_at_mut(hid);
+        let (df, rest) = rest.split_at_mut(hid);
+        let (dg, dout) = rest.split_at_mut(hid);
+        for j in 0..hid {
+            let (i, f, g, o) = (gi[j], gf[j], gg[j], go[j]);
+            let dc = dcn[j] + dhr[j] * o * (1.0 - tc[j] * tc[j]);
+            di[j] = dc * g * i * (1.0 - i);
+            df[j] = dc * cp[j] * f * (1.0 - f);
+            dg[j] = dc * i * (1.0 - g * g);
+            dout[j] = dhr[j] * tc[j] * o * (1.0 - o);
+            dcn[j] = dc * f;
         }
     }
 }

@@ -5,7 +5,7 @@
 //! ```
 
 use super::{LayerCache, cut_at_resets, gather_prev};
-use crate::linalg::{add_assign, matmul, tanh_inplace};
+use crate::linalg::{add_assign, matmul, simd_dispatch, tanh};
 use ndarray::{ArrayView2, ArrayViewMut2};
 
 /// Runs steps `0..t_len`. On entry `cache.gates` holds `W_ih x_t + b_ih`, [T, B, H]; `h0`
@@ -35,10 +35,7 @@ pub fn forward(
         let h_prev = ArrayView2::from_shape((batch, hid), &*h_prev).unwrap();
         let mut a_mat = ArrayViewMut2::from_shape((batch, hid), &mut *a).unwrap();
         matmul(&mut a_mat, h_prev, w_hh.t(), true);
-        for row in a.chunks_exact_mut(hid) {
-            add_assign(row, b_hh);
-        }
-        tanh_inplace(a);
+        step_forward(a, b_hh);
         rest[..step].copy_from_slice(a);
     }
     if t_len > 0 {
@@ -64,10 +61,7 @@ pub fn backward(
         add_assign(dh_t, &cache.dh_next);
         let h = &cache.gates[t * step..(t + 1) * step];
         let da = &mut cache.dgx[t * step..(t + 1) * step];
-        // da = dh ⊙ (1 - h²)
-        for ((d, &g), &h) in da.iter_mut().zip(&*dh_t).zip(h) {
-            *d = g * (1.0 - h * h);
-        }
+        step_backward(h, dh_t, da);
         if t > 0 {
             // dh_{t-1} = da · W_hh
             let da = ArrayView2::from_shape((batch, hid), &*da).unwrap();
@@ -75,5 +69,31 @@ pub fn backward(
             matmul(&mut dn, da, w_hh, false);
             cut_at_resets(&mut cache.dh_next, &reset[t * batch..(t + 1) * batch], hid);
         }
+    }
+}
+
+simd_dispatch! {
+    /// h = tanh(a + b_hh) for every row of a: [B, H], in place.
+    fn step_forward(a: &mut [f32], b_hh: &[f32]) => step_forward_imp
+}
+
+#[inline(always)]
+fn step_forward_imp(a: &mut [f32], b_hh: &[f32]) {
+    for row in a.chunks_exact_mut(b_hh.len()) {
+        for (x, &b) in row.iter_mut().zip(b_hh) {
+            *x = tanh(*x + b);
+        }
+    }
+}
+
+simd_dispatch! {
+    /// da = dh ⊙ (1 - h²), all [B, H].
+    fn step_backward(h: &[f32], dh: &[f32], da: &mut [f32]) => step_backward_imp
+}
+
+#[inline(always)]
+fn step_backward_imp(h: &[f32], dh: &[f32], da: &mut [f32]) {
+    for ((d, &g), &h) in da.iter_mut().zip(dh).zip(h) {
+        *d = g * (1.0 - h * h);
     }
 }
