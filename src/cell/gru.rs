@@ -146,6 +146,7 @@ simd_dispatch! {
 }
 
 #[inline(always)]
+#[allow(clippy::too_many_arguments)]
 fn step_backward_imp(
     gates: &[f32],
     h_prev: &[f32],
