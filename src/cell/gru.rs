@@ -16,9 +16,9 @@ use ndarray::{ArrayView2, ArrayViewMut2};
 /// Runs steps `0..t_len`. On entry `cache.gates` holds `W_ih x_t + b_ih`, [T, B, 3H]; `h0`
 /// ([B, H]) is the state before the window and becomes the state after it.
 ///
-/// w_hh: [3H, H], b_hh: [3H], reset: [T, B].
+/// w_hh_t: W_hhᵀ [H, 3H] (contiguous, see `Workspace::sync`), b_hh: [3H], reset: [T, B].
 pub fn forward(
-    w_hh: ArrayView2<f32>,
+    w_hh_t: ArrayView2<f32>,
     b_hh: &[f32],
     cache: &mut LayerCache,
     h0: &mut [f32],
@@ -26,7 +26,7 @@ pub fn forward(
     t_len: usize,
     batch: usize,
 ) {
-    let hid = w_hh.ncols();
+    let hid = w_hh_t.nrows();
     let step = batch * hid;
     let gstep = 3 * step;
     for t in 0..t_len {
@@ -44,7 +44,7 @@ pub fn forward(
         {
             let h_prev = ArrayView2::from_shape((batch, hid), &cache.h_prev[cur.clone()]).unwrap();
             let mut hw = ArrayViewMut2::from_shape((batch, 3 * hid), &mut cache.hw[..]).unwrap();
-            matmul(&mut hw, h_prev, w_hh.t(), false);
+            matmul(&mut hw, h_prev, w_hh_t, false);
         }
         let a = &mut cache.gates[t * gstep..(t + 1) * gstep];
         let (h_prev, h, hn) = (

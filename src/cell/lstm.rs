@@ -14,10 +14,10 @@ use ndarray::{ArrayView2, ArrayViewMut2};
 /// Runs steps `0..t_len`. On entry `cache.gates` holds `W_ih x_t + b_ih`, [T, B, 4H];
 /// `h0`, `c0` ([B, H]) are the state before the window and become the state after it.
 ///
-/// w_hh: [4H, H], b_hh: [4H], reset: [T, B].
+/// w_hh_t: W_hhᵀ [H, 4H] (contiguous, see `Workspace::sync`), b_hh: [4H], reset: [T, B].
 #[allow(clippy::too_many_arguments)]
 pub fn forward(
-    w_hh: ArrayView2<f32>,
+    w_hh_t: ArrayView2<f32>,
     b_hh: &[f32],
     cache: &mut LayerCache,
     h0: &mut [f32],
@@ -26,7 +26,7 @@ pub fn forward(
     t_len: usize,
     batch: usize,
 ) {
-    let hid = w_hh.ncols();
+    let hid = w_hh_t.nrows();
     let step = batch * hid;
     let gstep = 4 * step;
     for t in 0..t_len {
@@ -51,7 +51,7 @@ pub fn forward(
         {
             let h_prev = ArrayView2::from_shape((batch, hid), &cache.h_prev[cur.clone()]).unwrap();
             let mut a_mat = ArrayViewMut2::from_shape((batch, 4 * hid), &mut *a).unwrap();
-            matmul(&mut a_mat, h_prev, w_hh.t(), true);
+            matmul(&mut a_mat, h_prev, w_hh_t, true);
         }
         step_forward(
             a,

@@ -11,9 +11,9 @@ use ndarray::{ArrayView2, ArrayViewMut2};
 /// Runs steps `0..t_len`. On entry `cache.gates` holds `W_ih x_t + b_ih`, [T, B, H]; `h0`
 /// ([B, H]) is the state before the window and becomes the state after it.
 ///
-/// w_hh: [H, H], b_hh: [H], reset: [T, B].
+/// w_hh_t: W_hhᵀ [H, H] (contiguous, see `Workspace::sync`), b_hh: [H], reset: [T, B].
 pub fn forward(
-    w_hh: ArrayView2<f32>,
+    w_hh_t: ArrayView2<f32>,
     b_hh: &[f32],
     cache: &mut LayerCache,
     h0: &mut [f32],
@@ -34,7 +34,7 @@ pub fn forward(
         let a = &mut cache.gates[t * step..(t + 1) * step];
         let h_prev = ArrayView2::from_shape((batch, hid), &*h_prev).unwrap();
         let mut a_mat = ArrayViewMut2::from_shape((batch, hid), &mut *a).unwrap();
-        matmul(&mut a_mat, h_prev, w_hh.t(), true);
+        matmul(&mut a_mat, h_prev, w_hh_t, true);
         step_forward(a, b_hh);
         rest[..step].copy_from_slice(a);
     }
