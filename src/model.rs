@@ -171,8 +171,14 @@ impl Model {
                     crate::linalg::add_assign(row, b_ih);
                 }
             }
-            let gh = kind.gates() * hid;
-            let w_hh_t = ArrayView2::from_shape((hid, gh), &ws.w_hh_t[l][..]).unwrap();
+            // W_hhᵀ as the product wants it: for one stream the product is a matrix-vector
+            // product, which runs best straight on the row-major W_hh; for a batch, on the
+            // contiguous transposed copy (see `Workspace::w_hh_t`).
+            let w_hh_t = if bs == 1 {
+                self.mat(ids.w_hh).reversed_axes()
+            } else {
+                ArrayView2::from_shape((hid, gh), &ws.w_hh_t[l][..]).unwrap()
+            };
             let b_hh = self.vec(ids.b_hh);
             let h0 = state.h_mut(l);
             match kind {
