@@ -164,7 +164,7 @@ pub struct EvalArgs {
     #[arg(long, default_value_t = 32, value_parser = positive::<usize>, allow_negative_numbers = true)]
     pub batch_size: usize,
     /// Window length; the state is carried across windows, so this only affects speed
-    #[arg(long, default_value_t = 100, value_parser = positive::<usize>, allow_negative_numbers = true)]
+    #[arg(long, default_value_t = 25, value_parser = positive::<usize>, allow_negative_numbers = true)]
     pub seq_len: usize,
     /// Threads [default: available cores]
     #[arg(long, value_parser = positive::<usize>, allow_negative_numbers = true)]

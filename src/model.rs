@@ -129,7 +129,7 @@ impl Model {
         let (t_len, bs) = (ws.t_len, ws.batch);
         let n = t_len * bs;
         let p_drop = self.config.dropout;
-        let dropout = p_drop > 0.0 && rng.is_some();
+        let dropout = p_drop > 0.0 && rng.is_some() && ws.training;
         ws.dropout_active = dropout;
 
         for (l, ids) in self.layers.iter().enumerate() {
@@ -236,6 +236,7 @@ impl Model {
     /// Backpropagation through time for the window of the last [`Model::forward`]: *adds*
     /// the gradient of `scale · (summed loss)` to `grads` (laid out like `params`).
     pub fn backward(&self, ws: &mut Workspace, grads: &mut [f32], scale: f32) {
+        assert!(ws.training, "backward needs a training workspace");
         let (hid, kind, v) = (self.config.hidden, self.config.cell, self.config.vocab_size);
         let gh = kind.gates() * hid;
         let (t_len, bs) = (ws.t_len, ws.batch);
@@ -268,7 +269,7 @@ impl Model {
                 CellKind::Lstm => cell::lstm::backward(w_hh, cache, dh, &ws.reset, t_len, bs),
                 CellKind::Gru => cell::gru::backward(w_hh, cache, dh, &ws.reset, t_len, bs),
             }
-            let dgx = &cache.dgx[..n * gh];
+            let dgx = &cache.dgx()[..n * gh];
             let dgh = &cache.dgh()[..n * gh];
             // Weight gradients of the whole window in one product each, outside the time loop.
             let h_prev = ArrayView2::from_shape((n, hid), &cache.h_prev[..n * hid]).unwrap();
@@ -432,6 +433,8 @@ pub struct Workspace {
     masks: Vec<Vec<f32>>,
     inputs: Vec<Vec<f32>>,
     dropout_active: bool,
+    /// Whether the backward buffers exist (see [`Workspace::inference`]).
+    training: bool,
     /// [T, B, V]: logits, then probabilities, then their gradient.
     pub logits: Vec<f32>,
     /// [T, B, H]: gradient w.r.t. the current layer's output, and w.r.t. its input.
@@ -440,12 +443,22 @@ pub struct Workspace {
 }
 
 impl Workspace {
+    /// A workspace for training (forward and backward).
     pub fn new(config: &ModelConfig, batch: usize, t_cap: usize) -> Workspace {
+        Workspace::with_mode(config, batch, t_cap, true)
+    }
+
+    /// A workspace for the forward pass only (evaluation, sampling): no gradient buffers.
+    pub fn inference(config: &ModelConfig, batch: usize, t_cap: usize) -> Workspace {
+        Workspace::with_mode(config, batch, t_cap, false)
+    }
+
+    fn with_mode(config: &ModelConfig, batch: usize, t_cap: usize, training: bool) -> Workspace {
         let (v, h) = (config.vocab_size, config.hidden);
         let gh = config.cell.gates() * h;
         let n = batch * t_cap;
         let with_dropout = |l: usize| {
-            if l > 0 && config.dropout > 0.0 {
+            if l > 0 && config.dropout > 0.0 && training {
                 vec![0.0; n * h]
             } else {
                 Vec::new()
@@ -461,16 +474,17 @@ impl Workspace {
             reset: Vec::with_capacity(n),
             w_ih0_t: vec![0.0; v * gh],
             w_hh_t: (0..config.layers).map(|_| vec![0.0; gh * h]).collect(),
-            dw_ih0_t: vec![0.0; v * gh],
+            dw_ih0_t: vec![0.0; if training { v * gh } else { 0 }],
             layers: (0..config.layers)
-                .map(|_| LayerCache::new(config.cell, batch, t_cap, h))
+                .map(|_| LayerCache::new(config.cell, batch, t_cap, h, training))
                 .collect(),
             masks: (0..config.layers).map(with_dropout).collect(),
             inputs: (0..config.layers).map(with_dropout).collect(),
             dropout_active: false,
+            training,
             logits: vec![0.0; n * v],
-            dh: vec![0.0; n * h],
-            dx: vec![0.0; n * h],
+            dh: vec![0.0; if training { n * h } else { 0 }],
+            dx: vec![0.0; if training { n * h } else { 0 }],
         }
     }
 

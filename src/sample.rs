@@ -57,7 +57,7 @@ pub struct Sampler<'m> {
 
 impl<'m> Sampler<'m> {
     pub fn new(model: &'m Model, vocab: &'m Vocab, config: SampleConfig) -> Sampler<'m> {
-        let mut ws = Workspace::new(&model.config, 1, 1);
+        let mut ws = Workspace::inference(&model.config, 1, 1);
         ws.sync(model);
         Sampler {
             model,

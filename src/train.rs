@@ -91,14 +91,6 @@ impl std::fmt::Display for Diverged {
 
 impl std::error::Error for Diverged {}
 
-fn thread_pool(threads: usize) -> rayon::ThreadPool {
-    rayon::ThreadPoolBuilder::new()
-        .num_threads(threads)
-        .thread_name(|i| format!("charrnn-shard-{i}"))
-        .build()
-        .expect("cannot start worker threads")
-}
-
 /// Rows of shard `i` of `n` over `batch` streams: as equal as possible, in order.
 pub fn shard_rows(batch: usize, n: usize, i: usize) -> Range<usize> {
     batch * i / n..batch * (i + 1) / n
@@ -120,7 +112,6 @@ pub struct Trainer<'a> {
     batches: Batches,
     shards: Vec<Shard>,
     window: Window,
-    pool: rayon::ThreadPool,
     /// A window loss above this counts as divergence: a fresh model scores about ln V, and
     /// a healthy run only goes down from there.
     pub max_loss: f64,
@@ -159,7 +150,6 @@ impl<'a> Trainer<'a> {
             batches,
             shards,
             window: Window::default(),
-            pool: thread_pool(n),
             max_loss: (3.0 * (model_vocab as f64).ln()).max(5.0),
         }
     }
@@ -214,15 +204,15 @@ impl<'a> Trainer<'a> {
             model.backward(&mut s.ws, &mut s.grads, scale);
             loss
         };
-        // Shards run on a pool whose threads live as long as the trainer: each keeps its
-        // matrix-multiply packing buffers warm, and no thread is created per step.
-        let losses: Vec<f64> = self.pool.install(|| {
-            self.shards
-                .par_iter_mut()
-                .enumerate()
-                .map(|(i, s)| run(i, s))
-                .collect()
-        });
+        // Shards run on rayon's global pool, whose threads live as long as the process: each
+        // keeps its matrix-multiply packing buffers warm, and no thread is created per step.
+        // Results depend on the number of shards, never on which thread runs one.
+        let losses: Vec<f64> = self
+            .shards
+            .par_iter_mut()
+            .enumerate()
+            .map(|(i, s)| run(i, s))
+            .collect();
         let loss_sum: f64 = losses.iter().sum();
         let (first, rest) = self.shards.split_first_mut().unwrap();
         for s in rest {
@@ -259,9 +249,11 @@ impl<'a> Trainer<'a> {
 /// measured loss depends (slightly) on this number: training and `charrnn eval` share it so
 /// that their figures agree.
 pub const EVAL_STREAMS: usize = 32;
+/// Shortest stream evaluation cuts a text into (see [`evaluate`]).
+pub const MIN_EVAL_STREAM_LEN: usize = 100;
 /// Window length of evaluation; the state is carried across windows, so this only sets
 /// memory use and speed.
-pub const EVAL_WINDOW: usize = 100;
+pub const EVAL_WINDOW: usize = 25;
 
 /// Mean loss over every scored position of a token stream.
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -296,16 +288,18 @@ pub fn evaluate(
     seq_len: usize,
     threads: usize,
 ) -> EvalStats {
-    // Fewer streams than positions per stream would waste the batch on padding.
+    // A short text gets fewer streams, at least MIN_EVAL_STREAM_LEN positions each, so that
+    // few predictions start from a zero state. This depends on the text and `batch` only,
+    // not on `seq_len`: the window length never changes the result.
     let positions = tokens.len().saturating_sub(1);
-    let batch = batch.min((positions / seq_len).max(1));
+    let batch = batch.min((positions / MIN_EVAL_STREAM_LEN).max(1));
     let batches = Batches::new(tokens.len(), batch, seq_len);
     let n = threads.clamp(1, batch);
     let mut win = Window::default();
     let mut shards: Vec<(Range<usize>, Workspace, State)> = (0..n)
         .map(|i| {
             let rows = shard_rows(batch, n, i);
-            let mut ws = Workspace::new(&model.config, rows.len(), seq_len);
+            let mut ws = Workspace::inference(&model.config, rows.len(), seq_len);
             ws.sync(model);
             let state = State::zeros(&model.config, rows.len());
             (rows, ws, state)
@@ -315,17 +309,14 @@ pub fn evaluate(
         loss_sum: 0.0,
         count: 0,
     };
-    let pool = thread_pool(n);
     for w in 0..batches.windows {
         batches.window(tokens, w, &mut win);
         stats.count += win.count;
         let win = &win;
-        let losses: Vec<f64> = pool.install(|| {
-            shards
-                .par_iter_mut()
-                .map(|(rows, ws, state)| model.forward(ws, win, rows.clone(), state, None))
-                .collect()
-        });
+        let losses: Vec<f64> = shards
+            .par_iter_mut()
+            .map(|(rows, ws, state)| model.forward(ws, win, rows.clone(), state, None))
+            .collect();
         stats.loss_sum += losses.iter().sum::<f64>();
     }
     stats
@@ -436,6 +427,25 @@ mod tests {
             t.model.params
         };
         assert_eq!(run(), run());
+    }
+
+    /// The state is carried across windows, so the window length changes nothing but the
+    /// rounding; the thread count changes nothing at all in the stream split.
+    #[test]
+    fn evaluation_does_not_depend_on_window_or_threads() {
+        let (model, _, toks) = setup(CellKind::Lstm, 1, 0.0);
+        let base = evaluate(&model, &toks, 4, 25, 1);
+        assert_eq!(base.count, crate::data::scored_positions(&toks));
+        for (seq_len, threads) in [(7, 1), (100, 2), (1, 2)] {
+            let e = evaluate(&model, &toks, 4, seq_len, threads);
+            assert_eq!(e.count, base.count);
+            assert!(
+                (e.loss() - base.loss()).abs() < 1e-5,
+                "T={seq_len}: {} vs {}",
+                e.loss(),
+                base.loss()
+            );
+        }
     }
 
     #[test]

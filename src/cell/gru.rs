@@ -60,8 +60,8 @@ pub fn forward(
 }
 
 /// Reverse recurrence. `dh` ([T, B, H]) is the gradient arriving at each output from above;
-/// it is consumed. Leaves the input-side gate gradients in `cache.dgx` and the
-/// recurrent-side ones in `cache.dgh`, both [T, B, 3H].
+/// it is consumed. Overwrites `cache.gates` with the input-side gate gradients and leaves
+/// the recurrent-side ones in `cache.dgh`, both [T, B, 3H].
 ///
 /// ```text
 /// dn = dh ⊙ (1-z)              dz = dh ⊙ (h_{t-1} - n)
@@ -85,11 +85,10 @@ pub fn backward(
         let cur = t * step..(t + 1) * step;
         let dh_t = &mut dh[cur.clone()];
         add_assign(dh_t, &cache.dh_next);
-        let gates = &cache.gates[t * gstep..(t + 1) * gstep];
-        let dgx = &mut cache.dgx[t * gstep..(t + 1) * gstep];
+        let g_dgx = &mut cache.gates[t * gstep..(t + 1) * gstep];
         let dgh = &mut cache.dgh[t * gstep..(t + 1) * gstep];
         let (h_prev, hn) = (&cache.h_prev[cur.clone()], &cache.hn[cur]);
-        step_backward(gates, h_prev, hn, dh_t, dgx, dgh, &mut cache.dh_next, hid);
+        step_backward(g_dgx, h_prev, hn, dh_t, dgh, &mut cache.dh_next, hid);
         if t > 0 {
             let dgh = ArrayView2::from_shape((batch, 3 * hid), &*dgh).unwrap();
             let mut dn = ArrayViewMut2::from_shape((batch, hid), &mut cache.dh_next[..]).unwrap();
@@ -140,40 +139,36 @@ fn step_forward_imp(
 }
 
 simd_dispatch! {
-    /// The backward gate arithmetic of one step for all rows. gates: [B, 3H]; h_prev, hn,
-    /// dh: [B, H]; out: dgx, dgh: [B, 3H], and dnext: [B, H] = dh ⊙ z (the direct path).
-    fn step_backward(gates: &[f32], h_prev: &[f32], hn: &[f32], dh: &[f32], dgx: &mut [f32], dgh: &mut [f32], dnext: &mut [f32], hid: usize) => step_backward_imp
+    /// The backward gate arithmetic of one step for all rows. g_dgx: [B, 3H], the gates in,
+    /// the input-side gradients out; h_prev, hn, dh: [B, H]; out: dgh: [B, 3H], and
+    /// dnext: [B, H] = dh ⊙ z (the direct path).
+    fn step_backward(g_dgx: &mut [f32], h_prev: &[f32], hn: &[f32], dh: &[f32], dgh: &mut [f32], dnext: &mut [f32], hid: usize) => step_backward_imp
 }
 
 #[inline(always)]
-#[allow(clippy::too_many_arguments)]
 fn step_backward_imp(
-    gates: &[f32],
+    g_dgx: &mut [f32],
     h_prev: &[f32],
     hn: &[f32],
     dh: &[f32],
-    dgx: &mut [f32],
     dgh: &mut [f32],
     dnext: &mut [f32],
     hid: usize,
 ) {
-    let rows = gates
-        .chunks_exact(3 * hid)
-        .zip(dgx.chunks_exact_mut(3 * hid))
+    let rows = g_dgx
+        .chunks_exact_mut(3 * hid)
         .zip(dgh.chunks_exact_mut(3 * hid))
         .zip(h_prev.chunks_exact(hid))
         .zip(hn.chunks_exact(hid))
         .zip(dh.chunks_exact(hid))
         .zip(dnext.chunks_exact_mut(hid));
-    for ((((((g3, x3), h3), hp), hnr), dhr), dn) in rows {
-        let (gr, rest) = g3.split_at(hid);
-        let (gz, gn) = rest.split_at(hid);
-        let (xr, rest) = x3.split_at_mut(hid);
+    for (((((g3, h3), hp), hnr), dhr), dn) in rows {
+        let (xr, rest) = g3.split_at_mut(hid);
         let (xz, xn) = rest.split_at_mut(hid);
         let (hr, rest) = h3.split_at_mut(hid);
         let (hz, hnn) = rest.split_at_mut(hid);
         for j in 0..hid {
-            let (rg, z, n) = (gr[j], gz[j], gn[j]);
+            let (rg, z, n) = (xr[j], xz[j], xn[j]);
             let dan = dhr[j] * (1.0 - z) * (1.0 - n * n);
             let dar = dan * hnr[j] * rg * (1.0 - rg);
             let daz = dhr[j] * (hp[j] - n) * z * (1.0 - z);

@@ -29,6 +29,8 @@ pub fn forward(
     let hid = w_hh_t.nrows();
     let step = batch * hid;
     let gstep = 4 * step;
+    // Backward rebuilds c_{t-1} from `c`; only the window's initial cell state is kept.
+    cache.c_init.copy_from_slice(c0);
     for t in 0..t_len {
         let rs = &reset[t * batch..(t + 1) * batch];
         let cur = t * step..(t + 1) * step;
@@ -44,7 +46,7 @@ pub fn forward(
             } else {
                 &cache.c[(t - 1) * step..t * step]
             };
-            gather_prev(&mut cache.c_prev[cur.clone()], prev_c, rs, hid);
+            gather_prev(&mut cache.c_prev, prev_c, rs, hid);
         }
 
         let a = &mut cache.gates[t * gstep..(t + 1) * gstep];
@@ -56,9 +58,8 @@ pub fn forward(
         step_forward(
             a,
             b_hh,
-            &cache.c_prev[cur.clone()],
+            &cache.c_prev,
             &mut cache.c[cur.clone()],
-            &mut cache.tanh_c[cur.clone()],
             &mut cache.h[cur],
         );
     }
@@ -70,7 +71,8 @@ pub fn forward(
 }
 
 /// Reverse recurrence. `dh` ([T, B, H]) is the gradient arriving at each output from above;
-/// it is consumed. Leaves the gate pre-activation gradients in `cache.dgx`, [T, B, 4H].
+/// it is consumed. Overwrites `cache.gates` with the gate pre-activation gradients (each
+/// step's gates are dead once its gradient is known), [T, B, 4H].
 ///
 /// ```text
 /// dc = dc_next + dh ⊙ o ⊙ (1 - tanh²c)
@@ -95,10 +97,28 @@ pub fn backward(
         let cur = t * step..(t + 1) * step;
         let dh_t = &mut dh[cur.clone()];
         add_assign(dh_t, &cache.dh_next);
-        let gates = &cache.gates[t * gstep..(t + 1) * gstep];
-        let da = &mut cache.dgx[t * gstep..(t + 1) * gstep];
-        let (c_prev, tanh_c) = (&cache.c_prev[cur.clone()], &cache.tanh_c[cur]);
-        step_backward(gates, c_prev, tanh_c, dh_t, &mut cache.dc_next, da, hid);
+        {
+            let prev_c: &[f32] = if t == 0 {
+                &cache.c_init
+            } else {
+                &cache.c[(t - 1) * step..t * step]
+            };
+            gather_prev(
+                &mut cache.c_prev,
+                prev_c,
+                &reset[t * batch..(t + 1) * batch],
+                hid,
+            );
+        }
+        let da = &mut cache.gates[t * gstep..(t + 1) * gstep];
+        step_backward(
+            da,
+            &cache.c_prev,
+            &cache.c[cur],
+            dh_t,
+            &mut cache.dc_next,
+            hid,
+        );
         if t > 0 {
             let da = ArrayView2::from_shape((batch, 4 * hid), &*da).unwrap();
             let mut dn = ArrayViewMut2::from_shape((batch, hid), &mut cache.dh_next[..]).unwrap();
@@ -112,85 +132,123 @@ pub fn backward(
 
 simd_dispatch! {
     /// The gate arithmetic of one step for all rows. a: [B, 4H] pre-activations without
-    /// `b_hh`, overwritten with the activated gates; b_hh: [4H]; c_prev, c, tanh_c, h: [B, H].
-    fn step_forward(a: &mut [f32], b_hh: &[f32], c_prev: &[f32], c: &mut [f32], tanh_c: &mut [f32], h: &mut [f32]) => step_forward_imp
+    /// `b_hh`, overwritten with the activated gates; b_hh: [4H]; c_prev, c, h: [B, H].
+    fn step_forward(a: &mut [f32], b_hh: &[f32], c_prev: &[f32], c: &mut [f32], h: &mut [f32]) => step_forward_imp
 }
 
 #[inline(always)]
-fn step_forward_imp(
-    a: &mut [f32],
-    b_hh: &[f32],
-    c_prev: &[f32],
-    c: &mut [f32],
-    tanh_c: &mut [f32],
-    h: &mut [f32],
-) {
+fn step_forward_imp(a: &mut [f32], b_hh: &[f32], c_prev: &[f32], c: &mut [f32], h: &mut [f32]) {
     let hid = b_hh.len() / 4;
     let rows = a
         .chunks_exact_mut(4 * hid)
         .zip(c_prev.chunks_exact(hid))
         .zip(c.chunks_exact_mut(hid))
-        .zip(tanh_c.chunks_exact_mut(hid))
         .zip(h.chunks_exact_mut(hid));
-    for ((((row, cp), cn), tc), hn) in rows {
+    for (((row, cp), cn), hn) in rows {
         add_assign(row, b_hh);
         let (ai, rest) = row.split_at_mut(hid);
         let (af, rest) = rest.split_at_mut(hid);
         let (ag, ao) = rest.split_at_mut(hid);
-        for j in 0..hid {
-            let i = sigmoid(ai[j]);
-            let f = sigmoid(af[j]);
-            let g = tanh(ag[j]);
-            let o = sigmoid(ao[j]);
-            let cj = f * cp[j] + i * g;
-            let tcj = tanh(cj);
-            (ai[j], af[j], ag[j], ao[j]) = (i, f, g, o);
-            cn[j] = cj;
-            tc[j] = tcj;
-            hn[j] = o * tcj;
-        }
+        forward_row(ai, af, ag, ao, cp, cn, hn);
+    }
+}
+
+/// One row of [`step_forward`] (see [`backward_row`] for why it is a function).
+#[inline(always)]
+fn forward_row(
+    ai: &mut [f32],
+    af: &mut [f32],
+    ag: &mut [f32],
+    ao: &mut [f32],
+    cp: &[f32],
+    c: &mut [f32],
+    h: &mut [f32],
+) {
+    let n = ai.len();
+    let (af, ag, ao, cp, c, h) = (
+        &mut af[..n],
+        &mut ag[..n],
+        &mut ao[..n],
+        &cp[..n],
+        &mut c[..n],
+        &mut h[..n],
+    );
+    for j in 0..n {
+        let i = sigmoid(ai[j]);
+        let f = sigmoid(af[j]);
+        let g = tanh(ag[j]);
+        let o = sigmoid(ao[j]);
+        let cj = f * cp[j] + i * g;
+        (ai[j], af[j], ag[j], ao[j]) = (i, f, g, o);
+        c[j] = cj;
+        h[j] = o * tanh(cj);
     }
 }
 
 simd_dispatch! {
-    /// The backward gate arithmetic of one step for all rows. gates: [B, 4H] activated;
-    /// c_prev, tanh_c, dh: [B, H]; dc_next: [B, H] in (from step t+1) and out (to t-1);
-    /// da: [B, 4H] out.
-    fn step_backward(gates: &[f32], c_prev: &[f32], tanh_c: &[f32], dh: &[f32], dc_next: &mut [f32], da: &mut [f32], hid: usize) => step_backward_imp
+    /// The backward gate arithmetic of one step for all rows. g_da: [B, 4H], the activated
+    /// gates in, their pre-activation gradients out; c_prev, c, dh: [B, H]; dc_next: [B, H]
+    /// in (from step t+1) and out (to step t-1).
+    fn step_backward(g_da: &mut [f32], c_prev: &[f32], c: &[f32], dh: &[f32], dc_next: &mut [f32], hid: usize) => step_backward_imp
 }
 
 #[inline(always)]
 fn step_backward_imp(
-    gates: &[f32],
+    g_da: &mut [f32],
     c_prev: &[f32],
-    tanh_c: &[f32],
+    c: &[f32],
     dh: &[f32],
     dc_next: &mut [f32],
-    da: &mut [f32],
     hid: usize,
 ) {
-    let rows = gates
-        .chunks_exact(4 * hid)
-        .zip(da.chunks_exact_mut(4 * hid))
+    let rows = g_da
+        .chunks_exact_mut(4 * hid)
         .zip(c_prev.chunks_exact(hid))
-        .zip(tanh_c.chunks_exact(hid))
+        .zip(c.chunks_exact(hid))
         .zip(dh.chunks_exact(hid))
         .zip(dc_next.chunks_exact_mut(hid));
-    for (((((g4, d4), cp), tc), dhr), dcn) in rows {
-        let (gi, rest) = g4.split_at(hid);
-        let (gf, rest) = rest.split_at(hid);
-        let (gg, go) = rest.split_at(hid);
-        let (di, rest) = d4.split_at_mut(hid);
-        let (df, rest) = rest.split_at_mut(hid);
-        let (dg, dout) = rest.split_at_mut(hid);
-        for j in 0..hid {
-            let (i, f, g, o) = (gi[j], gf[j], gg[j], go[j]);
-            let dc = dcn[j] + dhr[j] * o * (1.0 - tc[j] * tc[j]);
-            di[j] = dc * g * i * (1.0 - i);
-            df[j] = dc * cp[j] * f * (1.0 - f);
-            dg[j] = dc * i * (1.0 - g * g);
-            dout[j] = dhr[j] * tc[j] * o * (1.0 - o);
-            dcn[j] = dc * f;
-        }
+    for ((((g4, cp), cr), dhr), dcn) in rows {
+        let (gi, rest) = g4.split_at_mut(hid);
+        let (gf, rest) = rest.split_at_mut(hid);
+        let (gg, go) = rest.split_at_mut(hid);
+        backward_row(gi, gf, gg, go, cp, cr, dhr, dcn);
+    }
+}
+
+/// One row of [`step_backward`]. Separate `&mut` arguments tell the compiler that the gate
+/// blocks do not overlap, and the re-slicing to one length removes the bounds checks: both
+/// are needed for the loop to vectorise.
+#[inline(always)]
+#[allow(clippy::too_many_arguments)]
+fn backward_row(
+    gi: &mut [f32],
+    gf: &mut [f32],
+    gg: &mut [f32],
+    go: &mut [f32],
+    cp: &[f32],
+    c: &[f32],
+    dh: &[f32],
+    dcn: &mut [f32],
+) {
+    let n = gi.len();
+    let (gf, gg, go, cp, c, dh, dcn) = (
+        &mut gf[..n],
+        &mut gg[..n],
+        &mut go[..n],
+        &cp[..n],
+        &c[..n],
+        &dh[..n],
+        &mut dcn[..n],
+    );
+    for j in 0..n {
+        let (i, f, g, o) = (gi[j], gf[j], gg[j], go[j]);
+        // tanh(c) is recomputed rather than cached: one cheap vector op saves [T, B, H].
+        let tc = tanh(c[j]);
+        let dc = dcn[j] + dh[j] * o * (1.0 - tc * tc);
+        gi[j] = dc * g * i * (1.0 - i);
+        gf[j] = dc * cp[j] * f * (1.0 - f);
+        gg[j] = dc * i * (1.0 - g * g);
+        go[j] = dh[j] * tc * o * (1.0 - o);
+        dcn[j] = dc * f;
     }
 }

@@ -73,26 +73,27 @@ impl CellKind {
 #[derive(Debug, Clone, Default)]
 pub struct LayerCache {
     /// [T, B, G·H]: on entry to `forward` the input projection `x · W_ihᵀ + b_ih`; on return
-    /// the activated gates (LSTM `i,f,g,o`; GRU `r,z,n`; RNN `h`).
+    /// the activated gates (LSTM `i,f,g,o`; GRU `r,z,n`; RNN `h`); after `backward`, the
+    /// gradient of the loss w.r.t. the input-side gate pre-activations (`dgx`): a step's
+    /// gates are dead once its gradient is known, so the two share memory.
     pub gates: Vec<f32>,
     /// [T, B, H]: the state that entered each step (zero where reset).
     pub h_prev: Vec<f32>,
     /// [T, B, H]: the layer's output at each step.
     pub h: Vec<f32>,
-    /// [T, B, H], LSTM: memory cell entering each step (zero where reset).
+    /// [B, H], LSTM: the memory cell entering the current step (zero where reset); rebuilt
+    /// from `c` in backward rather than kept for every step.
     pub c_prev: Vec<f32>,
+    /// [B, H], LSTM: the memory cell entering the window.
+    pub c_init: Vec<f32>,
     /// [T, B, H], LSTM: memory cell after each step.
     pub c: Vec<f32>,
-    /// [T, B, H], LSTM: `tanh(c)`, kept so that backward need not recompute it.
-    pub tanh_c: Vec<f32>,
     /// [T, B, H], GRU: the recurrent candidate term `W_hn h_prev + b_hn`.
     pub hn: Vec<f32>,
     /// [B, G·H], GRU: the recurrent product of the current step.
     pub hw: Vec<f32>,
-    /// [T, B, G·H]: gradient of the loss w.r.t. the input-side gate pre-activations.
-    pub dgx: Vec<f32>,
-    /// [T, B, G·H], GRU only: the same w.r.t. the recurrent-side pre-activations (they
-    /// differ from `dgx` in the `n` block by the factor `r`). RNN and LSTM use `dgx`.
+    /// [T, B, G·H], GRU only: gradient w.r.t. the recurrent-side pre-activations (it
+    /// differs from `dgx` in the `n` block by the factor `r`). RNN and LSTM use `dgx`.
     pub dgh: Vec<f32>,
     /// [B, H]: gradient flowing from step t into step t-1 through `h`.
     pub dh_next: Vec<f32>,
@@ -101,32 +102,45 @@ pub struct LayerCache {
 }
 
 impl LayerCache {
-    pub fn new(kind: CellKind, batch: usize, t_cap: usize, hidden: usize) -> LayerCache {
+    /// Buffers for batches of `batch` streams and windows of up to `t_cap` steps; without
+    /// `training`, only what the forward pass needs.
+    pub fn new(
+        kind: CellKind,
+        batch: usize,
+        t_cap: usize,
+        hidden: usize,
+        training: bool,
+    ) -> LayerCache {
         let n = batch * t_cap;
         let gh = kind.gates() * hidden;
         let z = |len: usize| vec![0.0f32; len];
         let lstm = kind == CellKind::Lstm;
         let gru = kind == CellKind::Gru;
+        let (lstm_bw, gru_bw) = (lstm && training, gru && training);
         LayerCache {
             gates: z(n * gh),
             h_prev: z(n * hidden),
             h: z(n * hidden),
-            c_prev: z(if lstm { n * hidden } else { 0 }),
+            c_prev: z(if lstm { batch * hidden } else { 0 }),
+            c_init: z(if lstm { batch * hidden } else { 0 }),
             c: z(if lstm { n * hidden } else { 0 }),
-            tanh_c: z(if lstm { n * hidden } else { 0 }),
             hn: z(if gru { n * hidden } else { 0 }),
             hw: z(if gru { batch * gh } else { 0 }),
-            dgx: z(n * gh),
-            dgh: z(if gru { n * gh } else { 0 }),
-            dh_next: z(batch * hidden),
-            dc_next: z(if lstm { batch * hidden } else { 0 }),
+            dgh: z(if gru_bw { n * gh } else { 0 }),
+            dh_next: z(if training { batch * hidden } else { 0 }),
+            dc_next: z(if lstm_bw { batch * hidden } else { 0 }),
         }
     }
 
-    /// Gradient w.r.t. the recurrent-side pre-activations, [T, B, G·H].
+    /// After backward: gradient w.r.t. the input-side gate pre-activations, [T, B, G·H].
+    pub fn dgx(&self) -> &[f32] {
+        &self.gates
+    }
+
+    /// After backward: gradient w.r.t. the recurrent-side pre-activations, [T, B, G·H].
     pub fn dgh(&self) -> &[f32] {
         if self.dgh.is_empty() {
-            &self.dgx
+            &self.gates
         } else {
             &self.dgh
         }

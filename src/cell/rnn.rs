@@ -44,7 +44,7 @@ pub fn forward(
 }
 
 /// Reverse recurrence. `dh` ([T, B, H]) is the gradient arriving at each output from above;
-/// it is consumed. Leaves `dL/da_t` in `cache.dgx`, [T, B, H].
+/// it is consumed. Overwrites `cache.gates` (which holds `h`) with `dL/da_t`, [T, B, H].
 pub fn backward(
     w_hh: ArrayView2<f32>,
     cache: &mut LayerCache,
@@ -59,12 +59,12 @@ pub fn backward(
     for t in (0..t_len).rev() {
         let dh_t = &mut dh[t * step..(t + 1) * step];
         add_assign(dh_t, &cache.dh_next);
-        let h = &cache.gates[t * step..(t + 1) * step];
-        let da = &mut cache.dgx[t * step..(t + 1) * step];
-        step_backward(h, dh_t, da);
+        let h_da = &mut cache.gates[t * step..(t + 1) * step];
+        step_backward(h_da, dh_t);
+        let da = &*h_da;
         if t > 0 {
             // dh_{t-1} = da · W_hh
-            let da = ArrayView2::from_shape((batch, hid), &*da).unwrap();
+            let da = ArrayView2::from_shape((batch, hid), da).unwrap();
             let mut dn = ArrayViewMut2::from_shape((batch, hid), &mut cache.dh_next[..]).unwrap();
             matmul(&mut dn, da, w_hh, false);
             cut_at_resets(&mut cache.dh_next, &reset[t * batch..(t + 1) * batch], hid);
@@ -87,13 +87,13 @@ fn step_forward_imp(a: &mut [f32], b_hh: &[f32]) {
 }
 
 simd_dispatch! {
-    /// da = dh ⊙ (1 - h²), all [B, H].
-    fn step_backward(h: &[f32], dh: &[f32], da: &mut [f32]) => step_backward_imp
+    /// h_da: h in, da = dh ⊙ (1 - h²) out; all [B, H].
+    fn step_backward(h_da: &mut [f32], dh: &[f32]) => step_backward_imp
 }
 
 #[inline(always)]
-fn step_backward_imp(h: &[f32], dh: &[f32], da: &mut [f32]) {
-    for ((d, &g), &h) in da.iter_mut().zip(dh).zip(h) {
-        *d = g * (1.0 - h * h);
+fn step_backward_imp(h_da: &mut [f32], dh: &[f32]) {
+    for (x, &g) in h_da.iter_mut().zip(dh) {
+        *x = g * (1.0 - *x * *x);
     }
 }

@@ -9,7 +9,7 @@ use charrnn::data::{self, Mode};
 use charrnn::model::{Model, ModelConfig};
 use charrnn::optim::{LrSchedule, OptimConfig, Optimizer, OptimizerKind};
 use charrnn::sample::{SampleConfig, Sampler};
-use charrnn::train::{TrainConfig, Trainer, evaluate};
+use charrnn::train::{EVAL_STREAMS, EVAL_WINDOW, TrainConfig, Trainer, evaluate};
 use charrnn::vocab::Vocab;
 use rand::SeedableRng;
 use std::path::PathBuf;
@@ -86,7 +86,13 @@ pub fn run(args: BenchArgs) -> Result<()> {
     let train_cps = chars as f64 / train_secs;
 
     let t0 = Instant::now();
-    let eval = evaluate(&trainer.model, &val_tokens, 32, args.seq_len, threads);
+    let eval = evaluate(
+        &trainer.model,
+        &val_tokens,
+        EVAL_STREAMS,
+        EVAL_WINDOW,
+        threads,
+    );
     let eval_cps = eval.count as f64 / t0.elapsed().as_secs_f64();
 
     let mut sampler = Sampler::new(
