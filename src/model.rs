@@ -536,11 +536,14 @@ fn transpose_into(src: ArrayView2<f32>, dst: &mut [f32]) {
     const TILE: usize = 32;
     let (r, c) = src.dim();
     assert_eq!(dst.len(), r * c);
+    let src = src.as_slice().expect("parameters are contiguous");
     for i0 in (0..r).step_by(TILE) {
+        let i1 = (i0 + TILE).min(r);
         for j0 in (0..c).step_by(TILE) {
-            for i in i0..(i0 + TILE).min(r) {
-                for j in j0..(j0 + TILE).min(c) {
-                    dst[j * r + i] = src[[i, j]];
+            let j1 = (j0 + TILE).min(c);
+            for (i, row) in src.chunks_exact(c).enumerate().take(i1).skip(i0) {
+                for (j, &x) in row[j0..j1].iter().enumerate() {
+                    dst[(j0 + j) * r + i] = x;
                 }
             }
         }
