@@ -23,6 +23,7 @@
 //! - [`vocab`]: characters plus `<start>`/`<end>`, sorted; encode, decode, one-hot.
 //! - [`corpus`]: reading files and directories of UTF-8 text.
 //! - [`data`]: sequences bracketed by start/end; train/validation split; `B x T` windows.
+//! - [`infer`]: one-stream inference split over two cores, for sampling.
 //! - [`linalg`]: the one matrix-multiply entry point and the fast element-wise functions.
 //! - [`params`]: parameters, gradients and optimizer moments as flat buffers with named views.
 //! - [`cell`]: RNN, LSTM and GRU cells, one file each: a forward/backward pair over a window.
@@ -37,6 +38,7 @@ pub mod cell;
 pub mod checkpoint;
 pub mod corpus;
 pub mod data;
+pub mod infer;
 pub mod linalg;
 pub mod loss;
 pub mod model;

@@ -2,7 +2,8 @@
 //! from the softmax of the logits at a temperature, optionally cut to the top k or to the
 //! smallest set holding probability p, until `<end>` or a length limit.
 
-use crate::model::{Model, State, Workspace};
+use crate::infer::{self, SplitModel};
+use crate::model::{Model, State};
 use crate::vocab::{END, START, UnknownChar, Vocab};
 use rand::{RngExt, SeedableRng};
 use rand_chacha::ChaCha8Rng;
@@ -43,9 +44,10 @@ pub enum Stop {
 
 /// A model with its one-stream state, ready to generate.
 pub struct Sampler<'m> {
-    model: &'m Model,
     vocab: &'m Vocab,
-    ws: Workspace,
+    split: SplitModel,
+    /// Threads [`Sampler::generate`] runs on (1 or 2); the text does not depend on it.
+    threads: usize,
     state: State,
     rng: ChaCha8Rng,
     config: SampleConfig,
@@ -56,13 +58,18 @@ pub struct Sampler<'m> {
 }
 
 impl<'m> Sampler<'m> {
-    pub fn new(model: &'m Model, vocab: &'m Vocab, config: SampleConfig) -> Sampler<'m> {
-        let mut ws = Workspace::inference(&model.config, 1, 1);
-        ws.sync(model);
+    pub fn new(model: &Model, vocab: &'m Vocab, config: SampleConfig) -> Sampler<'m> {
+        // A second thread pays off once the weights outgrow one core's cache.
+        let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+        let threads = if cores >= 2 && model.config.hidden >= 128 {
+            2
+        } else {
+            1
+        };
         Sampler {
-            model,
             vocab,
-            ws,
+            split: SplitModel::new(model),
+            threads,
             state: State::zeros(&model.config, 1),
             rng: ChaCha8Rng::seed_from_u64(config.seed),
             config,
@@ -74,31 +81,39 @@ impl<'m> Sampler<'m> {
 
     /// Starts a new sequence: `<start>` followed by the characters of `prime`.
     pub fn prime(&mut self, prime: &str) -> Result<(), UnknownChar> {
-        let ids = self.vocab.encode(prime)?;
+        let mut ids = vec![START];
+        ids.extend(self.vocab.encode(prime)?);
         self.state.reset();
-        self.next_input = START;
-        for id in ids {
-            self.model
-                .step(&mut self.ws, &[self.next_input], &mut self.state);
-            self.next_input = id;
+        // Feed all but the last id; the last is the input of the first generated step.
+        self.next_input = ids.pop().unwrap();
+        if !ids.is_empty() {
+            let mut rest = ids[1..].iter().copied();
+            infer::run(&self.split, &mut self.state, ids[0], 1, |_| rest.next());
         }
         Ok(())
     }
 
     /// Draws the next token (a character id or `END`) and feeds it back as the next input.
     pub fn next_token(&mut self) -> u32 {
-        let logits = self
-            .model
-            .step(&mut self.ws, &[self.next_input], &mut self.state);
-        let id = choose(
+        let mut id = END;
+        let (config, rng, probs, order) = (
             &self.config,
             &mut self.rng,
             &mut self.probs,
             &mut self.order,
-            logits,
         );
+        infer::run(&self.split, &mut self.state, self.next_input, 1, |logits| {
+            id = choose(config, rng, probs, order, logits);
+            None
+        });
         self.next_input = id;
         id
+    }
+
+    /// Draws `n` tokens without stopping at `<end>` (for measuring speed); returns the last.
+    pub fn run_tokens(&mut self, n: usize) -> u32 {
+        self.drive(n, false, |_| Ok::<_, ()>(())).unwrap();
+        self.next_input
     }
 
     /// Generates up to `max_len` characters, handing each to `emit` as it is drawn.
@@ -107,16 +122,54 @@ impl<'m> Sampler<'m> {
         max_len: usize,
         mut emit: impl FnMut(char) -> Result<(), E>,
     ) -> Result<Stop, E> {
-        for _ in 0..max_len {
-            let id = self.next_token();
-            if id == END {
-                return Ok(Stop::End);
-            }
-            if let Some(ch) = self.vocab.char_of(id) {
-                emit(ch)?;
-            }
+        let vocab = self.vocab;
+        self.drive(max_len, true, |id| match vocab.char_of(id) {
+            Some(ch) => emit(ch),
+            None => Ok(()),
+        })
+    }
+
+    /// Draws up to `n` tokens, on `self.threads` threads, handing each to `emit`.
+    fn drive<E>(
+        &mut self,
+        n: usize,
+        stop_at_end: bool,
+        mut emit: impl FnMut(u32) -> Result<(), E>,
+    ) -> Result<Stop, E> {
+        if n == 0 {
+            return Ok(Stop::Length);
         }
-        Ok(Stop::Length)
+        let (config, rng, probs, order) = (
+            &self.config,
+            &mut self.rng,
+            &mut self.probs,
+            &mut self.order,
+        );
+        let mut drawn = 0;
+        let mut result = Ok(Stop::Length);
+        let mut last = self.next_input;
+        infer::run(
+            &self.split,
+            &mut self.state,
+            self.next_input,
+            self.threads,
+            |logits| {
+                let id = choose(config, rng, probs, order, logits);
+                last = id;
+                drawn += 1;
+                if stop_at_end && id == END {
+                    result = Ok(Stop::End);
+                    return None;
+                }
+                if let Err(e) = emit(id) {
+                    result = Err(e);
+                    return None;
+                }
+                (drawn < n).then_some(id)
+            },
+        );
+        self.next_input = last;
+        result
     }
 }
 

@@ -104,15 +104,11 @@ pub fn run(args: BenchArgs) -> Result<()> {
         },
     );
     sampler.prime("")?;
-    for _ in 0..50 {
-        sampler.next_token();
-    }
+    sampler.run_tokens(50);
     let mut rates: Vec<f64> = (0..3)
         .map(|_| {
             let t0 = Instant::now();
-            for _ in 0..args.sample_chars {
-                sampler.next_token();
-            }
+            sampler.run_tokens(args.sample_chars);
             args.sample_chars as f64 / t0.elapsed().as_secs_f64()
         })
         .collect();
