@@ -533,6 +533,7 @@ mod tests {
                 .map(|&t| m.step(&mut ws, &[t], &mut state).to_vec())
                 .collect();
             let split = SplitModel::new(&m);
+            let mut by_threads = Vec::new();
             for threads in [1, 2] {
                 let mut s = State::zeros(&m.config, 1);
                 let mut got = Vec::new();
@@ -558,7 +559,10 @@ mod tests {
                 for (a, b) in s.c.iter().zip(&state.c) {
                     assert!((a - b).abs() < 1e-5);
                 }
+                by_threads.push(got);
             }
+            // Same sums in the same order: bit-identical whether one thread or two.
+            assert_eq!(by_threads[0], by_threads[1]);
         }
     }
 }
