@@ -90,6 +90,7 @@ pub struct ProgressSection {
 pub struct HistoryEntry {
     pub step: u64,
     pub epoch: f64,
+    pub seconds: f64,
     pub train_loss: f64,
     pub val_loss: Option<f64>,
 }
@@ -182,6 +183,7 @@ impl Checkpoint {
                     .map(|h| HistoryEntry {
                         step: h.step,
                         epoch: h.epoch,
+                        seconds: h.seconds,
                         train_loss: h.train_loss,
                         val_loss: h.val_loss,
                     })
@@ -469,6 +471,7 @@ impl Checkpoint {
                 .map(|h| HistoryPoint {
                     step: h.step,
                     epoch: h.epoch,
+                    seconds: h.seconds,
                     train_loss: h.train_loss,
                     val_loss: h.val_loss,
                 })

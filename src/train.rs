@@ -54,6 +54,8 @@ pub struct Progress {
 pub struct HistoryPoint {
     pub step: u64,
     pub epoch: f64,
+    /// Training seconds so far (validation excluded), as `Progress::elapsed`.
+    pub seconds: f64,
     /// Mean training loss since the previous point.
     pub train_loss: f64,
     pub val_loss: Option<f64>,

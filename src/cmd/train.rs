@@ -373,6 +373,7 @@ impl Saver<'_> {
             t.progress.history.push(HistoryPoint {
                 step: t.progress.step,
                 epoch: t.epoch_fraction(),
+                seconds: t.progress.elapsed,
                 train_loss,
                 val_loss: val,
             });
