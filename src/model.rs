@@ -530,24 +530,11 @@ impl Workspace {
     }
 }
 
-/// Writes `src` ([R, C]) transposed into `dst` ([C, R], row-major), in tiles so that both
-/// sides stay in cache.
+/// Writes `src` ([R, C]) transposed into `dst` ([C, R], row-major).
 fn transpose_into(src: ArrayView2<f32>, dst: &mut [f32]) {
-    const TILE: usize = 32;
     let (r, c) = src.dim();
-    assert_eq!(dst.len(), r * c);
     let src = src.as_slice().expect("parameters are contiguous");
-    for i0 in (0..r).step_by(TILE) {
-        let i1 = (i0 + TILE).min(r);
-        for j0 in (0..c).step_by(TILE) {
-            let j1 = (j0 + TILE).min(c);
-            for (i, row) in src.chunks_exact(c).enumerate().take(i1).skip(i0) {
-                for (j, &x) in row[j0..j1].iter().enumerate() {
-                    dst[(j0 + j) * r + i] = x;
-                }
-            }
-        }
-    }
+    transpose::transpose(src, dst, c, r);
 }
 
 #[cfg(test)]

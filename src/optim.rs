@@ -6,6 +6,7 @@
 //! PyTorch's numbers.
 
 use crate::params::l2_norm;
+use rayon::prelude::*;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum OptimizerKind {
@@ -93,38 +94,62 @@ impl Optimizer {
     pub fn update(&mut self, params: &mut [f32], grads: &[f32], lr: f32) {
         let c = self.config;
         self.step += 1;
+        // Element-wise, so the update is split into chunks run on all cores: the result
+        // does not depend on how the chunks are scheduled.
         match c.kind {
             OptimizerKind::Adam => {
                 let bc1 = 1.0 - (c.beta1 as f64).powi(self.step as i32);
                 let bc2 = 1.0 - (c.beta2 as f64).powi(self.step as i32);
                 let step_size = (lr as f64 / bc1) as f32;
                 let bc2_sqrt = bc2.sqrt() as f32;
-                for (((p, &g), m), v) in params
-                    .iter_mut()
-                    .zip(grads)
-                    .zip(&mut self.m)
-                    .zip(&mut self.v)
-                {
-                    *m += (g - *m) * (1.0 - c.beta1);
-                    *v = *v * c.beta2 + (1.0 - c.beta2) * g * g;
-                    let denom = v.sqrt() / bc2_sqrt + c.eps;
-                    *p -= step_size * *m / denom;
-                }
+                chunks_mut(params)
+                    .zip(chunks(grads))
+                    .zip(chunks_mut(&mut self.m))
+                    .zip(chunks_mut(&mut self.v))
+                    .for_each(|(((p, g), m), v)| {
+                        for (((p, &g), m), v) in p.iter_mut().zip(g).zip(m).zip(v) {
+                            *m += (g - *m) * (1.0 - c.beta1);
+                            *v = *v * c.beta2 + (1.0 - c.beta2) * g * g;
+                            let denom = v.sqrt() / bc2_sqrt + c.eps;
+                            *p -= step_size * *m / denom;
+                        }
+                    });
             }
             OptimizerKind::RmsProp => {
-                for ((p, &g), v) in params.iter_mut().zip(grads).zip(&mut self.v) {
-                    *v = *v * c.beta2 + (1.0 - c.beta2) * g * g;
-                    *p -= lr * g / (v.sqrt() + c.eps);
-                }
+                chunks_mut(params)
+                    .zip(chunks(grads))
+                    .zip(chunks_mut(&mut self.v))
+                    .for_each(|((p, g), v)| {
+                        for ((p, &g), v) in p.iter_mut().zip(g).zip(v) {
+                            *v = *v * c.beta2 + (1.0 - c.beta2) * g * g;
+                            *p -= lr * g / (v.sqrt() + c.eps);
+                        }
+                    });
             }
             OptimizerKind::Sgd => {
-                for ((p, &g), m) in params.iter_mut().zip(grads).zip(&mut self.m) {
-                    *m = c.momentum * *m + g;
-                    *p -= lr * *m;
-                }
+                chunks_mut(params)
+                    .zip(chunks(grads))
+                    .zip(chunks_mut(&mut self.m))
+                    .for_each(|((p, g), m)| {
+                        for ((p, &g), m) in p.iter_mut().zip(g).zip(m) {
+                            *m = c.momentum * *m + g;
+                            *p -= lr * *m;
+                        }
+                    });
             }
         }
     }
+}
+
+/// Elements per parallel chunk of the flat buffers.
+pub(crate) const CHUNK: usize = 1 << 14;
+
+pub(crate) fn chunks(xs: &[f32]) -> rayon::slice::Chunks<'_, f32> {
+    xs.par_chunks(CHUNK)
+}
+
+pub(crate) fn chunks_mut(xs: &mut [f32]) -> rayon::slice::ChunksMut<'_, f32> {
+    xs.par_chunks_mut(CHUNK)
 }
 
 /// Scales `grads` so that their global L2 norm is at most `max_norm` (as PyTorch's
@@ -136,9 +161,7 @@ pub fn clip_grad_norm(grads: &mut [f32], max_norm: f32) -> f64 {
         let coef = max_norm as f64 / (norm + 1e-6);
         if coef < 1.0 {
             let coef = coef as f32;
-            for g in grads {
-                *g *= coef;
-            }
+            chunks_mut(grads).for_each(|g| g.iter_mut().for_each(|g| *g *= coef));
         }
     }
     norm

@@ -82,12 +82,14 @@ impl Layout {
 }
 
 /// Euclidean norm of a flat buffer, accumulated in f64 so that it does not depend on how
-/// large the model is.
+/// large the model is. Chunks are summed on all cores, then added in a fixed order.
 pub fn l2_norm(xs: &[f32]) -> f64 {
-    xs.iter()
-        .map(|&x| (x as f64) * (x as f64))
-        .sum::<f64>()
-        .sqrt()
+    use rayon::prelude::*;
+    let parts: Vec<f64> = xs
+        .par_chunks(1 << 14)
+        .map(|c| c.iter().map(|&x| (x as f64) * (x as f64)).sum::<f64>())
+        .collect();
+    parts.iter().sum::<f64>().sqrt()
 }
 
 #[cfg(test)]

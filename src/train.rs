@@ -218,7 +218,9 @@ impl<'a> Trainer<'a> {
         let loss_sum: f64 = losses.iter().sum();
         let (first, rest) = self.shards.split_first_mut().unwrap();
         for s in rest {
-            add_assign(&mut first.grads, &s.grads);
+            crate::optim::chunks_mut(&mut first.grads)
+                .zip(crate::optim::chunks(&s.grads))
+                .for_each(|(a, b)| add_assign(a, b));
         }
         let grads = &mut first.grads;
         let loss = loss_sum / count as f64;
