@@ -5,6 +5,7 @@
 use crate::cli::BenchArgs;
 use anyhow::{Context, Result, bail};
 use charrnn::cell::CellKind;
+use charrnn::checkpoint::{Checkpoint, DataSection};
 use charrnn::data::{self, Mode};
 use charrnn::model::{Model, ModelConfig};
 use charrnn::optim::{LrSchedule, OptimConfig, Optimizer, OptimizerKind};
@@ -115,9 +116,13 @@ pub fn run(args: BenchArgs) -> Result<()> {
     rates.sort_by(f64::total_cmp);
     let sample_cps = rates[1];
 
+    // Peak memory of training, evaluation and sampling, before the checkpoint's JSON text
+    // (which exists only while a checkpoint is written or read) is measured.
+    let rss_mb = peak_rss_mb();
+    let (save_secs, load_secs, ck_mb) = checkpoint_io(&mut trainer, &vocab, &path)?;
+
     let flops_per_char = 3.0 * forward_flops(&trainer.model.config);
     let gflops = train_cps * flops_per_char / 1e9;
-    let rss_mb = peak_rss_mb();
     let cfg = format!(
         "{} {}x{} B{} T{} threads {}",
         args.cell, args.layers, args.hidden, args.batch_size, args.seq_len, threads
@@ -131,6 +136,7 @@ pub fn run(args: BenchArgs) -> Result<()> {
             "train_loss_last": loss, "train_gflops": gflops,
             "eval_chars_per_s": eval_cps, "val_loss": eval.loss(),
             "sample_chars_per_s": sample_cps, "peak_rss_mb": rss_mb,
+            "checkpoint_mb": ck_mb, "checkpoint_save_s": save_secs, "checkpoint_load_s": load_secs,
         });
         println!("{doc}");
     } else {
@@ -154,8 +160,11 @@ pub fn run(args: BenchArgs) -> Result<()> {
             args.sample_chars
         );
         println!(
-            "| peak resident memory (MB) | {} |",
+            "| peak resident memory while training (MB) | {} |",
             rss_mb.map_or("n/a".into(), |m| format!("{m:.0}"))
+        );
+        println!(
+            "| checkpoint size / save / load | {ck_mb:.1} MB / {save_secs:.2} s / {load_secs:.2} s |"
         );
         println!(
             "| last training loss / validation loss | {loss:.3} / {:.3} |",
@@ -163,6 +172,45 @@ pub fn run(args: BenchArgs) -> Result<()> {
         );
     }
     Ok(())
+}
+
+/// Writes the full training checkpoint to a temporary file and reads it back (with all of
+/// `Checkpoint::load`'s checks); returns the seconds of each and the size in MB.
+fn checkpoint_io(
+    trainer: &mut Trainer,
+    vocab: &Vocab,
+    corpus: &std::path::Path,
+) -> Result<(f64, f64, f64)> {
+    trainer.sync_progress_state();
+    let data = DataSection {
+        mode: "stream".into(),
+        sources: vec![corpus.display().to_string()],
+        val_fraction: 0.1,
+        train_chars: 0,
+        val_chars: 0,
+    };
+    let ck = Checkpoint::new(
+        &trainer.model,
+        vocab,
+        data,
+        &trainer.config,
+        100,
+        &trainer.optimizer,
+        &trainer.progress,
+    );
+    let path = std::env::temp_dir().join(format!("charrnn-bench-{}.json", std::process::id()));
+    let t0 = Instant::now();
+    ck.save(&path)?;
+    let save = t0.elapsed().as_secs_f64();
+    let mb = std::fs::metadata(&path)?.len() as f64 / 1e6;
+    let t0 = Instant::now();
+    let back = Checkpoint::load(&path);
+    let load = t0.elapsed().as_secs_f64();
+    let _ = std::fs::remove_file(&path);
+    if back? != ck {
+        bail!("checkpoint did not round-trip");
+    }
+    Ok((save, load, mb))
 }
 
 /// Multiply-adds ×2 of one character's forward pass: the recurrent and input products of
