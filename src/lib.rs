@@ -34,6 +34,47 @@
 //! - [`sample`]: priming, temperature, top-k/top-p, seeded generation.
 //! - [`checkpoint`]: versioned JSON documents, written atomically, checked on load.
 
+//! # Example
+//!
+//! Train a small LSTM on a text for a few steps, then sample from it:
+//!
+//! ```
+//! use charrnn::{cell::CellKind, data, model::{Model, ModelConfig}, optim, sample, train, vocab::Vocab};
+//! use rand::SeedableRng;
+//!
+//! let text = "to be or not to be, that is the question.\n".repeat(20);
+//! let vocab = Vocab::from_texts([text.as_str()]);
+//! let seqs = data::sequences(&[text], data::Mode::Stream);
+//! let tokens = data::tokens(&vocab, &seqs).unwrap();
+//!
+//! let config = ModelConfig { cell: CellKind::Lstm, vocab_size: vocab.len(), hidden: 32, layers: 1, dropout: 0.0 };
+//! let mut model = Model::new(config);
+//! model.init(&mut rand_chacha::ChaCha8Rng::seed_from_u64(1));
+//! let tc = train::TrainConfig {
+//!     batch: 4,
+//!     seq_len: 16,
+//!     lr: optim::LrSchedule { base: 1e-2, decay: 1.0, after: 0 },
+//!     optimizer: optim::OptimConfig::new(optim::OptimizerKind::Adam),
+//!     grad_clip: 5.0,
+//!     threads: 1,
+//!     seed: 1,
+//! };
+//! let opt = optim::Optimizer::new(tc.optimizer, model.param_count());
+//! let progress = train::Trainer::fresh_progress(&model, &tc);
+//! let mut trainer = train::Trainer::new(model, opt, tc, &tokens, progress);
+//! let first = trainer.step().unwrap().loss;
+//! for _ in 0..100 {
+//!     trainer.step().unwrap();
+//! }
+//! assert!(train::evaluate(&trainer.model, &tokens, 4, 16, 1).loss() < first);
+//!
+//! let mut sampler = sample::Sampler::new(&trainer.model, &vocab, sample::SampleConfig::default());
+//! sampler.prime("to be").unwrap();
+//! let mut out = String::new();
+//! sampler.generate(40, |c| { out.push(c); Ok::<_, ()>(()) }).unwrap();
+//! assert!(out.chars().all(|c| vocab.id(c).is_some()));
+//! ```
+
 pub mod cell;
 pub mod checkpoint;
 pub mod corpus;
