@@ -147,7 +147,7 @@ def main():
         for c in ttl["charrnn"]:
             s = c["seconds_to_target"]
             print(f"charrnn --lr {c['lr']}: " + (f"{s:.1f} s ({c['ratio']:.2f}x)" if s else "not reached in 120 s")
-                  + f", validation loss at 120 s {c['val_loss_at_end']:.4f}")
+                  + f", final validation loss {c['val_loss_at_end']:.4f} (run stops at 20 epochs or {1.5 * 120:.0f} s)")
     if args.out:
         json.dump({"speed": rows, "time_to_loss": ttl}, open(args.out, "w"), indent=1)
 
