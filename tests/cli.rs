@@ -301,7 +301,7 @@ fn ctrl_c_saves_latest_and_exits_cleanly() {
     let dir = TempDir::new().unwrap();
     let c = corpus(&dir);
     let bin = assert_cmd::cargo::cargo_bin("charrnn");
-    let child = std::process::Command::new(bin)
+    let mut child = std::process::Command::new(bin)
         .current_dir(dir.path())
         .arg("train")
         .arg(&c)
@@ -321,15 +321,30 @@ fn ctrl_c_saves_latest_and_exits_cleanly() {
         .stderr(std::process::Stdio::piped())
         .spawn()
         .unwrap();
-    std::thread::sleep(std::time::Duration::from_millis(1500));
+    // The header line is printed just before the Ctrl-C handler is installed: wait for it,
+    // give training a moment to start, then interrupt.
+    use std::io::BufRead;
+    let mut reader = std::io::BufReader::new(child.stderr.take().unwrap());
+    let mut seen = String::new();
+    let mut line = String::new();
+    while reader.read_line(&mut line).unwrap() > 0 {
+        seen.push_str(&line);
+        if line.starts_with("charrnn: lstm") {
+            break;
+        }
+        line.clear();
+    }
+    std::thread::sleep(std::time::Duration::from_millis(800));
     let killed = std::process::Command::new("kill")
         .args(["-INT", &child.id().to_string()])
         .status()
         .unwrap();
     assert!(killed.success());
-    let out = child.wait_with_output().unwrap();
-    let err = String::from_utf8_lossy(&out.stderr);
-    assert!(out.status.success(), "{err}");
+    let mut rest = String::new();
+    std::io::Read::read_to_string(&mut reader, &mut rest).unwrap();
+    let status = child.wait().unwrap();
+    let err = seen + &rest;
+    assert!(status.success(), "{err}");
     assert!(err.contains("interrupted at step"), "{err}");
     let ck = json(&dir.path().join("ck/latest.json"));
     assert!(ck["progress"]["step"].as_u64().unwrap() > 0);
