@@ -1,5 +1,7 @@
 //! Softmax cross-entropy over every scored position, and its fused backward `p - onehot(y)`.
 
+use crate::linalg::{exp_neg, simd_dispatch};
+
 /// Turns each row of `logits` ([N, V]) into probabilities in place and returns the summed
 /// cross-entropy `Σ_n -log p_n[y_n]` over the rows with `valid[n]`, in nats (f64).
 ///
@@ -8,22 +10,33 @@
 pub fn softmax_cross_entropy(logits: &mut [f32], v: usize, y: &[u32], valid: &[bool]) -> f64 {
     let mut total = 0.0f64;
     for (n, row) in logits.chunks_exact_mut(v).enumerate() {
-        let max = row.iter().copied().fold(f32::NEG_INFINITY, f32::max);
         let target = row[y[n] as usize];
-        let mut sum = 0.0f32;
-        for z in row.iter_mut() {
-            *z = (*z - max).exp();
-            sum += *z;
-        }
-        let inv = 1.0 / sum;
-        for z in row.iter_mut() {
-            *z *= inv;
-        }
+        let (max, sum) = softmax_row(row);
         if valid[n] {
             total += (sum as f64).ln() - (target - max) as f64;
         }
     }
     total
+}
+
+simd_dispatch! {
+    /// Replaces `row` by its softmax; returns the row's maximum and Σ exp(z - max).
+    pub(crate) fn softmax_row(row: &mut [f32]) -> (f32, f32) => softmax_row_imp
+}
+
+#[inline(always)]
+fn softmax_row_imp(row: &mut [f32]) -> (f32, f32) {
+    let max = row.iter().copied().fold(f32::NEG_INFINITY, f32::max);
+    let mut sum = 0.0f32;
+    for z in row.iter_mut() {
+        *z = exp_neg(*z - max);
+        sum += *z;
+    }
+    let inv = 1.0 / sum;
+    for z in row.iter_mut() {
+        *z *= inv;
+    }
+    (max, sum)
 }
 
 /// In place on the probabilities left by [`softmax_cross_entropy`]:

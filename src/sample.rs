@@ -3,6 +3,7 @@
 //! smallest set holding probability p, until `<end>` or a length limit.
 
 use crate::infer::{self, SplitModel};
+use crate::linalg::exp_neg;
 use crate::model::{Model, State};
 use crate::vocab::{END, START, UnknownChar, Vocab};
 use rand::{RngExt, SeedableRng};
@@ -195,7 +196,7 @@ fn choose(
     probs[START as usize] = 0.0;
     let mut sum = 0.0;
     for i in candidates.clone() {
-        let p = ((logits[i] - max) / c.temperature).exp();
+        let p = exp_neg((logits[i] - max) / c.temperature);
         probs[i] = p;
         sum += p;
     }
