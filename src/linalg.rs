@@ -135,6 +135,7 @@ pub fn tanh(x: f32) -> f32 {
 /// polynomial for e^r (Cephes `expf`'s coefficients) and 2^n built in the exponent bits.
 /// Below -87.3 the result is flushed to 0 (e^-87.3 ≈ 1.2e-38, the smallest normal f32).
 #[inline(always)]
+#[allow(clippy::excessive_precision)]
 pub fn exp_neg(x: f32) -> f32 {
     const LOG2E: f32 = std::f32::consts::LOG2_E;
     const LN2_HI: f32 = 0.693_359_4;
