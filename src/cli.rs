@@ -82,7 +82,8 @@ pub struct TrainArgs {
     /// Fraction of the corpus held out for validation (its end) [default: 0.1]
     #[arg(long, value_parser = val_fraction, allow_negative_numbers = true)]
     pub val_fraction: Option<f64>,
-    /// Threads (batch shards) [default: available cores]
+    /// Batch shards run in parallel; results are bit-identical for a given number
+    /// [default: available cores, at most one per 16 streams]
     #[arg(long, value_parser = positive::<usize>, allow_negative_numbers = true)]
     pub threads: Option<usize>,
     /// Random seed of initialisation and dropout [default: 1234]
@@ -166,7 +167,7 @@ pub struct EvalArgs {
     /// Window length; the state is carried across windows, so this only affects speed
     #[arg(long, default_value_t = 25, value_parser = positive::<usize>, allow_negative_numbers = true)]
     pub seq_len: usize,
-    /// Threads [default: available cores]
+    /// Threads (stream shards) [default: available cores, at most one per 16 streams]
     #[arg(long, value_parser = positive::<usize>, allow_negative_numbers = true)]
     pub threads: Option<usize>,
 }
@@ -188,7 +189,7 @@ pub struct BenchArgs {
     /// Seconds of timed training (after warm-up)
     #[arg(long, default_value_t = 20.0, value_parser = positive_f64, allow_negative_numbers = true)]
     pub seconds: f64,
-    /// Threads [default: available cores]
+    /// Threads (stream shards) [default: available cores, at most one per 16 streams]
     #[arg(long, value_parser = positive::<usize>, allow_negative_numbers = true)]
     pub threads: Option<usize>,
     /// Characters generated for the sampling measurement

@@ -46,7 +46,9 @@ pub fn run(args: BenchArgs) -> Result<()> {
         );
     }
     let cell = CellKind::parse(&args.cell).context("cell")?;
-    let threads = args.threads.unwrap_or_else(super::default_threads);
+    let threads = args
+        .threads
+        .unwrap_or_else(|| super::default_threads(args.batch_size));
     let mut model = Model::new(ModelConfig {
         cell,
         vocab_size: vocab.len(),

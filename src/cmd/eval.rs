@@ -44,7 +44,9 @@ pub fn run(args: EvalArgs) -> Result<()> {
     if tokens.len() < 2 {
         bail!("{what} has no text to score");
     }
-    let threads = args.threads.unwrap_or_else(super::default_threads);
+    let threads = args
+        .threads
+        .unwrap_or_else(|| super::default_threads(args.batch_size));
     let t0 = std::time::Instant::now();
     let stats = evaluate(&model, &tokens, args.batch_size, args.seq_len, threads);
     let secs = t0.elapsed().as_secs_f64();

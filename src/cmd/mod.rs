@@ -8,9 +8,12 @@ pub mod train;
 use anyhow::{Result, bail};
 use std::path::{Path, PathBuf};
 
-/// Cores available to this process (the default number of batch shards).
-pub fn default_threads() -> usize {
-    std::thread::available_parallelism().map_or(1, |n| n.get())
+/// The default number of batch shards for `batch` streams: one per core available to this
+/// process, but no shard under 16 streams (smaller matrix products waste more than a core
+/// gains).
+pub fn default_threads(batch: usize) -> usize {
+    let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+    cores.min(batch / 16).max(1)
 }
 
 /// The checkpoint to read when none is named: `best.json` in `dir`, else `latest.json`.

@@ -106,8 +106,9 @@ pub fn run(args: TrainArgs) -> Result<()> {
             if let Some(m) = args.momentum {
                 optim.momentum = m;
             }
+            let batch = args.batch_size.unwrap_or(64);
             let config = charrnn::train::TrainConfig {
-                batch: args.batch_size.unwrap_or(64),
+                batch,
                 seq_len: args.seq_len.unwrap_or(100),
                 lr: LrSchedule {
                     base: args.lr.unwrap_or(2e-3),
@@ -116,7 +117,9 @@ pub fn run(args: TrainArgs) -> Result<()> {
                 },
                 optimizer: optim,
                 grad_clip: args.grad_clip.unwrap_or(5.0),
-                threads: args.threads.unwrap_or_else(super::default_threads),
+                threads: args
+                    .threads
+                    .unwrap_or_else(|| super::default_threads(batch)),
                 seed,
             };
             let optimizer = Optimizer::new(optim, model.param_count());
