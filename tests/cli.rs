@@ -522,6 +522,26 @@ fn resume_rejects_fixed_flags() {
 }
 
 #[test]
+fn resume_on_a_changed_corpus() {
+    let dir = TempDir::new().unwrap();
+    assert!(train(&dir, "ck", &["--max-steps", "20"]).status.success());
+    std::fs::write(dir.path().join("short.txt"), &TEXT.repeat(5)).unwrap();
+    let o = charrnn()
+        .current_dir(dir.path())
+        .args([
+            "train",
+            "short.txt",
+            "--resume",
+            "ck/latest.json",
+            "--max-steps",
+            "30",
+        ])
+        .output()
+        .unwrap();
+    assert_one_line_error(&o, "the corpus has changed");
+}
+
+#[test]
 fn bad_checkpoints() {
     let dir = TempDir::new().unwrap();
     assert!(train(&dir, "ck", &["--max-steps", "2"]).status.success());

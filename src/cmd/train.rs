@@ -154,6 +154,12 @@ pub fn run(args: TrainArgs) -> Result<()> {
 
     let mut trainer = Trainer::new(model, optimizer, config, &train_tokens, progress);
     let windows = trainer.batches().windows as u64;
+    if trainer.progress.window as u64 >= windows {
+        bail!(
+            "the corpus has changed since the checkpoint was written: it resumes at window {} of an epoch that now has {windows}",
+            trainer.progress.window
+        );
+    }
     let eval_every = args
         .eval_every
         .or(eval_every_saved)
@@ -433,7 +439,12 @@ fn print_sample(best: &Path, latest: &Path, mode: Mode, len: usize, seed: u64) -
         path.display()
     )?;
     let mut written = 0;
-    while written < len {
+    // In lines mode, one sequence per line until `len` characters; bounded in sequences too,
+    // in case the model ends every line at once.
+    for _ in 0..len {
+        if written >= len {
+            break;
+        }
         sampler
             .prime("")
             .expect("the empty prime has no unknown characters");
