@@ -525,7 +525,7 @@ fn resume_rejects_fixed_flags() {
 fn resume_on_a_changed_corpus() {
     let dir = TempDir::new().unwrap();
     assert!(train(&dir, "ck", &["--max-steps", "20"]).status.success());
-    std::fs::write(dir.path().join("short.txt"), &TEXT.repeat(5)).unwrap();
+    std::fs::write(dir.path().join("short.txt"), TEXT.repeat(5)).unwrap();
     let o = charrnn()
         .current_dir(dir.path())
         .args([
