@@ -7,7 +7,9 @@
 //! `std`'s `f32::tanh` costs ~12 ns and does not vectorise; the gate non-linearities of a
 //! large LSTM would cost as much as its recurrent product. [`tanh`] is a rational
 //! approximation (max abs error under 1e-6, tested below) whose loop the compiler turns into
-//! SIMD; [`sigmoid`] is derived from it exactly as `σ(x) = (1 + tanh(x/2)) / 2`.
+//! SIMD; [`sigmoid`] is derived from it exactly as `σ(x) = (1 + tanh(x/2)) / 2`, and
+//! [`exp_neg`] does the same for the softmax's exponentials. [`simd_dispatch!`] compiles the
+//! loops that use them for AVX-512 and AVX2 and picks one at run time.
 
 use ndarray::{ArrayView2, ArrayViewMut2};
 
