@@ -75,6 +75,9 @@
 //! assert!(out.chars().all(|c| vocab.id(c).is_some()));
 //! ```
 
+// Shapes in doc comments, like `[H]` or `[V]`, are not intra-doc links.
+#![allow(rustdoc::broken_intra_doc_links, rustdoc::private_intra_doc_links)]
+
 pub mod cell;
 pub mod checkpoint;
 pub mod corpus;
