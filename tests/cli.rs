@@ -31,6 +31,15 @@ fn charrnn() -> Command {
     Command::cargo_bin("charrnn").unwrap()
 }
 
+/// Runs charrnn with `args` in `dir`.
+fn run(dir: &TempDir, args: &[&str]) -> std::process::Output {
+    charrnn()
+        .current_dir(dir.path())
+        .args(args)
+        .output()
+        .unwrap()
+}
+
 fn corpus(dir: &TempDir) -> PathBuf {
     let p = dir.path().join("corpus.txt");
     std::fs::write(&p, TEXT.repeat(20)).unwrap();
@@ -99,24 +108,19 @@ fn train_sample_eval_round_trip() {
         assert_eq!(ck["progress"]["step"], 30);
     }
 
-    let o = charrnn()
-        .current_dir(dir.path())
-        .args([
+    let o = run(
+        &dir,
+        &[
             "sample", "--dir", "ck", "--len", "80", "--seed", "3", "--prime", "the ",
-        ])
-        .output()
-        .unwrap();
+        ],
+    );
     assert!(o.status.success(), "{}", stderr(&o));
     let text = stdout(&o);
     assert!(text.starts_with("the "), "{text}");
     assert!(text.chars().count() > 4);
     assert!(text.chars().all(|c| TEXT.contains(c)), "{text}");
 
-    let o = charrnn()
-        .current_dir(dir.path())
-        .args(["eval", "--dir", "ck", "--json"])
-        .output()
-        .unwrap();
+    let o = run(&dir, &["eval", "--dir", "ck", "--json"]);
     assert!(o.status.success(), "{}", stderr(&o));
     let r: Value = serde_json::from_str(&stdout(&o)).unwrap();
     let loss = r["loss_nats_per_char"].as_f64().unwrap();
@@ -132,11 +136,7 @@ fn train_sample_eval_round_trip() {
     assert!((recorded - loss).abs() < 1e-6, "{recorded} vs {loss}");
 
     // and on an explicit file, in plain text
-    let o = charrnn()
-        .current_dir(dir.path())
-        .args(["eval", "--dir", "ck", "corpus.txt"])
-        .output()
-        .unwrap();
+    let o = run(&dir, &["eval", "--dir", "ck", "corpus.txt"]);
     assert!(o.status.success(), "{}", stderr(&o));
     assert!(stdout(&o).contains("bits/char") && stdout(&o).contains("perplexity"));
 }
@@ -146,9 +146,9 @@ fn same_seed_same_sample() {
     let dir = TempDir::new().unwrap();
     assert!(train(&dir, "ck", &["--max-steps", "10"]).status.success());
     let sample = |seed: &str| {
-        let o = charrnn()
-            .current_dir(dir.path())
-            .args([
+        let o = run(
+            &dir,
+            &[
                 "sample",
                 "--dir",
                 "ck",
@@ -158,9 +158,8 @@ fn same_seed_same_sample() {
                 "1.5",
                 "--seed",
                 seed,
-            ])
-            .output()
-            .unwrap();
+            ],
+        );
         assert!(o.status.success());
         stdout(&o)
     };
@@ -202,9 +201,9 @@ fn resume_is_exact() {
             .status
             .success()
     );
-    let o = charrnn()
-        .current_dir(dir.path())
-        .args([
+    let o = run(
+        &dir,
+        &[
             "train",
             "--resume",
             "half/latest.json",
@@ -214,9 +213,8 @@ fn resume_is_exact() {
             "half",
             "--sample-len",
             "0",
-        ])
-        .output()
-        .unwrap();
+        ],
+    );
     assert!(o.status.success(), "{}", stderr(&o));
     assert!(stderr(&o).contains("resuming at step 20"));
     let (a, b) = (
@@ -271,9 +269,9 @@ fn lines_mode_samples_one_sequence_per_line() {
         .output()
         .unwrap();
     assert!(o.status.success(), "{}", stderr(&o));
-    let o = charrnn()
-        .current_dir(dir.path())
-        .args([
+    let o = run(
+        &dir,
+        &[
             "sample",
             "--dir",
             "ck",
@@ -283,9 +281,8 @@ fn lines_mode_samples_one_sequence_per_line() {
             "1",
             "--temperature",
             "0.5",
-        ])
-        .output()
-        .unwrap();
+        ],
+    );
     let text = stdout(&o);
     let lines: Vec<&str> = text.lines().collect();
     assert_eq!(lines.len(), 5, "{text}");
@@ -425,11 +422,7 @@ fn directory_without_text_files() {
 fn empty_corpus() {
     let dir = TempDir::new().unwrap();
     std::fs::write(dir.path().join("e.txt"), "").unwrap();
-    let o = charrnn()
-        .current_dir(dir.path())
-        .args(["train", "e.txt"])
-        .output()
-        .unwrap();
+    let o = run(&dir, &["train", "e.txt"]);
     assert_one_line_error(&o, "empty");
 }
 
@@ -437,11 +430,7 @@ fn empty_corpus() {
 fn corpus_shorter_than_a_window() {
     let dir = TempDir::new().unwrap();
     std::fs::write(dir.path().join("s.txt"), "short text").unwrap();
-    let o = charrnn()
-        .current_dir(dir.path())
-        .args(["train", "s.txt", "--seq-len", "50"])
-        .output()
-        .unwrap();
+    let o = run(&dir, &["train", "s.txt", "--seq-len", "50"]);
     assert_one_line_error(&o, "too short");
 }
 
@@ -449,11 +438,7 @@ fn corpus_shorter_than_a_window() {
 fn invalid_utf8_names_the_offset() {
     let dir = TempDir::new().unwrap();
     std::fs::write(dir.path().join("b.txt"), b"hello \xc3\x28 world").unwrap();
-    let o = charrnn()
-        .current_dir(dir.path())
-        .args(["train", "b.txt"])
-        .output()
-        .unwrap();
+    let o = run(&dir, &["train", "b.txt"]);
     assert_one_line_error(&o, "offset 6");
 }
 
@@ -462,18 +447,17 @@ fn unwritable_output_directory() {
     let dir = TempDir::new().unwrap();
     corpus(&dir);
     std::fs::write(dir.path().join("afile"), "x").unwrap();
-    let o = charrnn()
-        .current_dir(dir.path())
-        .args([
+    let o = run(
+        &dir,
+        &[
             "train",
             "corpus.txt",
             "--out",
             "afile/sub",
             "--max-steps",
             "1",
-        ])
-        .output()
-        .unwrap();
+        ],
+    );
     assert_one_line_error(&o, "cannot create output directory afile/sub");
 }
 
@@ -513,11 +497,10 @@ fn bad_numeric_flags() {
 fn resume_rejects_fixed_flags() {
     let dir = TempDir::new().unwrap();
     assert!(train(&dir, "ck", &["--max-steps", "2"]).status.success());
-    let o = charrnn()
-        .current_dir(dir.path())
-        .args(["train", "--resume", "ck/latest.json", "--hidden", "64"])
-        .output()
-        .unwrap();
+    let o = run(
+        &dir,
+        &["train", "--resume", "ck/latest.json", "--hidden", "64"],
+    );
     assert_one_line_error(&o, "--hidden is fixed by the checkpoint");
 }
 
@@ -526,18 +509,17 @@ fn resume_on_a_changed_corpus() {
     let dir = TempDir::new().unwrap();
     assert!(train(&dir, "ck", &["--max-steps", "20"]).status.success());
     std::fs::write(dir.path().join("short.txt"), TEXT.repeat(5)).unwrap();
-    let o = charrnn()
-        .current_dir(dir.path())
-        .args([
+    let o = run(
+        &dir,
+        &[
             "train",
             "short.txt",
             "--resume",
             "ck/latest.json",
             "--max-steps",
             "30",
-        ])
-        .output()
-        .unwrap();
+        ],
+    );
     assert_one_line_error(&o, "the corpus has changed");
 }
 
@@ -563,25 +545,13 @@ fn bad_checkpoints() {
     for (name, text, needle) in cases {
         std::fs::write(dir.path().join(name), text).unwrap();
         for cmd in ["sample", "eval"] {
-            let o = charrnn()
-                .current_dir(dir.path())
-                .args([cmd, "--checkpoint", name])
-                .output()
-                .unwrap();
+            let o = run(&dir, &[cmd, "--checkpoint", name]);
             assert_one_line_error(&o, needle);
         }
     }
-    let o = charrnn()
-        .current_dir(dir.path())
-        .args(["sample", "--checkpoint", "missing.json"])
-        .output()
-        .unwrap();
+    let o = run(&dir, &["sample", "--checkpoint", "missing.json"]);
     assert_one_line_error(&o, "missing.json");
-    let o = charrnn()
-        .current_dir(dir.path())
-        .args(["sample", "--dir", "nowhere"])
-        .output()
-        .unwrap();
+    let o = run(&dir, &["sample", "--dir", "nowhere"]);
     assert_one_line_error(&o, "no checkpoint in nowhere");
 }
 
@@ -589,10 +559,6 @@ fn bad_checkpoints() {
 fn unknown_prime_character() {
     let dir = TempDir::new().unwrap();
     assert!(train(&dir, "ck", &["--max-steps", "2"]).status.success());
-    let o = charrnn()
-        .current_dir(dir.path())
-        .args(["sample", "--dir", "ck", "--prime", "the Zebra"])
-        .output()
-        .unwrap();
+    let o = run(&dir, &["sample", "--dir", "ck", "--prime", "the Zebra"]);
     assert_one_line_error(&o, "'Z'");
 }
