@@ -89,7 +89,7 @@ pub struct TrainArgs {
     /// Random seed of initialisation and dropout [default: 1234]
     #[arg(long)]
     pub seed: Option<u64>,
-    /// Stop after this many epochs in total [default: 20]
+    /// Stop after this many epochs in total [default: 20, or 2000 steps if that is more]
     #[arg(long, value_parser = positive::<usize>, allow_negative_numbers = true)]
     pub epochs: Option<usize>,
     /// Stop after this many optimizer steps in total

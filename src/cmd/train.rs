@@ -21,6 +21,10 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 const DEFAULT_EPOCHS: usize = 20;
+/// Without --epochs, a small corpus still gets this many steps: 20 epochs of a 30 KB list of
+/// names would be about a hundred steps, far from a trained model (`best.json` keeps the
+/// lowest validation loss if it over-fits).
+const MIN_DEFAULT_STEPS: u64 = 2000;
 
 pub fn run(args: TrainArgs) -> Result<()> {
     let resumed = match &args.resume {
@@ -164,10 +168,11 @@ pub fn run(args: TrainArgs) -> Result<()> {
         .eval_every
         .or(eval_every_saved)
         .unwrap_or((windows / 2).clamp(10, 1000));
-    let max_steps = args
-        .max_steps
-        .unwrap_or(u64::MAX)
-        .min(args.epochs.unwrap_or(DEFAULT_EPOCHS) as u64 * windows);
+    let epoch_steps = match args.epochs {
+        Some(e) => e as u64 * windows,
+        None => (DEFAULT_EPOCHS as u64 * windows).max(MIN_DEFAULT_STEPS),
+    };
+    let max_steps = args.max_steps.unwrap_or(u64::MAX).min(epoch_steps);
 
     eprintln!(
         "charrnn: {} {}x{}, {} parameters, vocabulary {} | {} train / {} validation chars, {} mode | batch {} x {} steps, {} threads, {} windows per epoch",
