@@ -96,8 +96,8 @@ def speed_table(py, seconds):
 
 def time_to_loss(py, budget=120.0):
     """PyTorch's validation loss after `budget` training seconds (lstm 2x128 B32 T64), and
-    the training seconds charrnn needs to reach it (same model, batch, window, optimizer;
-    the learning rate as given). Both count training time only, validation excluded; charrnn
+    the training seconds charrnn needs to reach it (same model, batch, window, optimizer,
+    constant learning rate as PyTorch's script has, at the rate given). Both count training time only, validation excluded; charrnn
     validates every 100 steps (about a second), which bounds the resolution."""
     t = run_torch(py, "lstm", 2, 128, 32, 64, budget, ["--eval-at", str(budget), "--no-final-eval"])
     target = [e for e in t["_all"] if e["event"] == "val"][-1]["val_loss"]
@@ -105,7 +105,7 @@ def time_to_loss(py, budget=120.0):
     for lr in ["0.002", "0.004"]:
         with tempfile.TemporaryDirectory() as out:
             cmd = [CHARRNN, "train", CORPUS, "--cell", "lstm", "--layers", "2", "--hidden", "128",
-                   "--batch-size", "32", "--seq-len", "64", "--lr", lr, "--eval-every", "100",
+                   "--batch-size", "32", "--seq-len", "64", "--lr", lr, "--lr-decay", "1", "--eval-every", "100",
                    "--time-limit", str(1.5 * budget), "--sample-len", "0", "--out", out]
             subprocess.run(cmd, capture_output=True, text=True, check=True)
             ck = json.load(open(os.path.join(out, "latest.json")))
@@ -127,10 +127,11 @@ def main():
     p.add_argument("--torch-python", required=True, help="a Python with torch installed")
     p.add_argument("--seconds", type=float, default=20.0)
     p.add_argument("--time-to-loss", action="store_true")
+    p.add_argument("--only-time-to-loss", action="store_true", help="skip the speed table")
     p.add_argument("--out", help="also write the raw results as JSON here")
     args = p.parse_args()
 
-    rows = speed_table(args.torch_python, args.seconds)
+    rows = [] if args.only_time_to_loss else speed_table(args.torch_python, args.seconds)
     print("| config | PyTorch train chars/s | charrnn train chars/s | ratio | charrnn GFLOP/s | peak RSS PyTorch / charrnn (MB) | ratio |")
     print("|---|---|---|---|---|---|---|")
     for r in rows:
@@ -141,7 +142,7 @@ def main():
         if r["torch_sample"]:
             print(f"\nbatch-1 sampling, {r['config']}: PyTorch {r['torch_sample']:,.0f} chars/s, "
                   f"charrnn {r['charrnn_sample']:,.0f} chars/s: {r['charrnn_sample'] / r['torch_sample']:.1f}x")
-    ttl = time_to_loss(args.torch_python) if args.time_to_loss else None
+    ttl = time_to_loss(args.torch_python) if args.time_to_loss or args.only_time_to_loss else None
     if ttl:
         print(f"\nPyTorch lstm 2x128 B32 T64 validation loss after 120 s: {ttl['torch_val_loss']:.4f}")
         for c in ttl["charrnn"]:
