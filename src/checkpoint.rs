@@ -83,16 +83,7 @@ pub struct ProgressSection {
     pub window: usize,
     pub best_val_loss: Option<f64>,
     pub elapsed_seconds: f64,
-    pub history: Vec<HistoryEntry>,
-}
-
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct HistoryEntry {
-    pub step: u64,
-    pub epoch: f64,
-    pub seconds: f64,
-    pub train_loss: f64,
-    pub val_loss: Option<f64>,
+    pub history: Vec<HistoryPoint>,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -177,17 +168,7 @@ impl Checkpoint {
                 window: progress.window,
                 best_val_loss: progress.best_val_loss,
                 elapsed_seconds: progress.elapsed,
-                history: progress
-                    .history
-                    .iter()
-                    .map(|h| HistoryEntry {
-                        step: h.step,
-                        epoch: h.epoch,
-                        seconds: h.seconds,
-                        train_loss: h.train_loss,
-                        val_loss: h.val_loss,
-                    })
-                    .collect(),
+                history: progress.history.clone(),
             },
             tensors: model
                 .layout
@@ -465,17 +446,7 @@ impl Checkpoint {
             },
             best_val_loss: p.best_val_loss,
             elapsed: p.elapsed_seconds,
-            history: p
-                .history
-                .iter()
-                .map(|h| HistoryPoint {
-                    step: h.step,
-                    epoch: h.epoch,
-                    seconds: h.seconds,
-                    train_loss: h.train_loss,
-                    val_loss: h.val_loss,
-                })
-                .collect(),
+            history: p.history.clone(),
         };
         Ok(Restored {
             model,

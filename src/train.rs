@@ -49,8 +49,8 @@ pub struct Progress {
     pub history: Vec<HistoryPoint>,
 }
 
-/// One validation measurement.
-#[derive(Debug, Clone, Copy, PartialEq)]
+/// One validation measurement (stored as is in checkpoints).
+#[derive(Debug, Clone, Copy, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct HistoryPoint {
     pub step: u64,
     pub epoch: f64,
