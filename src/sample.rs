@@ -94,23 +94,6 @@ impl<'m> Sampler<'m> {
         Ok(())
     }
 
-    /// Draws the next token (a character id or `END`) and feeds it back as the next input.
-    pub fn next_token(&mut self) -> u32 {
-        let mut id = END;
-        let (config, rng, probs, order) = (
-            &self.config,
-            &mut self.rng,
-            &mut self.probs,
-            &mut self.order,
-        );
-        infer::run(&self.split, &mut self.state, self.next_input, 1, |logits| {
-            id = choose(config, rng, probs, order, logits);
-            None
-        });
-        self.next_input = id;
-        id
-    }
-
     /// Draws `n` tokens without stopping at `<end>` (for measuring speed); returns the last.
     pub fn run_tokens(&mut self, n: usize) -> u32 {
         self.drive(n, false, |_| Ok::<_, ()>(())).unwrap();
