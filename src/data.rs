@@ -92,6 +92,13 @@ pub fn split(seqs: Vec<String>, mode: Mode, val_fraction: f64) -> (Vec<String>, 
     }
 }
 
+/// The training and validation sequences of a corpus (one text per file). Training, `eval`
+/// and `bench` all cut a corpus through this one function, so that a checkpoint's recorded
+/// mode and fraction rebuild exactly the split it was trained on.
+pub fn train_val(texts: &[String], mode: Mode, val_fraction: f64) -> (Vec<String>, Vec<String>) {
+    split(sequences(texts, mode), mode, val_fraction)
+}
+
 /// The token stream `<start> s1 <end> <start> s2 <end> …`.
 pub fn tokens(vocab: &Vocab, seqs: &[String]) -> Result<Vec<u32>, UnknownChar> {
     let mut out = Vec::with_capacity(seqs.iter().map(|s| s.len() + 2).sum());

@@ -33,7 +33,7 @@ pub fn run(args: BenchArgs) -> Result<()> {
         }
     };
     let text = charrnn::corpus::read_utf8(&path)?;
-    let (train, val) = data::split(data::sequences(&[text], Mode::Stream), Mode::Stream, 0.1);
+    let (train, val) = data::train_val(&[text], Mode::Stream, 0.1);
     let vocab = Vocab::from_texts(train.iter().chain(&val).map(|s| s.as_str()));
     let train_tokens = data::tokens(&vocab, &train)?;
     let val_tokens = data::tokens(&vocab, &val)?;

@@ -29,7 +29,7 @@ pub fn run(args: EvalArgs) -> Result<()> {
                 "cannot re-read the corpus recorded in the checkpoint; pass a file to evaluate on",
             )?;
             let texts: Vec<String> = sources.into_iter().map(|s| s.text).collect();
-            let (_, val) = data::split(data::sequences(&texts, mode), mode, ck.data.val_fraction);
+            let (_, val) = data::train_val(&texts, mode, ck.data.val_fraction);
             let chars: usize = val.iter().map(|s| s.chars().count()).sum();
             if chars != ck.data.val_chars {
                 bail!(

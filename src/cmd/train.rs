@@ -41,7 +41,10 @@ pub fn run(args: TrainArgs) -> Result<()> {
         (Some(r), true) => r.data.sources.iter().map(PathBuf::from).collect(),
         (None, true) => bail!("no corpus given: usage is `charrnn train <file or directory>...`"),
     };
-    let sources = corpus::read(&paths)?;
+    let (sources, texts): (Vec<String>, Vec<String>) = corpus::read(&paths)?
+        .into_iter()
+        .map(|s| (s.path.display().to_string(), s.text))
+        .unzip();
     let mode = match (&resumed, &args.mode) {
         (Some(r), _) => r.mode,
         (None, Some(m)) => Mode::parse(m).expect("clap checked the mode"),
@@ -52,12 +55,11 @@ pub fn run(args: TrainArgs) -> Result<()> {
         .map(|r| r.data.val_fraction)
         .or(args.val_fraction)
         .unwrap_or(0.1);
-    let texts: Vec<String> = sources.iter().map(|s| s.text.clone()).collect();
-    let seqs = data::sequences(&texts, mode);
-    if seqs.iter().all(|s| s.is_empty()) {
+    let (train_seqs, val_seqs) = data::train_val(&texts, mode, val_fraction);
+    drop(texts);
+    if train_seqs.iter().chain(&val_seqs).all(|s| s.is_empty()) {
         bail!("the corpus is empty: {}", list(&paths));
     }
-    let (train_seqs, val_seqs) = data::split(seqs, mode, val_fraction);
     let vocab = match &resumed {
         Some(r) => r.vocab.clone(),
         None => Vocab::from_texts(train_seqs.iter().chain(&val_seqs).map(|s| s.as_str())),
@@ -68,10 +70,7 @@ pub fn run(args: TrainArgs) -> Result<()> {
     let count_chars = |seqs: &[String]| seqs.iter().map(|s| s.chars().count()).sum::<usize>();
     let data_section = DataSection {
         mode: mode.name().into(),
-        sources: sources
-            .iter()
-            .map(|s| s.path.display().to_string())
-            .collect(),
+        sources,
         val_fraction,
         train_chars: count_chars(&train_seqs),
         val_chars: count_chars(&val_seqs),
