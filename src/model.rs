@@ -19,6 +19,9 @@ use crate::params::{Layout, TensorId};
 use crate::vocab::START;
 use ndarray::{ArrayView2, ArrayViewMut2};
 use rand::{Rng, RngExt};
+// A concrete generator, not `dyn Rng`: dropout draws one number per unit, and a virtual call
+// per draw would sit in the hot loop.
+use rand_chacha::ChaCha8Rng;
 use std::ops::Range;
 
 /// The shape of a model; everything else about it is in its parameters.
@@ -123,7 +126,12 @@ impl Model {
     /// Runs the model over `t_len` steps of the inputs loaded in `ws` (see
     /// [`Workspace::load_window`]); leaves the logits in `ws.logits`, [T, B, V].
     /// With `rng`, dropout is on (training); without, off (evaluation and sampling).
-    fn forward_logits(&self, ws: &mut Workspace, state: &mut State, mut rng: Option<&mut dyn Rng>) {
+    fn forward_logits(
+        &self,
+        ws: &mut Workspace,
+        state: &mut State,
+        mut rng: Option<&mut ChaCha8Rng>,
+    ) {
         let (hid, kind, v) = (self.config.hidden, self.config.cell, self.config.vocab_size);
         let gh = kind.gates() * hid;
         let (t_len, bs) = (ws.t_len, ws.batch);
@@ -211,7 +219,7 @@ impl Model {
         win: &Window,
         rows: Range<usize>,
         state: &mut State,
-        rng: Option<&mut dyn Rng>,
+        rng: Option<&mut ChaCha8Rng>,
     ) -> f64 {
         ws.load_window(win, rows);
         self.forward_logits(ws, state, rng);
