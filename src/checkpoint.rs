@@ -110,6 +110,35 @@ pub struct HiddenSection {
     pub c: Vec<f32>,
 }
 
+/// Writes `path` through `fill` into a temporary file in the same directory, flushed to disk,
+/// then renamed over `path`: a crash leaves the old file or the new one, never half of one.
+fn write_atomic(path: &Path, fill: impl FnOnce(&mut std::fs::File) -> Result<()>) -> Result<()> {
+    let dir = path
+        .parent()
+        .filter(|d| !d.as_os_str().is_empty())
+        .unwrap_or(Path::new("."));
+    let name = path
+        .file_name()
+        .context("checkpoint path has no file name")?;
+    let tmp = dir.join(format!(
+        ".{}.tmp{}",
+        name.to_string_lossy(),
+        std::process::id()
+    ));
+    let write = || -> Result<()> {
+        let mut file = std::fs::File::create(&tmp)?;
+        fill(&mut file)?;
+        file.sync_all()?;
+        std::fs::rename(&tmp, path)?;
+        Ok(())
+    };
+    write()
+        .inspect_err(|_| {
+            let _ = std::fs::remove_file(&tmp);
+        })
+        .with_context(|| format!("cannot write checkpoint {}", path.display()))
+}
+
 /// Everything a checkpoint restores.
 pub struct Restored {
     pub model: Model,
@@ -197,33 +226,22 @@ impl Checkpoint {
     /// Writes the checkpoint to `path` atomically: a temporary file in the same directory,
     /// flushed to disk, then renamed over `path`. A crash leaves the old file or the new one.
     pub fn save(&self, path: &Path) -> Result<()> {
-        let dir = path
-            .parent()
-            .filter(|d| !d.as_os_str().is_empty())
-            .unwrap_or(Path::new("."));
-        let name = path
-            .file_name()
-            .context("checkpoint path has no file name")?;
-        let tmp = dir.join(format!(
-            ".{}.tmp{}",
-            name.to_string_lossy(),
-            std::process::id()
-        ));
-        let write = || -> Result<()> {
-            let file = std::fs::File::create(&tmp)?;
+        write_atomic(path, |file| {
             let mut w = std::io::BufWriter::with_capacity(1 << 20, file);
             serde_json::to_writer(&mut w, self)?;
             w.write_all(b"\n")?;
-            let file = w.into_inner().map_err(|e| e.into_error())?;
-            file.sync_all()?;
-            std::fs::rename(&tmp, path)?;
+            w.flush()?;
             Ok(())
-        };
-        write()
-            .inspect_err(|_| {
-                let _ = std::fs::remove_file(&tmp);
-            })
-            .with_context(|| format!("cannot write checkpoint {}", path.display()))
+        })
+    }
+
+    /// Copies the checkpoint file `from` to `to` with the same guarantee as [`Checkpoint::save`]
+    /// (used to keep `best.json` without serialising the model twice).
+    pub fn copy(from: &Path, to: &Path) -> Result<()> {
+        write_atomic(to, |file| {
+            std::io::copy(&mut std::fs::File::open(from)?, file)?;
+            Ok(())
+        })
     }
 
     /// Reads and checks a checkpoint; errors name the file and the field at fault.

@@ -412,19 +412,11 @@ impl Saver<'_> {
         );
         ck.save(self.latest)?;
         if improved {
-            copy_atomic(self.latest, self.best)?;
+            Checkpoint::copy(self.latest, self.best)?;
         }
         self.last_saved_step = Some(t.progress.step);
         Ok(val)
     }
-}
-
-/// Copies a file so that `to` is never seen half-written.
-fn copy_atomic(from: &Path, to: &Path) -> Result<()> {
-    let tmp = to.with_extension(format!("json.tmp{}", std::process::id()));
-    std::fs::copy(from, &tmp)
-        .and_then(|_| std::fs::rename(&tmp, to))
-        .with_context(|| format!("cannot write checkpoint {}", to.display()))
 }
 
 fn print_sample(best: &Path, latest: &Path, mode: Mode, len: usize, seed: u64) -> Result<()> {
