@@ -13,7 +13,7 @@
 
 use crate::cell::{self, CellKind, LayerCache};
 use crate::data::Window;
-use crate::linalg::{add_row_sums, matmul};
+use crate::linalg::{PackedMatrix, add_row_sums, matmul};
 use crate::loss::{softmax_cross_entropy, softmax_cross_entropy_backward};
 use crate::params::{Layout, TensorId};
 use crate::vocab::START;
@@ -179,14 +179,7 @@ impl Model {
                     crate::linalg::add_assign(row, b_ih);
                 }
             }
-            // W_hhᵀ as the product wants it: for one stream the product is a matrix-vector
-            // product, which runs best straight on the row-major W_hh; for a batch, on the
-            // contiguous transposed copy (see `Workspace::w_hh_t`).
-            let w_hh_t = if bs == 1 {
-                self.mat(ids.w_hh).reversed_axes()
-            } else {
-                ArrayView2::from_shape((hid, gh), &ws.w_hh_t[l][..]).unwrap()
-            };
+            let w_hh_t = &ws.w_hh_t[l];
             let b_hh = self.vec(ids.b_hh);
             let h0 = state.h_mut(l);
             match kind {
@@ -270,7 +263,7 @@ impl Model {
         for (l, ids) in self.layers.iter().enumerate().rev() {
             let (below, this) = ws.layers.split_at_mut(l);
             let cache = &mut this[0];
-            let w_hh = self.mat(ids.w_hh);
+            let w_hh = &ws.w_hh[l];
             let dh = &mut ws.dh[..n * hid];
             match kind {
                 CellKind::Rnn => cell::rnn::backward(w_hh, cache, dh, &ws.reset, t_len, bs),
@@ -430,10 +423,11 @@ pub struct Workspace {
     reset: Vec<bool>,
     /// [V, G·H]: W_ih of layer 0, transposed so that the one-hot gather reads a row.
     w_ih0_t: Vec<f32>,
-    /// Per layer, [H, G·H]: W_hhᵀ stored contiguous. The per-step product h·W_hhᵀ then
-    /// reads the weights in the order the matrix-multiply kernel wants, instead of
-    /// repacking the whole matrix at every time step (half the time of a 2x512 LSTM).
-    w_hh_t: Vec<Vec<f32>>,
+    /// Per layer, W_hhᵀ [H, G·H] (forward) and W_hh [G·H, H] (backward, training only),
+    /// packed once per parameter update for the products inside the time loop, which read
+    /// them T times (see [`PackedMatrix`]).
+    w_hh_t: Vec<PackedMatrix>,
+    w_hh: Vec<PackedMatrix>,
     /// [V, G·H]: the scatter-add buffer of the gather's gradient.
     dw_ih0_t: Vec<f32>,
     layers: Vec<LayerCache>,
@@ -481,7 +475,13 @@ impl Workspace {
             valid: Vec::with_capacity(n),
             reset: Vec::with_capacity(n),
             w_ih0_t: vec![0.0; v * gh],
-            w_hh_t: (0..config.layers).map(|_| vec![0.0; gh * h]).collect(),
+            w_hh_t: (0..config.layers)
+                .map(|_| PackedMatrix::new(h, gh))
+                .collect(),
+            w_hh: (0..config.layers)
+                .filter(|_| training)
+                .map(|_| PackedMatrix::new(gh, h))
+                .collect(),
             dw_ih0_t: vec![0.0; if training { v * gh } else { 0 }],
             layers: (0..config.layers)
                 .map(|_| LayerCache::new(config.cell, batch, t_cap, h, training))
@@ -497,11 +497,15 @@ impl Workspace {
     }
 
     /// Copies what the workspace caches of the model's weights (layer 0's transposed input
-    /// matrix). Call after every change of the parameters, before the next forward pass.
+    /// matrix, the packed recurrent matrices). Call after every change of the parameters,
+    /// before the next forward pass.
     pub fn sync(&mut self, model: &Model) {
         transpose_into(model.mat(model.layers[0].w_ih), &mut self.w_ih0_t);
         for (ids, dst) in model.layers.iter().zip(&mut self.w_hh_t) {
-            transpose_into(model.mat(ids.w_hh), dst);
+            dst.pack(model.mat(ids.w_hh).t());
+        }
+        for (ids, dst) in model.layers.iter().zip(&mut self.w_hh) {
+            dst.pack(model.mat(ids.w_hh));
         }
     }
 

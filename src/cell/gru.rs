@@ -10,15 +10,14 @@
 //! recurrent pre-activations must be kept apart (`gates` and `hw`) for the `n` block.
 
 use super::{LayerCache, cut_at_resets, gather_prev};
-use crate::linalg::{add_assign, matmul, sigmoid, simd_dispatch, tanh};
-use ndarray::{ArrayView2, ArrayViewMut2};
+use crate::linalg::{PackedMatrix, add_assign, matmul_packed, sigmoid, simd_dispatch, tanh};
 
 /// Runs steps `0..t_len`. On entry `cache.gates` holds `W_ih x_t + b_ih`, [T, B, 3H]; `h0`
 /// ([B, H]) is the state before the window and becomes the state after it.
 ///
-/// w_hh_t: W_hhᵀ [H, 3H] (contiguous, see `Workspace::sync`), b_hh: [3H], reset: [T, B].
+/// w_hh_t: W_hhᵀ [H, 3H] packed (see `Workspace::sync`), b_hh: [3H], reset: [T, B].
 pub fn forward(
-    w_hh_t: ArrayView2<f32>,
+    w_hh_t: &PackedMatrix,
     b_hh: &[f32],
     cache: &mut LayerCache,
     h0: &mut [f32],
@@ -26,7 +25,7 @@ pub fn forward(
     t_len: usize,
     batch: usize,
 ) {
-    let hid = w_hh_t.nrows();
+    let hid = w_hh_t.dim().0;
     let step = batch * hid;
     let gstep = 3 * step;
     for t in 0..t_len {
@@ -41,11 +40,7 @@ pub fn forward(
             gather_prev(&mut cache.h_prev[cur.clone()], prev, rs, hid);
         }
         // hw = h_prev · W_hhᵀ + b_hh, [B, 3H]
-        {
-            let h_prev = ArrayView2::from_shape((batch, hid), &cache.h_prev[cur.clone()]).unwrap();
-            let mut hw = ArrayViewMut2::from_shape((batch, 3 * hid), &mut cache.hw[..]).unwrap();
-            matmul(&mut hw, h_prev, w_hh_t, false);
-        }
+        matmul_packed(&mut cache.hw, &cache.h_prev[cur.clone()], w_hh_t, false);
         let a = &mut cache.gates[t * gstep..(t + 1) * gstep];
         let (h_prev, h, hn) = (
             &cache.h_prev[cur.clone()],
@@ -70,14 +65,14 @@ pub fn forward(
 /// dh_{t-1} = dgh · W_hh + dh ⊙ z
 /// ```
 pub fn backward(
-    w_hh: ArrayView2<f32>,
+    w_hh: &PackedMatrix,
     cache: &mut LayerCache,
     dh: &mut [f32],
     reset: &[bool],
     t_len: usize,
     batch: usize,
 ) {
-    let hid = w_hh.ncols();
+    let hid = w_hh.dim().1;
     let step = batch * hid;
     let gstep = 3 * step;
     cache.dh_next.fill(0.0);
@@ -90,9 +85,7 @@ pub fn backward(
         let (h_prev, hn) = (&cache.h_prev[cur.clone()], &cache.hn[cur]);
         step_backward(g_dgx, h_prev, hn, dh_t, dgh, &mut cache.dh_next, hid);
         if t > 0 {
-            let dgh = ArrayView2::from_shape((batch, 3 * hid), &*dgh).unwrap();
-            let mut dn = ArrayViewMut2::from_shape((batch, hid), &mut cache.dh_next[..]).unwrap();
-            matmul(&mut dn, dgh, w_hh, true);
+            matmul_packed(&mut cache.dh_next, dgh, w_hh, true);
             cut_at_resets(&mut cache.dh_next, &reset[t * batch..(t + 1) * batch], hid);
         }
     }

@@ -8,16 +8,15 @@
 //! ```
 
 use super::{LayerCache, cut_at_resets, gather_prev};
-use crate::linalg::{add_assign, matmul, sigmoid, simd_dispatch, tanh};
-use ndarray::{ArrayView2, ArrayViewMut2};
+use crate::linalg::{PackedMatrix, add_assign, matmul_packed, sigmoid, simd_dispatch, tanh};
 
 /// Runs steps `0..t_len`. On entry `cache.gates` holds `W_ih x_t + b_ih`, [T, B, 4H];
 /// `h0`, `c0` ([B, H]) are the state before the window and become the state after it.
 ///
-/// w_hh_t: W_hhᵀ [H, 4H] (contiguous, see `Workspace::sync`), b_hh: [4H], reset: [T, B].
+/// w_hh_t: W_hhᵀ [H, 4H] packed (see `Workspace::sync`), b_hh: [4H], reset: [T, B].
 #[allow(clippy::too_many_arguments)]
 pub fn forward(
-    w_hh_t: ArrayView2<f32>,
+    w_hh_t: &PackedMatrix,
     b_hh: &[f32],
     cache: &mut LayerCache,
     h0: &mut [f32],
@@ -26,7 +25,7 @@ pub fn forward(
     t_len: usize,
     batch: usize,
 ) {
-    let hid = w_hh_t.nrows();
+    let hid = w_hh_t.dim().0;
     let step = batch * hid;
     let gstep = 4 * step;
     // Backward rebuilds c_{t-1} from `c`; only the window's initial cell state is kept.
@@ -50,11 +49,7 @@ pub fn forward(
         }
 
         let a = &mut cache.gates[t * gstep..(t + 1) * gstep];
-        {
-            let h_prev = ArrayView2::from_shape((batch, hid), &cache.h_prev[cur.clone()]).unwrap();
-            let mut a_mat = ArrayViewMut2::from_shape((batch, 4 * hid), &mut *a).unwrap();
-            matmul(&mut a_mat, h_prev, w_hh_t, true);
-        }
+        matmul_packed(a, &cache.h_prev[cur.clone()], w_hh_t, true);
         step_forward(
             a,
             b_hh,
@@ -81,14 +76,14 @@ pub fn forward(
 /// dc_{t-1} = dc ⊙ f         dh_{t-1} = da · W_hh
 /// ```
 pub fn backward(
-    w_hh: ArrayView2<f32>,
+    w_hh: &PackedMatrix,
     cache: &mut LayerCache,
     dh: &mut [f32],
     reset: &[bool],
     t_len: usize,
     batch: usize,
 ) {
-    let hid = w_hh.ncols();
+    let hid = w_hh.dim().1;
     let step = batch * hid;
     let gstep = 4 * step;
     cache.dh_next.fill(0.0);
@@ -120,9 +115,7 @@ pub fn backward(
             hid,
         );
         if t > 0 {
-            let da = ArrayView2::from_shape((batch, 4 * hid), &*da).unwrap();
-            let mut dn = ArrayViewMut2::from_shape((batch, hid), &mut cache.dh_next[..]).unwrap();
-            matmul(&mut dn, da, w_hh, false);
+            matmul_packed(&mut cache.dh_next, da, w_hh, false);
             let rs = &reset[t * batch..(t + 1) * batch];
             cut_at_resets(&mut cache.dh_next, rs, hid);
             cut_at_resets(&mut cache.dc_next, rs, hid);

@@ -5,15 +5,14 @@
 //! ```
 
 use super::{LayerCache, cut_at_resets, gather_prev};
-use crate::linalg::{add_assign, matmul, simd_dispatch, tanh};
-use ndarray::{ArrayView2, ArrayViewMut2};
+use crate::linalg::{PackedMatrix, add_assign, matmul_packed, simd_dispatch, tanh};
 
 /// Runs steps `0..t_len`. On entry `cache.gates` holds `W_ih x_t + b_ih`, [T, B, H]; `h0`
 /// ([B, H]) is the state before the window and becomes the state after it.
 ///
-/// w_hh_t: W_hhᵀ [H, H] (contiguous, see `Workspace::sync`), b_hh: [H], reset: [T, B].
+/// w_hh_t: W_hhᵀ [H, H] packed (see `Workspace::sync`), b_hh: [H], reset: [T, B].
 pub fn forward(
-    w_hh_t: ArrayView2<f32>,
+    w_hh_t: &PackedMatrix,
     b_hh: &[f32],
     cache: &mut LayerCache,
     h0: &mut [f32],
@@ -32,9 +31,7 @@ pub fn forward(
 
         // a = xw_t + h_prev · W_hhᵀ + b_hh, then h = tanh(a), all in the step's gate block.
         let a = &mut cache.gates[t * step..(t + 1) * step];
-        let h_prev = ArrayView2::from_shape((batch, hid), &*h_prev).unwrap();
-        let mut a_mat = ArrayViewMut2::from_shape((batch, hid), &mut *a).unwrap();
-        matmul(&mut a_mat, h_prev, w_hh_t, true);
+        matmul_packed(a, h_prev, w_hh_t, true);
         step_forward(a, b_hh);
         rest[..step].copy_from_slice(a);
     }
@@ -46,14 +43,14 @@ pub fn forward(
 /// Reverse recurrence. `dh` ([T, B, H]) is the gradient arriving at each output from above;
 /// it is consumed. Overwrites `cache.gates` (which holds `h`) with `dL/da_t`, [T, B, H].
 pub fn backward(
-    w_hh: ArrayView2<f32>,
+    w_hh: &PackedMatrix,
     cache: &mut LayerCache,
     dh: &mut [f32],
     reset: &[bool],
     t_len: usize,
     batch: usize,
 ) {
-    let hid = w_hh.ncols();
+    let hid = w_hh.dim().1;
     let step = batch * hid;
     cache.dh_next.fill(0.0);
     for t in (0..t_len).rev() {
@@ -64,9 +61,7 @@ pub fn backward(
         let da = &*h_da;
         if t > 0 {
             // dh_{t-1} = da · W_hh
-            let da = ArrayView2::from_shape((batch, hid), da).unwrap();
-            let mut dn = ArrayViewMut2::from_shape((batch, hid), &mut cache.dh_next[..]).unwrap();
-            matmul(&mut dn, da, w_hh, false);
+            matmul_packed(&mut cache.dh_next, da, w_hh, false);
             cut_at_resets(&mut cache.dh_next, &reset[t * batch..(t + 1) * batch], hid);
         }
     }
