@@ -26,12 +26,34 @@ simd_dispatch! {
 
 #[inline(always)]
 fn softmax_row_imp(row: &mut [f32]) -> (f32, f32) {
-    let max = row.iter().copied().fold(f32::NEG_INFINITY, f32::max);
-    let mut sum = 0.0f32;
-    for z in row.iter_mut() {
-        *z = exp_neg(*z - max);
-        sum += *z;
+    // The max and the sum are kept in 16 lanes: a plain fold is one serial chain of
+    // V dependent additions per row, which cost more than the exponentials.
+    const LANES: usize = 16;
+    let (chunks, tail) = row.as_chunks::<LANES>();
+    let mut lanes = [f32::NEG_INFINITY; LANES];
+    for c in chunks {
+        for (m, &z) in lanes.iter_mut().zip(c) {
+            *m = m.max(z);
+        }
     }
+    let max = lanes
+        .iter()
+        .chain(tail)
+        .copied()
+        .fold(f32::NEG_INFINITY, f32::max);
+    let (chunks, tail) = row.as_chunks_mut::<LANES>();
+    let mut sums = [0.0f32; LANES];
+    for c in chunks {
+        for (s, z) in sums.iter_mut().zip(c) {
+            *z = exp_neg(*z - max);
+            *s += *z;
+        }
+    }
+    for z in tail {
+        *z = exp_neg(*z - max);
+        sums[0] += *z;
+    }
+    let sum: f32 = sums.iter().sum();
     let inv = 1.0 / sum;
     for z in row.iter_mut() {
         *z *= inv;

@@ -13,7 +13,7 @@
 
 use crate::cell::{self, CellKind, LayerCache};
 use crate::data::Window;
-use crate::linalg::{PackedMatrix, add_row_sums, matmul};
+use crate::linalg::{PackedMatrix, add_assign, add_row_sums, matmul};
 use crate::loss::{softmax_cross_entropy, softmax_cross_entropy_backward};
 use crate::params::{Layout, TensorId};
 use crate::vocab::START;
@@ -276,8 +276,17 @@ impl Model {
             let h_prev = ArrayView2::from_shape((n, hid), &cache.h_prev[..n * hid]).unwrap();
             let dgh_m = ArrayView2::from_shape((n, gh), dgh).unwrap();
             matmul(&mut lay.mat_mut(grads, ids.w_hh), dgh_m.t(), h_prev, true);
-            add_row_sums(lay.slice_mut(grads, ids.b_hh), dgh);
-            add_row_sums(lay.slice_mut(grads, ids.b_ih), dgx);
+            if std::ptr::eq(dgx, dgh) {
+                // One buffer (RNN, LSTM): both biases get the same gradient; sum it once.
+                let db = &mut ws.db[..gh];
+                db.fill(0.0);
+                add_row_sums(db, dgh);
+                add_assign(lay.slice_mut(grads, ids.b_hh), db);
+                add_assign(lay.slice_mut(grads, ids.b_ih), db);
+            } else {
+                add_row_sums(lay.slice_mut(grads, ids.b_hh), dgh);
+                add_row_sums(lay.slice_mut(grads, ids.b_ih), dgx);
+            }
             let dgx_m = ArrayView2::from_shape((n, gh), dgx).unwrap();
             if l > 0 {
                 let input: &[f32] = if ws.dropout_active {
@@ -442,6 +451,8 @@ pub struct Workspace {
     /// [T, B, H]: gradient w.r.t. the current layer's output, and w.r.t. its input.
     dh: Vec<f32>,
     dx: Vec<f32>,
+    /// [G·H]: a bias gradient, summed once for the two biases that share it.
+    db: Vec<f32>,
 }
 
 impl Workspace {
@@ -493,6 +504,7 @@ impl Workspace {
             logits: vec![0.0; n * v],
             dh: vec![0.0; if training { n * h } else { 0 }],
             dx: vec![0.0; if training { n * h } else { 0 }],
+            db: vec![0.0; if training { gh } else { 0 }],
         }
     }
 
