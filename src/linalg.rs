@@ -114,24 +114,47 @@ struct Line([f32; 16]);
 
 /// A matrix B [K, N] stored for [`matmul_packed`], the product inside the time loop.
 ///
-/// The columns are cut into panels of 64; panel p holds B[.., 64p .. 64p+64] row by row, so
-/// the kernel reads each panel front to back, one cache-line-aligned row of 64 per k (the
-/// last panel is zero-padded). W_hh does not change within a window: it is packed once per
-/// step of the optimizer and then read T times, where a general product (the `gemm` crate)
-/// would re-pack it on every call and keep fewer accumulators busy at these small M.
+/// On a CPU with AVX-512 the columns are cut into panels of 64; panel p holds
+/// B[.., 64p .. 64p+64] row by row, so the kernel reads each panel front to back, one
+/// cache-line-aligned row of 64 per k (the last panel is zero-padded). W_hh does not change
+/// within a window: it is packed once per step of the optimizer and then read T times, where
+/// a general product (the `gemm` crate) would re-pack it on every call and keep fewer
+/// accumulators busy at these small M. Elsewhere B is stored row-major and goes to `gemm`
+/// whole, as one contiguous operand.
 #[derive(Debug, Clone)]
 pub struct PackedMatrix {
     k: usize,
     n: usize,
+    panels: bool,
     lines: Vec<Line>,
+}
+
+/// Whether [`matmul_packed`] has its AVX-512 kernel on this CPU.
+fn has_avx512() -> bool {
+    #[cfg(target_arch = "x86_64")]
+    if std::arch::is_x86_feature_detected!("avx512f") {
+        return true;
+    }
+    false
 }
 
 impl PackedMatrix {
     pub fn new(k: usize, n: usize) -> PackedMatrix {
+        PackedMatrix::with_layout(k, n, has_avx512())
+    }
+
+    /// `panels`: the AVX-512 kernel's layout, else row-major.
+    fn with_layout(k: usize, n: usize, panels: bool) -> PackedMatrix {
+        let len = if panels {
+            n.div_ceil(PANEL) * k * PANEL
+        } else {
+            k * n
+        };
         PackedMatrix {
             k,
             n,
-            lines: vec![Line([0.0; 16]); n.div_ceil(PANEL) * k * PANEL / 16],
+            panels,
+            lines: vec![Line([0.0; 16]); len.div_ceil(16)],
         }
     }
 
@@ -159,10 +182,28 @@ impl PackedMatrix {
         ArrayView2::from_shape((self.k, w).strides((PANEL, 1)), d).unwrap()
     }
 
+    /// B as a row-major [K, N] view (row-major layout only).
+    fn plain(&self) -> ArrayView2<'_, f32> {
+        ArrayView2::from_shape((self.k, self.n), &self.data()[..self.k * self.n]).unwrap()
+    }
+
     /// Stores `b` ([K, N], any strides; pass `w.t()` to pack a transpose).
     pub fn pack(&mut self, b: ArrayView2<f32>) {
         assert_eq!(b.dim(), (self.k, self.n), "pack: shape");
         let (k, n) = (self.k, self.n);
+        if !self.panels {
+            let dst = &mut self.data_mut()[..k * n];
+            match (b.as_slice(), b.t().as_slice()) {
+                (Some(src), _) => dst.copy_from_slice(src),
+                (None, Some(src)) => transpose::transpose(src, dst, k, n),
+                _ => {
+                    for (d, &x) in dst.iter_mut().zip(b.iter()) {
+                        *d = x;
+                    }
+                }
+            }
+            return;
+        }
         let data = self.data_mut();
         for p in 0..n.div_ceil(PANEL) {
             let cols = p * PANEL..n.min((p + 1) * PANEL);
@@ -197,14 +238,14 @@ impl PackedMatrix {
 /// With AVX-512, each 64-column panel of `b` is multiplied by tiles of at most 6 rows of `a`
 /// held in 24 accumulator registers for the whole K loop (~215 GFLOP/s on one core of the
 /// development machine for M = 32, against 140–190 for `gemm` on the unpacked matrix;
-/// `charrnn bench` shows the effect end to end). Otherwise each panel goes through [`matmul`].
+/// `charrnn bench` shows the effect end to end). Otherwise the product goes to [`matmul`].
 pub fn matmul_packed(c: &mut [f32], a: &[f32], b: &PackedMatrix, accumulate: bool) {
     let (k, n) = b.dim();
     let m = a.len().checked_div(k).unwrap_or(c.len() / n.max(1));
     assert_eq!(a.len(), m * k, "matmul_packed: a is not [M, K]");
     assert_eq!(c.len(), m * n, "matmul_packed: c is not [M, N]");
     #[cfg(target_arch = "x86_64")]
-    if std::arch::is_x86_feature_detected!("avx512f") && k > 0 {
+    if b.panels && has_avx512() && k > 0 {
         // SAFETY: the CPU has AVX-512F; the shapes were checked above.
         unsafe { avx512::matmul_packed(c, a, b, m, accumulate) };
         return;
@@ -216,6 +257,10 @@ fn matmul_packed_portable(c: &mut [f32], a: &[f32], b: &PackedMatrix, m: usize, 
     let (k, n) = b.dim();
     let a = ArrayView2::from_shape((m, k), a).unwrap();
     let mut c = ArrayViewMut2::from_shape((m, n), c).unwrap();
+    if !b.panels {
+        matmul(&mut c, a, b.plain(), accumulate);
+        return;
+    }
     for p in 0..n.div_ceil(PANEL) {
         let mut cp = c.slice_mut(ndarray::s![.., p * PANEL..n.min((p + 1) * PANEL)]);
         matmul(&mut cp, a, b.panel(p), accumulate);
@@ -471,10 +516,16 @@ mod tests {
             let a = lcg_matrix(m, k, 1 + m as u64);
             let b = lcg_matrix(k, n, 7 + n as u64);
             let want = naive(&a, &b);
-            // From a row-major B, and from the transpose of a row-major W = Bᵀ.
+            // From a row-major B, from the transpose of a row-major W = Bᵀ, and from a view
+            // that is neither (columns 1..n+1 of a wider matrix); into both layouts.
             let bt = b.t().to_owned();
-            for source in [b.view(), bt.t()] {
-                let mut packed = PackedMatrix::new(k, n);
+            let mut wide = Array2::zeros((k, n + 2));
+            wide.slice_mut(ndarray::s![.., 1..n + 1]).assign(&b);
+            for (source, panels) in [b.view(), bt.t(), wide.slice(ndarray::s![.., 1..n + 1])]
+                .into_iter()
+                .flat_map(|s| [(s, true), (s, false)])
+            {
+                let mut packed = PackedMatrix::with_layout(k, n, panels);
                 packed.pack(source);
                 let a_s = a.as_slice().unwrap();
                 let mut c = vec![0.5f32; m * n];
