@@ -157,6 +157,12 @@ pub(crate) fn chunks_mut(xs: &mut [f32]) -> rayon::slice::ChunksMut<'_, f32> {
 /// A `max_norm` of 0 or less disables clipping.
 pub fn clip_grad_norm(grads: &mut [f32], max_norm: f32) -> f64 {
     let norm = l2_norm(grads);
+    clip_to(grads, norm, max_norm);
+    norm
+}
+
+/// The scaling of [`clip_grad_norm`], for gradients whose norm `norm` is already known.
+pub fn clip_to(grads: &mut [f32], norm: f64, max_norm: f32) {
     if max_norm > 0.0 {
         let coef = max_norm as f64 / (norm + 1e-6);
         if coef < 1.0 {
@@ -164,7 +170,6 @@ pub fn clip_grad_norm(grads: &mut [f32], max_norm: f32) -> f64 {
             chunks_mut(grads).for_each(|g| g.iter_mut().for_each(|g| *g *= coef));
         }
     }
-    norm
 }
 
 /// char-rnn's schedule: the learning rate is multiplied by `decay` at the end of every epoch

@@ -10,7 +10,8 @@
 use crate::data::{Batches, Window};
 use crate::linalg::add_assign;
 use crate::model::{Model, State, Workspace};
-use crate::optim::{LrSchedule, OptimConfig, Optimizer, clip_grad_norm};
+use crate::optim::{CHUNK, LrSchedule, OptimConfig, Optimizer, clip_to};
+use crate::params::sum_squares;
 use rand::SeedableRng;
 use rand_chacha::ChaCha8Rng;
 use rayon::prelude::*;
@@ -216,15 +217,22 @@ impl<'a> Trainer<'a> {
             .map(|(i, s)| run(i, s))
             .collect();
         let loss_sum: f64 = losses.iter().sum();
+        // The shards' gradients are summed into the first, and the squares of the sum are
+        // added up in the same pass (the norm is needed for clipping).
         let (first, rest) = self.shards.split_first_mut().unwrap();
-        for s in rest {
-            crate::optim::chunks_mut(&mut first.grads)
-                .zip(crate::optim::chunks(&s.grads))
-                .for_each(|(a, b)| add_assign(a, b));
-        }
+        let squares: Vec<f64> = crate::optim::chunks_mut(&mut first.grads)
+            .enumerate()
+            .map(|(i, g)| {
+                for s in rest.iter() {
+                    add_assign(g, &s.grads[i * CHUNK..(i * CHUNK + g.len())]);
+                }
+                sum_squares(g)
+            })
+            .collect();
         let grads = &mut first.grads;
         let loss = loss_sum / count as f64;
-        let grad_norm = clip_grad_norm(grads, self.config.grad_clip);
+        let grad_norm = squares.iter().sum::<f64>().sqrt();
+        clip_to(grads, grad_norm, self.config.grad_clip);
         if !loss.is_finite() || !grad_norm.is_finite() || loss > self.max_loss {
             return Err(Diverged {
                 step: self.progress.step + 1,
