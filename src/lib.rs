@@ -24,7 +24,8 @@
 //! - [`corpus`]: reading files and directories of UTF-8 text.
 //! - [`data`]: sequences bracketed by start/end; train/validation split; `B x T` windows.
 //! - [`infer`]: one-stream inference split over two cores, for sampling.
-//! - [`linalg`]: the one matrix-multiply entry point and the fast element-wise functions.
+//! - [`linalg`]: matrix products (general, and packed for the time loop) and the fast
+//!   element-wise functions.
 //! - [`params`]: parameters, gradients and optimizer moments as flat buffers with named views.
 //! - [`cell`]: RNN, LSTM and GRU cells, one file each: a forward/backward pair over a window.
 //! - [`model`]: the stack of cells plus the output layer; a window's forward and BPTT.

@@ -1,7 +1,9 @@
-//! The one matrix-multiply entry point, and the element-wise functions of the hot path.
+//! Matrix products, and the element-wise functions of the hot path.
 //!
-//! Products go through the `gemm` crate (pure Rust, picks AVX-512/AVX2/FMA kernels at run
-//! time, accepts any strides, so a transposed operand `a.t()` costs no copy). Each call is
+//! [`matmul`] goes through the `gemm` crate (pure Rust, picks AVX-512/AVX2/FMA kernels at run
+//! time, accepts any strides, so a transposed operand `a.t()` costs no copy). The products
+//! inside the time loop, a small batch times a weight matrix that stays fixed for the whole
+//! window, use [`matmul_packed`] on a [`PackedMatrix`] instead. Each call is
 //! single-threaded: the trainer uses the cores by running batch shards side by side.
 //!
 //! `std`'s `f32::tanh` costs ~12 ns and does not vectorise; the gate non-linearities of a
