@@ -509,7 +509,7 @@ fn gru_units(xw: &[f32], hw: &[f32], h_prev: &[f32], h: &mut [f32]) {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::model::{ModelConfig, Workspace};
+    use crate::model::{ModelConfig, PackedWeights, Workspace};
     use rand::SeedableRng;
 
     /// The split computation gives the batch path's logits, threaded or not.
@@ -526,11 +526,11 @@ mod tests {
             m.init(&mut rand_chacha::ChaCha8Rng::seed_from_u64(4));
             let tokens = [0u32, 5, 2, 8, 8, 1, 3];
             let mut ws = Workspace::inference(&m.config, 1, 1);
-            ws.sync(&m);
+            let packed = PackedWeights::inference(&m);
             let mut state = State::zeros(&m.config, 1);
             let want: Vec<Vec<f32>> = tokens
                 .iter()
-                .map(|&t| m.step(&mut ws, &[t], &mut state).to_vec())
+                .map(|&t| m.step(&packed, &mut ws, &[t], &mut state).to_vec())
                 .collect();
             let split = SplitModel::new(&m);
             let mut by_threads = Vec::new();

@@ -128,6 +128,7 @@ impl Model {
     /// With `rng`, dropout is on (training); without, off (evaluation and sampling).
     fn forward_logits(
         &self,
+        packed: &PackedWeights,
         ws: &mut Workspace,
         state: &mut State,
         mut rng: Option<&mut ChaCha8Rng>,
@@ -148,7 +149,7 @@ impl Model {
             if l == 0 {
                 // one_hot(x) · W_ihᵀ is row x of W_ihᵀ: a gather, no product.
                 for (row, &x) in gates.chunks_exact_mut(gh).zip(&ws.x) {
-                    let w = &ws.w_ih0_t[x as usize * gh..(x as usize + 1) * gh];
+                    let w = &packed.w_ih0_t[x as usize * gh..(x as usize + 1) * gh];
                     for ((g, &w), &b) in row.iter_mut().zip(w).zip(b_ih) {
                         *g = w + b;
                     }
@@ -179,7 +180,7 @@ impl Model {
                     crate::linalg::add_assign(row, b_ih);
                 }
             }
-            let w_hh_t = &ws.w_hh_t[l];
+            let w_hh_t = &packed.w_hh_t[l];
             let b_hh = self.vec(ids.b_hh);
             let h0 = state.h_mut(l);
             match kind {
@@ -208,6 +209,7 @@ impl Model {
     /// `state` holds those rows' hidden state, and is advanced to the window's end.
     pub fn forward(
         &self,
+        packed: &PackedWeights,
         ws: &mut Workspace,
         win: &Window,
         rows: Range<usize>,
@@ -215,7 +217,7 @@ impl Model {
         rng: Option<&mut ChaCha8Rng>,
     ) -> f64 {
         ws.load_window(win, rows);
-        self.forward_logits(ws, state, rng);
+        self.forward_logits(packed, ws, state, rng);
         let n = ws.t_len * ws.batch;
         let v = self.config.vocab_size;
         softmax_cross_entropy(&mut ws.logits[..n * v], v, &ws.y, &ws.valid)
@@ -224,20 +226,31 @@ impl Model {
     /// The raw logits of rows `rows` of a window, [T, B_rows, V], without loss or dropout.
     pub fn logits<'w>(
         &self,
+        packed: &PackedWeights,
         ws: &'w mut Workspace,
         win: &Window,
         rows: Range<usize>,
         state: &mut State,
     ) -> &'w [f32] {
         ws.load_window(win, rows);
-        self.forward_logits(ws, state, None);
+        self.forward_logits(packed, ws, state, None);
         &ws.logits[..ws.t_len * ws.batch * self.config.vocab_size]
     }
 
     /// Backpropagation through time for the window of the last [`Model::forward`]: *adds*
     /// the gradient of `scale · (summed loss)` to `grads` (laid out like `params`).
-    pub fn backward(&self, ws: &mut Workspace, grads: &mut [f32], scale: f32) {
+    pub fn backward(
+        &self,
+        packed: &PackedWeights,
+        ws: &mut Workspace,
+        grads: &mut [f32],
+        scale: f32,
+    ) {
         assert!(ws.training, "backward needs a training workspace");
+        assert!(
+            !packed.w_hh.is_empty(),
+            "backward needs PackedWeights::training"
+        );
         let (hid, kind, v) = (self.config.hidden, self.config.cell, self.config.vocab_size);
         let gh = kind.gates() * hid;
         let (t_len, bs) = (ws.t_len, ws.batch);
@@ -263,7 +276,7 @@ impl Model {
         for (l, ids) in self.layers.iter().enumerate().rev() {
             let (below, this) = ws.layers.split_at_mut(l);
             let cache = &mut this[0];
-            let w_hh = &ws.w_hh[l];
+            let w_hh = &packed.w_hh[l];
             let dh = &mut ws.dh[..n * hid];
             match kind {
                 CellKind::Rnn => cell::rnn::backward(w_hh, cache, dh, &ws.reset, t_len, bs),
@@ -327,9 +340,15 @@ impl Model {
 
     /// Feeds one token per stream (`tokens`: [B]) and returns the next-token logits, [B, V].
     /// `<start>` resets a stream's state. For sampling and step-wise evaluation.
-    pub fn step<'w>(&self, ws: &'w mut Workspace, tokens: &[u32], state: &mut State) -> &'w [f32] {
+    pub fn step<'w>(
+        &self,
+        packed: &PackedWeights,
+        ws: &'w mut Workspace,
+        tokens: &[u32],
+        state: &mut State,
+    ) -> &'w [f32] {
         ws.load_tokens(tokens);
-        self.forward_logits(ws, state, None);
+        self.forward_logits(packed, ws, state, None);
         &ws.logits[..tokens.len() * self.config.vocab_size]
     }
 }
@@ -418,6 +437,64 @@ impl State {
     }
 }
 
+/// The model's weights rearranged for the products that read them most: layer 0's W_ihᵀ
+/// [V, G·H], so that the one-hot gather reads a row, and per layer W_hhᵀ [H, G·H] (forward)
+/// and W_hh [G·H, H] (backward, training only), packed for the products inside the time
+/// loop, which read them T times (see [`PackedMatrix`]). Derived from the parameters: one copy
+/// serves every shard, and [`PackedWeights::sync`] must follow every change of the parameters.
+#[derive(Debug, Clone)]
+pub struct PackedWeights {
+    w_ih0_t: Vec<f32>,
+    w_hh_t: Vec<PackedMatrix>,
+    w_hh: Vec<PackedMatrix>,
+}
+
+impl PackedWeights {
+    /// For forward and backward passes, packed from `model`.
+    pub fn training(model: &Model) -> PackedWeights {
+        PackedWeights::with_mode(model, true)
+    }
+
+    /// For forward passes only (evaluation, sampling), packed from `model`.
+    pub fn inference(model: &Model) -> PackedWeights {
+        PackedWeights::with_mode(model, false)
+    }
+
+    fn with_mode(model: &Model, training: bool) -> PackedWeights {
+        let c = &model.config;
+        let (h, gh) = (c.hidden, c.cell.gates() * c.hidden);
+        let mut packed = PackedWeights {
+            w_ih0_t: vec![0.0; c.vocab_size * gh],
+            w_hh_t: (0..c.layers).map(|_| PackedMatrix::new(h, gh)).collect(),
+            w_hh: (0..c.layers)
+                .filter(|_| training)
+                .map(|_| PackedMatrix::new(gh, h))
+                .collect(),
+        };
+        packed.sync(model);
+        packed
+    }
+
+    /// Copies the model's current parameters in; the copies are independent of each other,
+    /// so they are made side by side on the thread pool.
+    pub fn sync(&mut self, model: &Model) {
+        let PackedWeights {
+            w_ih0_t,
+            w_hh_t,
+            w_hh,
+        } = self;
+        rayon::scope(|s| {
+            s.spawn(|_| transpose_into(model.mat(model.layers[0].w_ih), w_ih0_t));
+            for (ids, dst) in model.layers.iter().zip(w_hh_t) {
+                s.spawn(move |_| dst.pack(model.mat(ids.w_hh).t()));
+            }
+            for (ids, dst) in model.layers.iter().zip(w_hh) {
+                s.spawn(move |_| dst.pack(model.mat(ids.w_hh)));
+            }
+        });
+    }
+}
+
 /// Every buffer the forward and backward passes of one shard need, sized once for a batch
 /// of `batch` streams and windows of up to `t_cap` steps.
 #[derive(Debug, Clone)]
@@ -430,13 +507,6 @@ pub struct Workspace {
     y: Vec<u32>,
     valid: Vec<bool>,
     reset: Vec<bool>,
-    /// [V, G·H]: W_ih of layer 0, transposed so that the one-hot gather reads a row.
-    w_ih0_t: Vec<f32>,
-    /// Per layer, W_hhᵀ [H, G·H] (forward) and W_hh [G·H, H] (backward, training only),
-    /// packed once per parameter update for the products inside the time loop, which read
-    /// them T times (see [`PackedMatrix`]).
-    w_hh_t: Vec<PackedMatrix>,
-    w_hh: Vec<PackedMatrix>,
     /// [V, G·H]: the scatter-add buffer of the gather's gradient.
     dw_ih0_t: Vec<f32>,
     layers: Vec<LayerCache>,
@@ -485,14 +555,6 @@ impl Workspace {
             y: Vec::with_capacity(n),
             valid: Vec::with_capacity(n),
             reset: Vec::with_capacity(n),
-            w_ih0_t: vec![0.0; v * gh],
-            w_hh_t: (0..config.layers)
-                .map(|_| PackedMatrix::new(h, gh))
-                .collect(),
-            w_hh: (0..config.layers)
-                .filter(|_| training)
-                .map(|_| PackedMatrix::new(gh, h))
-                .collect(),
             dw_ih0_t: vec![0.0; if training { v * gh } else { 0 }],
             layers: (0..config.layers)
                 .map(|_| LayerCache::new(config.cell, batch, t_cap, h, training))
@@ -505,19 +567,6 @@ impl Workspace {
             dh: vec![0.0; if training { n * h } else { 0 }],
             dx: vec![0.0; if training { n * h } else { 0 }],
             db: vec![0.0; if training { gh } else { 0 }],
-        }
-    }
-
-    /// Copies what the workspace caches of the model's weights (layer 0's transposed input
-    /// matrix, the packed recurrent matrices). Call after every change of the parameters,
-    /// before the next forward pass.
-    pub fn sync(&mut self, model: &Model) {
-        transpose_into(model.mat(model.layers[0].w_ih), &mut self.w_ih0_t);
-        for (ids, dst) in model.layers.iter().zip(&mut self.w_hh_t) {
-            dst.pack(model.mat(ids.w_hh).t());
-        }
-        for (ids, dst) in model.layers.iter().zip(&mut self.w_hh) {
-            dst.pack(model.mat(ids.w_hh));
         }
     }
 

@@ -9,7 +9,7 @@
 
 use crate::data::{Batches, Window};
 use crate::linalg::add_assign;
-use crate::model::{Model, State, Workspace};
+use crate::model::{Model, PackedWeights, State, Workspace};
 use crate::optim::{CHUNK, LrSchedule, OptimConfig, Optimizer, clip_to};
 use crate::params::sum_squares;
 use rand::SeedableRng;
@@ -114,6 +114,8 @@ pub struct Trainer<'a> {
     tokens: &'a [u32],
     batches: Batches,
     shards: Vec<Shard>,
+    /// The model's weights as the products read them, shared by the shards.
+    packed: PackedWeights,
     window: Window,
     /// A window loss above this counts as divergence: a fresh model scores about ln V, and
     /// a healthy run only goes down from there.
@@ -145,6 +147,7 @@ impl<'a> Trainer<'a> {
             })
             .collect();
         Trainer {
+            packed: PackedWeights::training(&model),
             model,
             optimizer,
             config,
@@ -196,15 +199,22 @@ impl<'a> Trainer<'a> {
             .window(self.tokens, self.progress.window, &mut self.window);
         let count = self.window.count.max(1);
         let scale = 1.0 / count as f32;
-        let (model, win) = (&self.model, &self.window);
+        self.packed.sync(&self.model);
+        let (model, packed, win) = (&self.model, &self.packed, &self.window);
         let (seed, step) = (self.config.seed, self.progress.step);
         let run = |i: usize, s: &mut Shard| -> f64 {
-            s.ws.sync(model);
             s.grads.fill(0.0);
             let mut rng = ChaCha8Rng::seed_from_u64(seed);
             rng.set_stream(step * 1024 + i as u64);
-            let loss = model.forward(&mut s.ws, win, s.rows.clone(), &mut s.state, Some(&mut rng));
-            model.backward(&mut s.ws, &mut s.grads, scale);
+            let loss = model.forward(
+                packed,
+                &mut s.ws,
+                win,
+                s.rows.clone(),
+                &mut s.state,
+                Some(&mut rng),
+            );
+            model.backward(packed, &mut s.ws, &mut s.grads, scale);
             loss
         };
         // Shards run on rayon's global pool, whose threads live as long as the process: each
@@ -308,11 +318,11 @@ pub fn evaluate(
     let batches = Batches::new(tokens.len(), batch, seq_len);
     let n = threads.clamp(1, batch);
     let mut win = Window::default();
+    let packed = PackedWeights::inference(model);
     let mut shards: Vec<(Range<usize>, Workspace, State)> = (0..n)
         .map(|i| {
             let rows = shard_rows(batch, n, i);
-            let mut ws = Workspace::inference(&model.config, rows.len(), seq_len);
-            ws.sync(model);
+            let ws = Workspace::inference(&model.config, rows.len(), seq_len);
             let state = State::zeros(&model.config, rows.len());
             (rows, ws, state)
         })
@@ -327,7 +337,7 @@ pub fn evaluate(
         let win = &win;
         let losses: Vec<f64> = shards
             .par_iter_mut()
-            .map(|(rows, ws, state)| model.forward(ws, win, rows.clone(), state, None))
+            .map(|(rows, ws, state)| model.forward(&packed, ws, win, rows.clone(), state, None))
             .collect();
         stats.loss_sum += losses.iter().sum::<f64>();
     }

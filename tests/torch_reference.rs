@@ -10,7 +10,7 @@
 
 use charrnn::cell::CellKind;
 use charrnn::data::Window;
-use charrnn::model::{Model, ModelConfig, State, Workspace};
+use charrnn::model::{Model, ModelConfig, PackedWeights, State, Workspace};
 use charrnn::optim::{OptimConfig, Optimizer, OptimizerKind, clip_grad_norm};
 use serde_json::Value;
 
@@ -117,11 +117,11 @@ fn cases() -> Vec<Case> {
 fn loss_and_grads(case: &Case, model: &Model) -> (f64, Vec<f32>) {
     let w = &case.window;
     let mut ws = Workspace::new(&model.config, w.batch, w.t_len);
-    ws.sync(model);
+    let packed = PackedWeights::training(model);
     let mut state = case.state.clone();
-    let loss = model.forward(&mut ws, w, 0..w.batch, &mut state, None) / w.count as f64;
+    let loss = model.forward(&packed, &mut ws, w, 0..w.batch, &mut state, None) / w.count as f64;
     let mut grads = vec![0.0; model.param_count()];
-    model.backward(&mut ws, &mut grads, 1.0 / w.count as f32);
+    model.backward(&packed, &mut ws, &mut grads, 1.0 / w.count as f32);
     (loss, grads)
 }
 
@@ -139,11 +139,11 @@ fn logits_and_final_state_match_pytorch() {
     for case in cases() {
         let w = &case.window;
         let mut ws = Workspace::new(&case.model.config, w.batch, w.t_len);
-        ws.sync(&case.model);
+        let packed = PackedWeights::inference(&case.model);
         let mut state = case.state.clone();
         let logits = case
             .model
-            .logits(&mut ws, w, 0..w.batch, &mut state)
+            .logits(&packed, &mut ws, w, 0..w.batch, &mut state)
             .to_vec();
         let v = case.model.config.vocab_size;
         // reference logits are [B, T, V]; ours [T, B, V]

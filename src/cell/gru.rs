@@ -15,7 +15,7 @@ use crate::linalg::{PackedMatrix, add_assign, matmul_packed, sigmoid, simd_dispa
 /// Runs steps `0..t_len`. On entry `cache.gates` holds `W_ih x_t + b_ih`, [T, B, 3H]; `h0`
 /// ([B, H]) is the state before the window and becomes the state after it.
 ///
-/// w_hh_t: W_hhᵀ [H, 3H] packed (see `Workspace::sync`), b_hh: [3H], reset: [T, B].
+/// w_hh_t: W_hhᵀ [H, 3H] packed (see `model::PackedWeights`), b_hh: [3H], reset: [T, B].
 pub fn forward(
     w_hh_t: &PackedMatrix,
     b_hh: &[f32],

@@ -13,7 +13,7 @@ use crate::linalg::{PackedMatrix, add_assign, matmul_packed, sigmoid, simd_dispa
 /// Runs steps `0..t_len`. On entry `cache.gates` holds `W_ih x_t + b_ih`, [T, B, 4H];
 /// `h0`, `c0` ([B, H]) are the state before the window and become the state after it.
 ///
-/// w_hh_t: W_hhᵀ [H, 4H] packed (see `Workspace::sync`), b_hh: [4H], reset: [T, B].
+/// w_hh_t: W_hhᵀ [H, 4H] packed (see `model::PackedWeights`), b_hh: [4H], reset: [T, B].
 #[allow(clippy::too_many_arguments)]
 pub fn forward(
     w_hh_t: &PackedMatrix,

@@ -10,7 +10,7 @@ use crate::linalg::{PackedMatrix, add_assign, matmul_packed, simd_dispatch, tanh
 /// Runs steps `0..t_len`. On entry `cache.gates` holds `W_ih x_t + b_ih`, [T, B, H]; `h0`
 /// ([B, H]) is the state before the window and becomes the state after it.
 ///
-/// w_hh_t: W_hhᵀ [H, H] packed (see `Workspace::sync`), b_hh: [H], reset: [T, B].
+/// w_hh_t: W_hhᵀ [H, H] packed (see `model::PackedWeights`), b_hh: [H], reset: [T, B].
 pub fn forward(
     w_hh_t: &PackedMatrix,
     b_hh: &[f32],

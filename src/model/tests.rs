@@ -67,12 +67,12 @@ fn test_state(config: &ModelConfig, batch: usize) -> State {
 /// Mean loss of the window (one shard holding every stream) and, if asked, its gradient.
 fn loss_and_grad(m: &Model, win: &Window, state: &State, grad: bool) -> (f64, Vec<f32>) {
     let mut ws = Workspace::new(&m.config, win.batch, win.t_len);
-    ws.sync(m);
+    let packed = PackedWeights::training(m);
     let mut s = state.clone();
-    let loss = m.forward(&mut ws, win, 0..win.batch, &mut s, None) / win.count as f64;
+    let loss = m.forward(&packed, &mut ws, win, 0..win.batch, &mut s, None) / win.count as f64;
     let mut g = vec![0.0; m.param_count()];
     if grad {
-        m.backward(&mut ws, &mut g, 1.0 / win.count as f32);
+        m.backward(&packed, &mut ws, &mut g, 1.0 / win.count as f32);
     }
     (loss, g)
 }
@@ -164,13 +164,13 @@ fn dropout_gradients_match_with_a_fixed_mask() {
         let state = test_state(&m.config, win.batch);
         let run = |m: &Model, grad: bool| {
             let mut ws = Workspace::new(&m.config, win.batch, win.t_len);
-            ws.sync(m);
+            let packed = PackedWeights::training(m);
             let mut s = state.clone();
             let mut rng = ChaCha8Rng::seed_from_u64(5);
-            let loss = m.forward(&mut ws, &win, 0..win.batch, &mut s, Some(&mut rng));
+            let loss = m.forward(&packed, &mut ws, &win, 0..win.batch, &mut s, Some(&mut rng));
             let mut g = vec![0.0; m.param_count()];
             if grad {
-                m.backward(&mut ws, &mut g, 1.0 / win.count as f32);
+                m.backward(&packed, &mut ws, &mut g, 1.0 / win.count as f32);
             }
             (loss / win.count as f64, g)
         };
@@ -203,8 +203,7 @@ fn dropout_gradients_match_with_a_fixed_mask() {
 #[test]
 fn gather_equals_one_hot_product() {
     let m = model(CellKind::Lstm, 1, 9, 4, 4);
-    let mut ws = Workspace::new(&m.config, 1, 1);
-    ws.sync(&m);
+    let packed = PackedWeights::inference(&m);
     let x: Vec<u32> = vec![0, 3, 8, 3, 1];
     let w_ih = m.mat(m.layers[0].w_ih);
     let b_ih = m.vec(m.layers[0].b_ih);
@@ -212,7 +211,7 @@ fn gather_equals_one_hot_product() {
     let gh = w_ih.nrows();
     for (n, &id) in x.iter().enumerate() {
         for g in 0..gh {
-            let gathered = ws.w_ih0_t[id as usize * gh + g] + b_ih[g];
+            let gathered = packed.w_ih0_t[id as usize * gh + g] + b_ih[g];
             assert_eq!(gathered, explicit[[n, g]], "position {n}, gate row {g}");
         }
     }
@@ -263,7 +262,7 @@ fn lines_are_independent() {
             let start2 = line1.chars().count() + 2;
             let bs = Batches::new(toks.len(), 1, seq_len);
             let mut ws = Workspace::new(&m.config, 1, seq_len);
-            ws.sync(&m);
+            let packed = PackedWeights::inference(&m);
             let mut state = test_state(&m.config, 1);
             let mut win = Window::default();
             let mut total = 0.0;
@@ -272,7 +271,7 @@ fn lines_are_independent() {
                 for t in 0..win.t_len {
                     win.valid[t] &= k * seq_len + t >= start2;
                 }
-                total += m.forward(&mut ws, &win, 0..1, &mut state, None);
+                total += m.forward(&packed, &mut ws, &win, 0..1, &mut state, None);
             }
             total
         };
