@@ -1,5 +1,10 @@
 //! Command-line definitions (clap) and the checks that turn raw flags into typed values.
 
+use charrnn::nn::{CellKind, ModelConfig};
+use charrnn::text::Mode;
+use charrnn::train::optim::{OptimConfig, OptimizerKind};
+use charrnn::train::schedule::LrSchedule;
+use charrnn::train::trainer::TrainConfig;
 use clap::{Args, Parser, Subcommand};
 use std::path::PathBuf;
 
@@ -29,15 +34,16 @@ pub enum Command {
 }
 
 /// Model and optimisation flags are optional so that `--resume` can tell which ones the user
-/// set (those are fixed by the checkpoint); the defaults are applied in `cmd::train`.
+/// set (those are fixed by the checkpoint); the defaults are the library's (`Default` of
+/// the config types), applied in [`TrainArgs::model_config`] and [`TrainArgs::train_config`].
 #[derive(Debug, Args)]
 pub struct TrainArgs {
     /// UTF-8 text files; a directory means every *.txt file in it. With --resume, defaults
     /// to the files the checkpoint was trained on.
     pub corpus: Vec<PathBuf>,
-    /// Recurrent cell: rnn (tanh), lstm or gru [default: lstm]
-    #[arg(long, value_parser = ["rnn", "lstm", "gru"])]
-    pub cell: Option<String>,
+    /// Recurrent cell [default: lstm]
+    #[arg(long)]
+    pub cell: Option<CellKind>,
     /// Stacked recurrent layers [default: 2]
     #[arg(long, value_parser = positive::<usize>, allow_negative_numbers = true)]
     pub layers: Option<usize>,
@@ -61,8 +67,8 @@ pub struct TrainArgs {
     #[arg(long)]
     pub lr_decay_after: Option<usize>,
     /// Optimizer [default: adam]
-    #[arg(long, value_parser = ["adam", "rmsprop", "sgd"])]
-    pub optimizer: Option<String>,
+    #[arg(long)]
+    pub optimizer: Option<OptimizerKind>,
     /// Momentum of SGD [default: 0.9]
     #[arg(long, value_parser = unit_interval_open, allow_negative_numbers = true)]
     pub momentum: Option<f32>,
@@ -75,10 +81,9 @@ pub struct TrainArgs {
     /// LSTM only: initial forget-gate bias (e.g. 1.0); default is PyTorch's uniform init
     #[arg(long)]
     pub forget_bias: Option<f32>,
-    /// stream: each file is one long text; lines: each non-empty line is its own sequence
-    /// (names, words, one-liners) [default: stream]
-    #[arg(long, value_parser = ["stream", "lines"])]
-    pub mode: Option<String>,
+    /// How the text is cut into sequences [default: stream]
+    #[arg(long)]
+    pub mode: Option<Mode>,
     /// Fraction of the corpus held out for validation (its end) [default: 0.1]
     #[arg(long, value_parser = val_fraction, allow_negative_numbers = true)]
     pub val_fraction: Option<f64>,
@@ -107,9 +112,75 @@ pub struct TrainArgs {
     /// Continue training from a checkpoint (exactly where it stopped)
     #[arg(long)]
     pub resume: Option<PathBuf>,
+    /// Replace the checkpoints of another run in --out instead of refusing to
+    #[arg(long)]
+    pub force: bool,
     /// Characters of sample text printed at the end; 0 for none
     #[arg(long, default_value_t = 300)]
     pub sample_len: usize,
+}
+
+impl TrainArgs {
+    /// The model a fresh run builds: the flags given, the library's defaults for the rest.
+    pub fn model_config(&self, vocab_size: usize) -> ModelConfig {
+        let d = ModelConfig::default();
+        ModelConfig {
+            cell: self.cell.unwrap_or(d.cell),
+            layers: self.layers.unwrap_or(d.layers),
+            hidden: self.hidden.unwrap_or(d.hidden),
+            vocab_size,
+            dropout: self.dropout.unwrap_or(d.dropout),
+        }
+    }
+
+    /// The training configuration of a fresh run; `threads` is the default for the batch
+    /// when the flag is not given.
+    pub fn train_config(&self, default_threads: impl Fn(usize) -> usize) -> TrainConfig {
+        let d = TrainConfig::default();
+        let mut optimizer = OptimConfig::new(self.optimizer.unwrap_or(d.optimizer.kind));
+        if let Some(m) = self.momentum {
+            optimizer.momentum = m;
+        }
+        let batch = self.batch_size.unwrap_or(d.batch);
+        TrainConfig {
+            batch,
+            seq_len: self.seq_len.unwrap_or(d.seq_len),
+            lr: LrSchedule {
+                base: self.lr.unwrap_or(d.lr.base),
+                decay: self.lr_decay.unwrap_or(d.lr.decay),
+                after: self.lr_decay_after.unwrap_or(d.lr.after),
+            },
+            optimizer,
+            grad_clip: self.grad_clip.unwrap_or(d.grad_clip),
+            threads: self.threads.unwrap_or_else(|| default_threads(batch)),
+            seed: self.seed.unwrap_or(d.seed),
+        }
+    }
+
+    /// Flags that define the model, the data or the optimisation, which a resumed run takes
+    /// from its checkpoint: the first one given, if any.
+    pub fn fixed_by_checkpoint(&self) -> Option<&'static str> {
+        let given = [
+            ("--cell", self.cell.is_some()),
+            ("--layers", self.layers.is_some()),
+            ("--hidden", self.hidden.is_some()),
+            ("--seq-len", self.seq_len.is_some()),
+            ("--batch-size", self.batch_size.is_some()),
+            ("--lr", self.lr.is_some()),
+            ("--lr-decay", self.lr_decay.is_some()),
+            ("--lr-decay-after", self.lr_decay_after.is_some()),
+            ("--optimizer", self.optimizer.is_some()),
+            ("--momentum", self.momentum.is_some()),
+            ("--grad-clip", self.grad_clip.is_some()),
+            ("--dropout", self.dropout.is_some()),
+            ("--forget-bias", self.forget_bias.is_some()),
+            ("--mode", self.mode.is_some()),
+            ("--val-fraction", self.val_fraction.is_some()),
+            ("--threads", self.threads.is_some()),
+            ("--seed", self.seed.is_some()),
+        ];
+        given.iter().find(|(_, g)| *g).map(|(flag, _)| *flag)
+    }
 }
 
 #[derive(Debug, Args)]
@@ -176,8 +247,8 @@ pub struct EvalArgs {
 pub struct BenchArgs {
     /// Text file to train on [default: ../shared/data/tinyshakespeare.txt if present]
     pub corpus: Option<PathBuf>,
-    #[arg(long, default_value = "lstm", value_parser = ["rnn", "lstm", "gru"])]
-    pub cell: String,
+    #[arg(long, default_value = "lstm")]
+    pub cell: CellKind,
     #[arg(long, default_value_t = 2, value_parser = positive::<usize>, allow_negative_numbers = true)]
     pub layers: usize,
     #[arg(long, default_value_t = 256, value_parser = positive::<usize>, allow_negative_numbers = true)]

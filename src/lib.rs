@@ -19,57 +19,75 @@
 //! Activations are stored time-major, `[T, B, ·]`, so that one time step is one contiguous
 //! `[B, ·]` block: the recurrent product of a step is a single matrix product on it.
 //!
-//! # Module map
-//! - [`vocab`]: characters plus `<start>`/`<end>`, sorted; encode, decode, one-hot.
-//! - [`corpus`]: reading files and directories of UTF-8 text.
-//! - [`data`]: sequences bracketed by start/end; train/validation split; `B x T` windows.
-//! - [`infer`]: one-stream inference split over two cores, for sampling.
-//! - [`linalg`]: matrix products (general, and packed for the time loop) and the fast
-//!   element-wise functions.
-//! - [`params`]: parameters, gradients and optimizer moments as flat buffers with named views.
-//! - [`cell`]: RNN, LSTM and GRU cells, one file each: a forward/backward pair over a window.
-//! - [`model`]: the stack of cells plus the output layer; a window's forward and BPTT.
-//! - [`loss`]: softmax cross-entropy and its fused backward `p - onehot`.
-//! - [`optim`]: gradient clipping, Adam, RMSprop, SGD with momentum, learning-rate decay.
-//! - [`train`]: the training loop over shards; emits progress events.
-//! - [`sample`]: priming, temperature, top-k/top-p, seeded generation.
-//! - [`checkpoint`]: versioned JSON documents, written atomically, checked on load.
-
+//! # Code map
+//! - [`text`]: the text side.
+//!   [`vocab`](text::vocab): characters plus `<start>`/`<end>`, sorted; encode, decode,
+//!   one-hot. [`corpus`](text::corpus): reading files and directories, the token streams of
+//!   training and validation. [`split`](text::split): sequences bracketed by start/end, the
+//!   train/validation split. [`batches`](text::batches): `B x T` windows for truncated BPTT.
+//! - [`kernels`]: matrix products (general, and packed for the time loop), vectorised
+//!   element-wise functions, and the run-time choice of instruction set.
+//! - [`nn`]: the network. [`params`](nn::params): flat buffers with named views.
+//!   [`loss`](nn::loss): softmax cross-entropy, per position or summed, and its fused
+//!   backward. [`cell`](nn::cell): RNN, LSTM and GRU, one file each, forward/backward over a
+//!   window plus each cell's unit equations. [`model`](nn::model): the stack plus the output
+//!   layer, a window's forward pass and BPTT. [`state`](nn::state),
+//!   [`workspace`](nn::workspace): what is carried and what is reused.
+//!   [`infer`](nn::infer): step-by-step inference (a batch of streams, or one stream on two
+//!   cores).
+//! - [`train`]: [`optim`](train::optim) (clipping, Adam, RMSprop, SGD),
+//!   [`schedule`](train::schedule) (the learning rate), [`trainer`](train::trainer) (one
+//!   optimizer step over batch shards), [`run`](train::run) (the loop: stop rules, validation
+//!   cadence, best checkpoint, divergence; emits events).
+//! - [`decode`]: generating text ([`sample`](decode::sample)).
+//! - [`analysis`]: measuring a model on text ([`eval`](analysis::eval)).
+//! - [`io`]: [`checkpoint`](io::checkpoint) (versioned JSON, checked on load),
+//!   [`rundir`](io::rundir) (a run's directory: locked, best before latest),
+//!   [`fs`](io::fs) (atomic writes, locks, bounded readers).
+//!
+//! No module imports one that imports it: `text` and `kernels` depend on nothing of the
+//! crate, `nn` on those two, `train` on `nn`, and `decode`, `analysis` and `io` on the rest.
+//!
 //! # Example
 //!
-//! Train a small LSTM on a text for a few steps, then sample from it:
+//! Train a small LSTM on a text with the library's run loop, then sample from it:
 //!
 //! ```
-//! use charrnn::{cell::CellKind, data, model::{Model, ModelConfig}, optim, sample, train, vocab::Vocab};
+//! use charrnn::analysis::eval::evaluate;
+//! use charrnn::decode::sample::{SampleConfig, Sampler};
+//! use charrnn::nn::{CellKind, Model, ModelConfig};
+//! use charrnn::text::{Mode, Vocab, split};
+//! use charrnn::train::run::{self, NoCheckpoints, RunConfig, StopReason};
+//! use charrnn::train::schedule::LrSchedule;
+//! use charrnn::train::{Optimizer, TrainConfig, Trainer};
 //! use rand::SeedableRng;
 //!
 //! let text = "to be or not to be, that is the question.\n".repeat(20);
 //! let vocab = Vocab::from_texts([text.as_str()]);
-//! let seqs = data::sequences(&[text], data::Mode::Stream);
-//! let tokens = data::tokens(&vocab, &seqs).unwrap();
+//! let tokens = split::tokens(&vocab, &split::sequences(&[text], Mode::Stream)).unwrap();
 //!
-//! let config = ModelConfig { cell: CellKind::Lstm, vocab_size: vocab.len(), hidden: 32, layers: 1, dropout: 0.0 };
+//! let config = ModelConfig { cell: CellKind::Lstm, hidden: 32, layers: 1, vocab_size: vocab.len(), dropout: 0.0 };
 //! let mut model = Model::new(config);
 //! model.init(&mut rand_chacha::ChaCha8Rng::seed_from_u64(1));
-//! let tc = train::TrainConfig {
+//! let tc = TrainConfig {
 //!     batch: 4,
 //!     seq_len: 16,
-//!     lr: optim::LrSchedule { base: 1e-2, decay: 1.0, after: 0 },
-//!     optimizer: optim::OptimConfig::new(optim::OptimizerKind::Adam),
-//!     grad_clip: 5.0,
-//!     threads: 1,
-//!     seed: 1,
+//!     lr: LrSchedule { base: 1e-2, decay: 1.0, after: 0 },
+//!     ..TrainConfig::default()
 //! };
-//! let opt = optim::Optimizer::new(tc.optimizer, model.param_count());
-//! let progress = train::Trainer::fresh_progress(&model, &tc);
-//! let mut trainer = train::Trainer::new(model, opt, tc, &tokens, progress);
-//! let first = trainer.step().unwrap().loss;
-//! for _ in 0..100 {
-//!     trainer.step().unwrap();
-//! }
-//! assert!(train::evaluate(&trainer.model, &tokens, 4, 16, 1).loss() < first);
+//! let before = evaluate(&model, &tokens, 4, 16, 1).loss();
+//! let opt = Optimizer::new(tc.optimizer, model.param_count());
+//! let progress = Trainer::fresh_progress(&model, &tc);
+//! let mut trainer = Trainer::new(model, opt, tc, &tokens, progress);
+//! let rc = RunConfig { max_steps: 100, time_limit: None, eval_every: 50 };
+//! let mut validations = 0;
+//! let outcome = run::run(&mut trainer, &tokens, &rc, &mut NoCheckpoints, &|| false, &mut |e| {
+//!     if let run::Event::Validated { .. } = e { validations += 1; }
+//! }).unwrap();
+//! assert_eq!((outcome.reason, validations), (StopReason::MaxSteps, 2));
+//! assert!(evaluate(&trainer.model, &tokens, 4, 16, 1).loss() < before);
 //!
-//! let mut sampler = sample::Sampler::new(&trainer.model, &vocab, sample::SampleConfig::default());
+//! let mut sampler = Sampler::new(&trainer.model, &vocab, SampleConfig::default());
 //! sampler.prime("to be").unwrap();
 //! let mut out = String::new();
 //! sampler.generate(40, |c| { out.push(c); Ok::<_, ()>(()) }).unwrap();
@@ -79,16 +97,25 @@
 // Shapes in doc comments, like `[H]` or `[V]`, are not intra-doc links.
 #![allow(rustdoc::broken_intra_doc_links, rustdoc::private_intra_doc_links)]
 
-pub mod cell;
-pub mod checkpoint;
-pub mod corpus;
-pub mod data;
-pub mod infer;
-pub mod linalg;
-pub mod loss;
-pub mod model;
-pub mod optim;
-pub mod params;
-pub mod sample;
+pub mod analysis;
+pub mod decode;
+pub mod io;
+pub mod kernels;
+pub mod nn;
+pub mod text;
 pub mod train;
-pub mod vocab;
+
+/// `Display` for a `clap::ValueEnum`: its command-line name, which is also its name in
+/// checkpoints (serde's `rename_all = "lowercase"`; a test per enum checks they agree).
+#[macro_export]
+#[doc(hidden)]
+macro_rules! value_enum_display {
+    ($t:ty) => {
+        impl std::fmt::Display for $t {
+            fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                let v = clap::ValueEnum::to_possible_value(self).expect("no skipped variants");
+                f.write_str(v.get_name())
+            }
+        }
+    };
+}

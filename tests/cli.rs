@@ -293,58 +293,63 @@ fn lines_mode_samples_one_sequence_per_line() {
     );
 }
 
+/// SIGINT (Ctrl-C), SIGTERM (`kill`, `timeout`, Slurm) and SIGHUP (a closed terminal) each
+/// finish the current step, save latest.json and exit with 128 + the signal's number.
 #[test]
-fn ctrl_c_saves_latest_and_exits_cleanly() {
-    let dir = TempDir::new().unwrap();
-    let c = corpus(&dir);
-    let bin = assert_cmd::cargo::cargo_bin("charrnn");
-    let mut child = std::process::Command::new(bin)
-        .current_dir(dir.path())
-        .arg("train")
-        .arg(&c)
-        .args([
-            "--hidden",
-            "64",
-            "--seq-len",
-            "16",
-            "--batch-size",
-            "4",
-            "--eval-every",
-            "1000000",
-            "--out",
-            "ck",
-        ])
-        .args(["--epochs", "100000", "--sample-len", "0"])
-        .stderr(std::process::Stdio::piped())
-        .spawn()
-        .unwrap();
-    // The header line is printed just before the Ctrl-C handler is installed: wait for it,
-    // give training a moment to start, then interrupt.
-    use std::io::BufRead;
-    let mut reader = std::io::BufReader::new(child.stderr.take().unwrap());
-    let mut seen = String::new();
-    let mut line = String::new();
-    while reader.read_line(&mut line).unwrap() > 0 {
-        seen.push_str(&line);
-        if line.starts_with("charrnn: lstm") {
-            break;
+fn signals_save_latest_and_exit_with_their_status() {
+    for (signal, code) in [("INT", 130), ("TERM", 143), ("HUP", 129)] {
+        let dir = TempDir::new().unwrap();
+        let c = corpus(&dir);
+        let bin = assert_cmd::cargo::cargo_bin("charrnn");
+        let mut child = std::process::Command::new(bin)
+            .current_dir(dir.path())
+            .arg("train")
+            .arg(&c)
+            .args([
+                "--hidden",
+                "64",
+                "--seq-len",
+                "16",
+                "--batch-size",
+                "4",
+                "--eval-every",
+                "1000000",
+                "--out",
+                "ck",
+            ])
+            .args(["--epochs", "100000", "--sample-len", "0"])
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .unwrap();
+        // The header line is printed just before the handlers are installed: wait for it,
+        // give training a moment to start, then send the signal.
+        use std::io::BufRead;
+        let mut reader = std::io::BufReader::new(child.stderr.take().unwrap());
+        let mut seen = String::new();
+        let mut line = String::new();
+        while reader.read_line(&mut line).unwrap() > 0 {
+            seen.push_str(&line);
+            if line.starts_with("charrnn: lstm") {
+                break;
+            }
+            line.clear();
         }
-        line.clear();
+        std::thread::sleep(std::time::Duration::from_millis(800));
+        let killed = std::process::Command::new("kill")
+            .args([&format!("-{signal}"), &child.id().to_string()])
+            .status()
+            .unwrap();
+        assert!(killed.success());
+        let mut rest = String::new();
+        std::io::Read::read_to_string(&mut reader, &mut rest).unwrap();
+        let status = child.wait().unwrap();
+        let err = seen + &rest;
+        assert_eq!(status.code(), Some(code), "SIG{signal}: {err}");
+        assert!(err.contains("interrupted at step"), "{err}");
+        assert!(err.contains("resume with"), "{err}");
+        let ck = json(&dir.path().join("ck/latest.json"));
+        assert!(ck["progress"]["step"].as_u64().unwrap() > 0);
     }
-    std::thread::sleep(std::time::Duration::from_millis(800));
-    let killed = std::process::Command::new("kill")
-        .args(["-INT", &child.id().to_string()])
-        .status()
-        .unwrap();
-    assert!(killed.success());
-    let mut rest = String::new();
-    std::io::Read::read_to_string(&mut reader, &mut rest).unwrap();
-    let status = child.wait().unwrap();
-    let err = seen + &rest;
-    assert!(status.success(), "{err}");
-    assert!(err.contains("interrupted at step"), "{err}");
-    let ck = json(&dir.path().join("ck/latest.json"));
-    assert!(ck["progress"]["step"].as_u64().unwrap() > 0);
 }
 
 #[test]

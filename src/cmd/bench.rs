@@ -3,15 +3,16 @@
 //! same sitting (see the README's Performance section).
 
 use crate::cli::BenchArgs;
-use anyhow::{Context, Result, bail};
-use charrnn::cell::CellKind;
-use charrnn::checkpoint::{Checkpoint, DataSection};
-use charrnn::data::{self, Mode};
-use charrnn::model::{Model, ModelConfig};
-use charrnn::optim::{LrSchedule, OptimConfig, Optimizer, OptimizerKind};
-use charrnn::sample::{SampleConfig, Sampler};
-use charrnn::train::{EVAL_STREAMS, EVAL_WINDOW, TrainConfig, Trainer, evaluate};
-use charrnn::vocab::Vocab;
+use anyhow::{Result, bail};
+use charrnn::analysis::eval::{EVAL_STREAMS, EVAL_WINDOW, evaluate};
+use charrnn::decode::sample::{SampleConfig, Sampler};
+use charrnn::io::checkpoint::{Checkpoint, DataSection};
+use charrnn::nn::{Model, ModelConfig};
+use charrnn::text::Mode;
+use charrnn::text::corpus::Corpus;
+use charrnn::text::vocab::Vocab;
+use charrnn::train::schedule::LrSchedule;
+use charrnn::train::{Optimizer, TrainConfig, Trainer};
 use rand::SeedableRng;
 use std::path::PathBuf;
 use std::time::Instant;
@@ -32,12 +33,10 @@ pub fn run(args: BenchArgs) -> Result<()> {
             p
         }
     };
-    let text = charrnn::corpus::read_utf8(&path)?;
-    let (train, val) = data::train_val(&[text], Mode::Stream, 0.1);
-    let vocab = Vocab::from_texts(train.iter().chain(&val).map(|s| s.as_str()));
-    let train_tokens = data::tokens(&vocab, &train)?;
-    let val_tokens = data::tokens(&vocab, &val)?;
-    if train_tokens.len() <= args.batch_size * args.seq_len {
+    let corpus = Corpus::load(std::slice::from_ref(&path), Mode::Stream, 0.1, None)?;
+    let (vocab, train_tokens, val_tokens) = (&corpus.vocab, &corpus.train, &corpus.val);
+    let batch_len = args.batch_size.checked_mul(args.seq_len);
+    if batch_len.is_none_or(|n| train_tokens.len() <= n) {
         bail!(
             "{} is too short for one batch of {} x {}",
             path.display(),
@@ -45,7 +44,7 @@ pub fn run(args: BenchArgs) -> Result<()> {
             args.seq_len
         );
     }
-    let cell = CellKind::parse(&args.cell).context("cell")?;
+    let cell = args.cell;
     let threads = args
         .threads
         .unwrap_or_else(|| super::default_threads(args.batch_size));
@@ -65,14 +64,14 @@ pub fn run(args: BenchArgs) -> Result<()> {
             decay: 1.0,
             after: 0,
         },
-        optimizer: OptimConfig::new(OptimizerKind::Adam),
+        optimizer: Default::default(),
         grad_clip: 5.0,
         threads,
         seed: 1234,
     };
     let optimizer = Optimizer::new(config.optimizer, model.param_count());
     let progress = Trainer::fresh_progress(&model, &config);
-    let mut trainer = Trainer::new(model, optimizer, config, &train_tokens, progress);
+    let mut trainer = Trainer::new(model, optimizer, config, train_tokens, progress);
 
     for _ in 0..WARMUP_STEPS {
         trainer.step()?;
@@ -91,7 +90,7 @@ pub fn run(args: BenchArgs) -> Result<()> {
     let t0 = Instant::now();
     let eval = evaluate(
         &trainer.model,
-        &val_tokens,
+        val_tokens,
         EVAL_STREAMS,
         EVAL_WINDOW,
         threads,
@@ -100,7 +99,7 @@ pub fn run(args: BenchArgs) -> Result<()> {
 
     let mut sampler = Sampler::new(
         &trainer.model,
-        &vocab,
+        vocab,
         SampleConfig {
             seed: 1,
             ..SampleConfig::default()
@@ -121,7 +120,7 @@ pub fn run(args: BenchArgs) -> Result<()> {
     // Peak memory of training, evaluation and sampling, before the checkpoint's JSON text
     // (which exists only while a checkpoint is written or read) is measured.
     let rss_mb = peak_rss_mb();
-    let (save_secs, load_secs, ck_mb) = checkpoint_io(&mut trainer, &vocab, &path)?;
+    let (save_secs, load_secs, ck_mb) = checkpoint_io(&mut trainer, vocab, &path)?;
 
     let flops_per_char = 3.0 * forward_flops(&trainer.model.config);
     let gflops = train_cps * flops_per_char / 1e9;
@@ -185,7 +184,7 @@ fn checkpoint_io(
 ) -> Result<(f64, f64, f64)> {
     trainer.sync_progress_state();
     let data = DataSection {
-        mode: "stream".into(),
+        mode: Mode::Stream,
         sources: vec![corpus.display().to_string()],
         val_fraction: 0.1,
         train_chars: 0,

@@ -2,20 +2,24 @@
 
 use crate::cli::EvalArgs;
 use anyhow::{Context, Result, bail};
-use charrnn::checkpoint::Checkpoint;
-use charrnn::data::{self, Mode};
-use charrnn::train::evaluate;
+use charrnn::analysis::eval::evaluate;
+use charrnn::io::checkpoint::Checkpoint;
+use charrnn::text::corpus::{Corpus, read_utf8};
+use charrnn::text::split;
 use std::path::PathBuf;
 
 pub fn run(args: EvalArgs) -> Result<()> {
     let path = super::find_checkpoint(args.checkpoint.as_deref(), &args.dir)?;
     let ck = Checkpoint::load(&path)?;
     let (model, vocab) = ck.model()?;
-    let mode = Mode::parse(&ck.data.mode).context("checkpoint data.mode")?;
-    let (what, seqs) = match &args.file {
+    let mode = ck.data.mode;
+    let (what, tokens) = match &args.file {
         Some(file) => {
-            let text = charrnn::corpus::read_utf8(file)?;
-            (file.display().to_string(), data::sequences(&[text], mode))
+            let what = file.display().to_string();
+            let seqs = split::sequences(&[read_utf8(file)?], mode);
+            let tokens =
+                split::tokens(&vocab, &seqs).map_err(|e| anyhow::anyhow!("{what}: {e}"))?;
+            (what, tokens)
         }
         None => {
             if ck.data.val_chars == 0 {
@@ -25,22 +29,19 @@ pub fn run(args: EvalArgs) -> Result<()> {
                 );
             }
             let paths: Vec<PathBuf> = ck.data.sources.iter().map(PathBuf::from).collect();
-            let sources = charrnn::corpus::read(&paths).context(
+            let corpus = Corpus::load(&paths, mode, ck.data.val_fraction, Some(&vocab)).context(
                 "cannot re-read the corpus recorded in the checkpoint; pass a file to evaluate on",
             )?;
-            let texts: Vec<String> = sources.into_iter().map(|s| s.text).collect();
-            let (_, val) = data::train_val(&texts, mode, ck.data.val_fraction);
-            let chars: usize = val.iter().map(|s| s.chars().count()).sum();
+            let chars = corpus.info.val_chars;
             if chars != ck.data.val_chars {
                 bail!(
                     "the corpus has changed since training: its validation split now has {chars} characters, the checkpoint recorded {}; pass a file to evaluate on",
                     ck.data.val_chars
                 );
             }
-            ("validation split".to_string(), val)
+            ("validation split".to_string(), corpus.val)
         }
     };
-    let tokens = data::tokens(&vocab, &seqs).map_err(|e| anyhow::anyhow!("{what}: {e}"))?;
     if tokens.len() < 2 {
         bail!("{what} has no text to score");
     }

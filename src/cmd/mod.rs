@@ -2,7 +2,9 @@
 
 pub mod bench;
 pub mod eval;
+mod progress;
 pub mod sample;
+mod signals;
 pub mod train;
 
 use anyhow::{Result, bail};

@@ -2,8 +2,8 @@
 
 use crate::cli::SampleArgs;
 use anyhow::{Result, anyhow};
-use charrnn::checkpoint::Checkpoint;
-use charrnn::sample::{SampleConfig, Sampler};
+use charrnn::decode::sample::{SampleConfig, Sampler};
+use charrnn::io::checkpoint::Checkpoint;
 use std::io::Write;
 
 pub fn run(args: SampleArgs) -> Result<()> {

@@ -3,8 +3,9 @@
 //! against the explicit product; the loss of a fresh model; independence of lines.
 
 use super::*;
-use crate::data::{Batches, Mode, tokens};
-use crate::vocab::{END, Vocab, one_hot};
+use crate::text::Batches;
+use crate::text::split::{Mode, tokens};
+use crate::text::vocab::{END, START, Vocab, one_hot};
 use rand::SeedableRng;
 use rand_chacha::ChaCha8Rng;
 
@@ -121,11 +122,8 @@ fn gradients_match_finite_differences() {
             let (_, g) = loss_and_grad(&m, &win, &state, true);
             assert!(g.iter().all(|x| x.is_finite()));
             match grad_check(&m, &win, &state, &g) {
-                Ok(worst) => eprintln!(
-                    "{} x{layers}: worst error / tolerance {worst:.3}",
-                    cell.name()
-                ),
-                Err(e) => panic!("{} with {layers} layers: {e}", cell.name()),
+                Ok(worst) => eprintln!("{} x{layers}: worst error / tolerance {worst:.3}", cell),
+                Err(e) => panic!("{} with {layers} layers: {e}", cell),
             }
         }
     }
@@ -148,7 +146,7 @@ fn grad_check_catches_a_wrong_gradient() {
         assert!(
             grad_check(&m, &win, &state, &g).is_err(),
             "{} not caught",
-            cell.name()
+            cell
         );
     }
 }
@@ -189,7 +187,7 @@ fn dropout_gradients_match_with_a_fixed_mask() {
                 assert!(
                     (fd - g[i] as f64).abs() <= ATOL + RTOL * fd.abs(),
                     "{} {name}: analytic {} fd {fd}",
-                    cell.name(),
+                    cell,
                     g[i]
                 );
             }
@@ -233,7 +231,7 @@ fn fresh_model_loss_is_about_ln_v() {
         assert!(
             (loss - ln_v).abs() < 0.1,
             "{}: {loss} vs ln V = {ln_v}",
-            cell.name()
+            cell
         );
     }
 }
@@ -257,7 +255,7 @@ fn lines_are_independent() {
     for cell in CELLS {
         let m = model(cell, 2, vocab.len(), 6, 11);
         let loss_of_line2 = |line1: &str, seq_len: usize| {
-            let seqs = crate::data::sequences(&[format!("{line1}\n{line2}\n")], Mode::Lines);
+            let seqs = crate::text::split::sequences(&[format!("{line1}\n{line2}\n")], Mode::Lines);
             let toks = tokens(&vocab, &seqs).unwrap();
             let start2 = line1.chars().count() + 2;
             let bs = Batches::new(toks.len(), 1, seq_len);
@@ -281,7 +279,7 @@ fn lines_are_independent() {
             assert!(
                 (other - reference).abs() < 1e-5,
                 "{}: {line1:?} T={seq_len}: {other} vs {reference}",
-                cell.name()
+                cell
             );
         }
     }

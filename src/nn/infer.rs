@@ -1,5 +1,12 @@
-//! One-stream inference (sampling), split by hidden units into two parts that can run on
-//! two cores.
+//! Inference: feeding a model one token per stream at a time.
+//!
+//! Two engines, one set of equations (the cells' `unit` functions and training's forward
+//! pass), and the same rule that `<start>` zeroes a stream's state:
+//! - [`Stepper`]: any number of streams, one call per step, on training's forward pass with
+//!   T = 1; states can be reset, copied and reordered (beam search, scoring, activations).
+//! - [`SplitModel`] with [`run`]: one stream, split over two cores, for fast sampling.
+//!
+//! # The split model
 //!
 //! Generating a character is a chain of matrix-vector products: for a 2x256 LSTM about
 //! 3 MB of weights per character, more than one core's L2 cache, so a single core spends its
@@ -9,12 +16,77 @@
 //! the parts run one after the other on one thread or side by side on two, so the generated
 //! text does not depend on the number of cores.
 
-use crate::cell::CellKind;
-use crate::linalg::{sigmoid, simd_dispatch, tanh};
-use crate::model::{Model, State};
+use crate::kernels::simd_dispatch;
+use crate::nn::cell::{self, CellKind};
+use crate::nn::{Model, PackedWeights, State, Workspace};
+use crate::text::vocab::START;
 use std::ops::Range;
 use std::sync::Mutex;
 use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
+
+/// Step-by-step inference for a batch of streams: each [`Stepper::step`] feeds one token per
+/// stream and returns the next-token logits. It runs training's forward pass with windows of
+/// one step, so the equations are training's own, and a stream whose token is `<start>`
+/// starts from a zero state.
+pub struct Stepper<'m> {
+    model: &'m Model,
+    packed: PackedWeights,
+    ws: Workspace,
+    state: State,
+}
+
+impl<'m> Stepper<'m> {
+    /// `batch` streams, all starting from a zero state.
+    pub fn new(model: &'m Model, batch: usize) -> Stepper<'m> {
+        Stepper {
+            model,
+            packed: PackedWeights::inference(model),
+            ws: Workspace::inference(&model.config, batch, 1),
+            state: State::zeros(&model.config, batch),
+        }
+    }
+
+    pub fn batch(&self) -> usize {
+        self.state.batch
+    }
+
+    /// Feeds `tokens[b]` to stream b; returns the logits of the next token, [B, V].
+    pub fn step(&mut self, tokens: &[u32]) -> &[f32] {
+        self.model
+            .step(&self.packed, &mut self.ws, tokens, &mut self.state)
+    }
+
+    /// The state after the last step: `h` (and `c` for LSTM) of every layer, [L, B, H].
+    pub fn state(&self) -> &State {
+        &self.state
+    }
+
+    /// Stream b takes the state stream `from[b]` had (`from`: [B]; indices may repeat).
+    pub fn reorder(&mut self, from: &[usize]) {
+        assert_eq!(
+            from.len(),
+            self.state.batch,
+            "reorder: one source per stream"
+        );
+        let (b, h) = (self.state.batch, self.state.hidden);
+        for v in [&mut self.state.h, &mut self.state.c] {
+            if v.is_empty() {
+                continue;
+            }
+            let old = v.clone();
+            for (layer, new) in old.chunks_exact(b * h).zip(v.chunks_exact_mut(b * h)) {
+                for (dst, &src) in new.chunks_exact_mut(h).zip(from) {
+                    dst.copy_from_slice(&layer[src * h..(src + 1) * h]);
+                }
+            }
+        }
+    }
+
+    /// Zeroes every stream's state.
+    pub fn reset(&mut self) {
+        self.state.reset();
+    }
+}
 
 /// The model's weights rearranged into two parts.
 pub struct SplitModel {
@@ -57,16 +129,18 @@ struct Scratch {
     logits: Vec<f32>,
 }
 
+impl Scratch {
+    /// Zeroes this part's share of the state (the memory cell; `h` is held by the caller).
+    fn reset(&mut self) {
+        self.c.iter_mut().for_each(|c| c.fill(0.0));
+    }
+}
+
 impl SplitModel {
     pub fn new(model: &Model) -> SplitModel {
         let c = model.config;
         let (h, g) = (c.hidden, c.cell.gates());
         let half = |n: usize, k: usize| n * k / 2..n * (k + 1) / 2;
-        let mat = |name: &str| {
-            model
-                .layout
-                .mat(&model.params, model.layout.find(name).unwrap())
-        };
         let part = |k: usize| {
             let units = half(h, k);
             let head_rows = half(c.vocab_size, k);
@@ -77,20 +151,12 @@ impl SplitModel {
             let pick = |m: ndarray::ArrayView2<f32>| -> Vec<f32> {
                 rows.iter().flat_map(|&r| m.row(r).to_vec()).collect()
             };
-            let pick_vec = |name: String| -> Vec<f32> {
-                let v = model
-                    .layout
-                    .slice(&model.params, model.layout.find(&name).unwrap());
-                rows.iter().map(|&r| v[r]).collect()
-            };
-            let w0 = mat("weight_ih_l0"); // [G·H, V]
+            let pick_vec = |v: &[f32]| -> Vec<f32> { rows.iter().map(|&r| v[r]).collect() };
+            let w0 = model.w_ih(0); // [G·H, V]
             let w_ih0_t = (0..c.vocab_size)
                 .flat_map(|x| rows.iter().map(move |&r| w0[[r, x]]))
                 .collect();
-            let head = mat("head.weight");
-            let head_b = model
-                .layout
-                .slice(&model.params, model.layout.find("head.bias").unwrap());
+            let (head, head_b) = (model.head_w(), model.head_b());
             Part {
                 w_ih0_t,
                 w_ih: (0..c.layers)
@@ -98,19 +164,13 @@ impl SplitModel {
                         if l == 0 {
                             Vec::new()
                         } else {
-                            pick(mat(&format!("weight_ih_l{l}")))
+                            pick(model.w_ih(l))
                         }
                     })
                     .collect(),
-                w_hh: (0..c.layers)
-                    .map(|l| pick(mat(&format!("weight_hh_l{l}"))))
-                    .collect(),
-                b_ih: (0..c.layers)
-                    .map(|l| pick_vec(format!("bias_ih_l{l}")))
-                    .collect(),
-                b_hh: (0..c.layers)
-                    .map(|l| pick_vec(format!("bias_hh_l{l}")))
-                    .collect(),
+                w_hh: (0..c.layers).map(|l| pick(model.w_hh(l))).collect(),
+                b_ih: (0..c.layers).map(|l| pick_vec(model.b_ih(l))).collect(),
+                b_hh: (0..c.layers).map(|l| pick_vec(model.b_hh(l))).collect(),
                 head_w: head_rows
                     .clone()
                     .flat_map(|r| head.row(r).to_vec())
@@ -181,6 +241,10 @@ impl SplitModel {
         scratch: &mut [Scratch; 2],
         logits: &mut [f32],
     ) {
+        if token == START {
+            h.iter_mut().for_each(|hl| hl.fill(0.0));
+            scratch.iter_mut().for_each(|s| s.reset());
+        }
         let mut below = Vec::new();
         for (l, hl) in h.iter_mut().enumerate() {
             for (k, s) in scratch.iter_mut().enumerate() {
@@ -396,6 +460,10 @@ fn part_step(
 ) {
     let mine = model.parts[k].units.clone();
     let theirs = model.parts[1 - k].units.clone();
+    if token == START {
+        h.iter_mut().for_each(|hl| hl.fill(0.0));
+        s.reset();
+    }
     for l in 0..model.layers {
         let (below, rest) = h.split_at_mut(l);
         let below: &[f32] = below.last().map_or(&[], |b| b.as_slice());
@@ -480,9 +548,12 @@ fn gemv_imp(w: &[f32], x: &[f32], b: &[f32], y: &mut [f32]) {
     }
 }
 
+// The unit loops of one part: the cells' own unit equations (`cell::*::unit`), over the
+// part's slice of units, with the input-side (`xw`) and recurrent (`hw`) products apart.
+
 fn rnn_units(xw: &[f32], hw: &[f32], h: &mut [f32]) {
     for ((h, &x), &r) in h.iter_mut().zip(xw).zip(hw) {
-        *h = tanh(x + r);
+        *h = cell::rnn::unit(x + r);
     }
 }
 
@@ -490,26 +561,24 @@ fn lstm_units(xw: &[f32], hw: &[f32], c: &mut [f32], h: &mut [f32]) {
     let u = h.len();
     for j in 0..u {
         let a = |g: usize| xw[g * u + j] + hw[g * u + j];
-        let (i, f, g, o) = (sigmoid(a(0)), sigmoid(a(1)), tanh(a(2)), sigmoid(a(3)));
-        c[j] = f * c[j] + i * g;
-        h[j] = o * tanh(c[j]);
+        let unit = cell::lstm::unit(a(0), a(1), a(2), a(3), c[j]);
+        c[j] = unit.c;
+        h[j] = unit.h;
     }
 }
 
 fn gru_units(xw: &[f32], hw: &[f32], h_prev: &[f32], h: &mut [f32]) {
     let u = h.len();
     for j in 0..u {
-        let r = sigmoid(xw[j] + hw[j]);
-        let z = sigmoid(xw[u + j] + hw[u + j]);
-        let n = tanh(xw[2 * u + j] + r * hw[2 * u + j]);
-        h[j] = (1.0 - z) * n + z * h_prev[j];
+        let (x, r) = (|g: usize| xw[g * u + j], |g: usize| hw[g * u + j]);
+        h[j] = cell::gru::unit(x(0), x(1), x(2), r(0), r(1), r(2), h_prev[j]).h;
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::model::{ModelConfig, PackedWeights, Workspace};
+    use crate::nn::ModelConfig;
     use rand::SeedableRng;
 
     /// The split computation gives the batch path's logits, threaded or not.
@@ -524,7 +593,8 @@ mod tests {
                 dropout: 0.0,
             });
             m.init(&mut rand_chacha::ChaCha8Rng::seed_from_u64(4));
-            let tokens = [0u32, 5, 2, 8, 8, 1, 3];
+            // A second <start> inside: both engines reset the state there.
+            let tokens = [0u32, 5, 2, 8, 0, 8, 1, 3];
             let mut ws = Workspace::inference(&m.config, 1, 1);
             let packed = PackedWeights::inference(&m);
             let mut state = State::zeros(&m.config, 1);
@@ -549,7 +619,7 @@ mod tests {
                         assert!(
                             (a - b).abs() < 1e-5,
                             "{} threads={threads}: {a} vs {b}",
-                            cell.name()
+                            cell
                         );
                     }
                 }
@@ -563,6 +633,39 @@ mod tests {
             }
             // Same sums in the same order: bit-identical whether one thread or two.
             assert_eq!(by_threads[0], by_threads[1]);
+        }
+    }
+
+    /// `<start>` resets a stream; reordering moves states between streams.
+    #[test]
+    fn stepper_resets_at_start_and_reorders() {
+        for cell in [CellKind::Rnn, CellKind::Lstm, CellKind::Gru] {
+            let mut m = Model::new(ModelConfig {
+                cell,
+                vocab_size: 9,
+                hidden: 11,
+                layers: 2,
+                dropout: 0.0,
+            });
+            m.init(&mut rand_chacha::ChaCha8Rng::seed_from_u64(5));
+            let mut st = Stepper::new(&m, 2);
+            let first = st.step(&[START, START]).to_vec();
+            st.step(&[5, 3]);
+            let after: Vec<f32> = st.step(&[START, 4]).to_vec();
+            // Stream 0 saw <start> again: same logits as at the very first step.
+            assert_eq!(after[..9], first[..9], "{cell}");
+            // Stream 1's history (start, 3, 4) copied into both streams.
+            st.reorder(&[1, 1]);
+            let both = st.step(&[2, 2]).to_vec();
+            assert_eq!(both[..9], both[9..], "{cell}");
+            let mut one = Stepper::new(&m, 1);
+            for t in [START, 3, 4] {
+                one.step(&[t]);
+            }
+            let want = one.step(&[2]).to_vec();
+            for (a, b) in want.iter().zip(&both[..9]) {
+                assert!((a - b).abs() < 1e-6, "{cell}: {a} vs {b}");
+            }
         }
     }
 }

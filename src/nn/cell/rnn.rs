@@ -5,7 +5,7 @@
 //! ```
 
 use super::{LayerCache, cut_at_resets, gather_prev};
-use crate::linalg::{PackedMatrix, add_assign, matmul_packed, simd_dispatch, tanh};
+use crate::kernels::{PackedMatrix, add_assign, matmul_packed, simd_dispatch, tanh};
 
 /// Runs steps `0..t_len`. On entry `cache.gates` holds `W_ih x_t + b_ih`, [T, B, H]; `h0`
 /// ([B, H]) is the state before the window and becomes the state after it.
@@ -76,9 +76,16 @@ simd_dispatch! {
 fn step_forward_imp(a: &mut [f32], b_hh: &[f32]) {
     for row in a.chunks_exact_mut(b_hh.len()) {
         for (x, &b) in row.iter_mut().zip(b_hh) {
-            *x = tanh(*x + b);
+            *x = unit(*x + b);
         }
     }
+}
+
+/// The RNN equation for one unit, from its pre-activation `W_ih x + b_ih + W_hh h' + b_hh`:
+/// `h = tanh(a)`. Training's window loop and one-stream inference both call this.
+#[inline(always)]
+pub fn unit(a: f32) -> f32 {
+    tanh(a)
 }
 
 simd_dispatch! {

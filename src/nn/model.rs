@@ -5,18 +5,18 @@
 //! x_t (id) ──gather──▶ layer 0 ──dropout──▶ layer 1 … layer L-1 ──▶ logits = h W_headᵀ + b_head
 //! ```
 //!
-//! Parameter names follow PyTorch (`weight_ih_l0`, …, see [`crate::cell`]); the output layer
+//! Parameter names follow PyTorch (`weight_ih_l0`, …, see [`crate::nn::cell`]); the output layer
 //! is `head.weight` [V, H] and `head.bias` [V], as in `nn.Linear(H, V)` named `head`.
 //! Dropout (inverted: kept units are scaled by 1/(1-p), so evaluation needs no rescaling)
 //! is applied to the input of every layer above the first, as in `torch.nn.LSTM(dropout=p)`;
 //! it is off whenever no random generator is passed.
 
-use crate::cell::{self, CellKind, LayerCache};
-use crate::data::Window;
-use crate::linalg::{PackedMatrix, add_assign, add_row_sums, matmul};
-use crate::loss::{softmax_cross_entropy, softmax_cross_entropy_backward};
-use crate::params::{Layout, TensorId};
-use crate::vocab::START;
+use crate::kernels::{PackedMatrix, add_assign, add_row_sums, matmul};
+use crate::nn::cell::{self, CellKind};
+use crate::nn::loss::{softmax_cross_entropy, softmax_cross_entropy_backward};
+use crate::nn::params::{Layout, TensorId};
+use crate::nn::{State, Workspace};
+use crate::text::batches::Window;
 use ndarray::{ArrayView2, ArrayViewMut2};
 use rand::{Rng, RngExt};
 // A concrete generator, not `dyn Rng`: dropout draws one number per unit, and a virtual call
@@ -24,18 +24,119 @@ use rand::{Rng, RngExt};
 use rand_chacha::ChaCha8Rng;
 use std::ops::Range;
 
-/// The shape of a model; everything else about it is in its parameters.
-#[derive(Debug, Clone, Copy, PartialEq)]
+/// The shape of a model; everything else about it is in its parameters. Serialised as the
+/// `model` section of a checkpoint (field order is the file's).
+#[derive(Debug, Clone, Copy, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct ModelConfig {
     pub cell: CellKind,
-    /// V, including `<start>` and `<end>`.
-    pub vocab_size: usize,
-    /// H.
-    pub hidden: usize,
     /// L.
     pub layers: usize,
+    /// H.
+    pub hidden: usize,
+    /// V, including `<start>` and `<end>`.
+    pub vocab_size: usize,
     /// Probability of dropping a unit between layers while training, in [0, 1).
     pub dropout: f32,
+}
+
+impl Default for ModelConfig {
+    /// A 2x256 LSTM without dropout; `vocab_size` is 0 and must be set from the corpus.
+    fn default() -> Self {
+        ModelConfig {
+            cell: CellKind::Lstm,
+            layers: 2,
+            hidden: 256,
+            vocab_size: 0,
+            dropout: 0.0,
+        }
+    }
+}
+
+/// The four tensors of a layer, in parameter order.
+const LAYER_TENSORS: [&str; 4] = ["weight_ih", "weight_hh", "bias_ih", "bias_hh"];
+
+impl ModelConfig {
+    /// Parameter tensors: four per layer, then the output layer's weight and bias. `None`
+    /// if that overflows (it cannot for a model that fits in memory).
+    pub fn tensor_count(&self) -> Option<usize> {
+        self.layers.checked_mul(4)?.checked_add(2)
+    }
+
+    /// Name and shape of parameter tensor `i` in parameter order (PyTorch's names, see
+    /// [`crate::nn::cell`]): `weight_ih_l{k}` [G·H, I], `weight_hh_l{k}` [G·H, H],
+    /// `bias_ih_l{k}` [G·H], `bias_hh_l{k}` [G·H], ..., `head.weight` [V, H], `head.bias`
+    /// [V]. `None` if `i` is out of range or a dimension overflows. Computed from the
+    /// config alone, so that a checkpoint's tensors can be checked against it before
+    /// anything the size of the model is allocated.
+    pub fn tensor_spec(&self, i: usize) -> Option<(String, Vec<usize>)> {
+        let (v, h) = (self.vocab_size, self.hidden);
+        let gh = self.cell.gates().checked_mul(h)?;
+        let n = self.tensor_count()?;
+        if i + 2 == n {
+            return Some(("head.weight".into(), vec![v, h]));
+        }
+        if i + 1 == n {
+            return Some(("head.bias".into(), vec![v]));
+        }
+        if i >= n {
+            return None;
+        }
+        let (k, which) = (i / 4, i % 4);
+        let name = format!("{}_l{k}", LAYER_TENSORS[which]);
+        let input = if k == 0 { v } else { h };
+        let shape = match which {
+            0 => vec![gh, input],
+            1 => vec![gh, h],
+            _ => vec![gh],
+        };
+        Some((name, shape))
+    }
+
+    /// Total number of parameters, with checked arithmetic.
+    pub fn param_count(&self) -> Option<usize> {
+        let (v, h) = (self.vocab_size, self.hidden);
+        let gh = self.cell.gates().checked_mul(h)?;
+        let bias = gh.checked_mul(2)?;
+        let first = gh.checked_mul(v)?.checked_add(gh.checked_mul(h)?)?;
+        let upper = gh.checked_mul(h)?.checked_mul(2)?;
+        let head = v.checked_mul(h)?.checked_add(v)?;
+        let layers = self.layers.checked_sub(1)?;
+        upper
+            .checked_add(bias)?
+            .checked_mul(layers)?
+            .checked_add(first.checked_add(bias)?)?
+            .checked_add(head)
+    }
+
+    /// Checks that the config describes a model that can exist; errors name the field as in
+    /// a checkpoint's `model` section.
+    pub fn validate(&self) -> Result<(), String> {
+        if self.layers == 0 || self.hidden == 0 {
+            return Err("model.layers and model.hidden must be positive".into());
+        }
+        if self.vocab_size <= crate::text::vocab::SPECIALS {
+            return Err(format!(
+                "model.vocab_size is {}, must be more than the 2 special tokens",
+                self.vocab_size
+            ));
+        }
+        if !(0.0..1.0).contains(&self.dropout) {
+            return Err(format!(
+                "model.dropout is {}, must be in [0, 1)",
+                self.dropout
+            ));
+        }
+        if self
+            .param_count()
+            .is_none_or(|n| n > isize::MAX as usize / 4)
+        {
+            return Err(format!(
+                "a {}x{} {} model over {} symbols has too many parameters to exist",
+                self.layers, self.hidden, self.cell, self.vocab_size
+            ));
+        }
+        Ok(())
+    }
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -59,22 +160,26 @@ pub struct Model {
 
 impl Model {
     /// A model with every parameter zero; see [`Model::init`].
+    ///
+    /// Panics if the config is invalid (see [`ModelConfig::validate`]).
     pub fn new(config: ModelConfig) -> Model {
-        let (v, h, g) = (config.vocab_size, config.hidden, config.cell.gates());
+        if let Err(e) = config.validate() {
+            panic!("Model::new: {e}");
+        }
         let mut layout = Layout::default();
+        for i in 0..config.tensor_count().unwrap() {
+            let (name, shape) = config.tensor_spec(i).unwrap();
+            layout.push(name, &shape);
+        }
         let layers = (0..config.layers)
-            .map(|k| {
-                let input = if k == 0 { v } else { h };
-                LayerIds {
-                    w_ih: layout.push(format!("weight_ih_l{k}"), &[g * h, input]),
-                    w_hh: layout.push(format!("weight_hh_l{k}"), &[g * h, h]),
-                    b_ih: layout.push(format!("bias_ih_l{k}"), &[g * h]),
-                    b_hh: layout.push(format!("bias_hh_l{k}"), &[g * h]),
-                }
+            .map(|k| LayerIds {
+                w_ih: 4 * k,
+                w_hh: 4 * k + 1,
+                b_ih: 4 * k + 2,
+                b_hh: 4 * k + 3,
             })
             .collect();
-        let head_w = layout.push("head.weight", &[v, h]);
-        let head_b = layout.push("head.bias", &[v]);
+        let head_w = 4 * config.layers;
         let params = vec![0.0; layout.len];
         Model {
             config,
@@ -82,7 +187,7 @@ impl Model {
             params,
             layers,
             head_w,
-            head_b,
+            head_b: head_w + 1,
         }
     }
 
@@ -113,6 +218,36 @@ impl Model {
 
     pub fn param_count(&self) -> usize {
         self.layout.len
+    }
+
+    /// `weight_ih_l{l}`, [G·H, I].
+    pub fn w_ih(&self, l: usize) -> ArrayView2<'_, f32> {
+        self.mat(self.layers[l].w_ih)
+    }
+
+    /// `weight_hh_l{l}`, [G·H, H].
+    pub fn w_hh(&self, l: usize) -> ArrayView2<'_, f32> {
+        self.mat(self.layers[l].w_hh)
+    }
+
+    /// `bias_ih_l{l}`, [G·H].
+    pub fn b_ih(&self, l: usize) -> &[f32] {
+        self.vec(self.layers[l].b_ih)
+    }
+
+    /// `bias_hh_l{l}`, [G·H].
+    pub fn b_hh(&self, l: usize) -> &[f32] {
+        self.vec(self.layers[l].b_hh)
+    }
+
+    /// `head.weight`, [V, H].
+    pub fn head_w(&self) -> ArrayView2<'_, f32> {
+        self.mat(self.head_w)
+    }
+
+    /// `head.bias`, [V].
+    pub fn head_b(&self) -> &[f32] {
+        self.vec(self.head_b)
     }
 
     fn mat(&self, id: TensorId) -> ArrayView2<'_, f32> {
@@ -177,7 +312,7 @@ impl Model {
                 let mut out = ArrayViewMut2::from_shape((n, gh), &mut *gates).unwrap();
                 matmul(&mut out, input, self.mat(ids.w_ih).t(), false);
                 for row in gates.chunks_exact_mut(gh) {
-                    crate::linalg::add_assign(row, b_ih);
+                    crate::kernels::add_assign(row, b_ih);
                 }
             }
             let w_hh_t = &packed.w_hh_t[l];
@@ -200,7 +335,7 @@ impl Model {
         matmul(&mut out, top, self.mat(self.head_w).t(), false);
         let b_head = self.vec(self.head_b);
         for row in logits.chunks_exact_mut(v) {
-            crate::linalg::add_assign(row, b_head);
+            crate::kernels::add_assign(row, b_head);
         }
     }
 
@@ -326,7 +461,7 @@ impl Model {
                 let dwt = &mut ws.dw_ih0_t;
                 dwt.fill(0.0);
                 for (row, &x) in dgx.chunks_exact(gh).zip(&ws.x) {
-                    crate::linalg::add_assign(
+                    crate::kernels::add_assign(
                         &mut dwt[x as usize * gh..(x as usize + 1) * gh],
                         row,
                     );
@@ -350,90 +485,6 @@ impl Model {
         ws.load_tokens(tokens);
         self.forward_logits(packed, ws, state, None);
         &ws.logits[..tokens.len() * self.config.vocab_size]
-    }
-}
-
-/// The hidden state of every layer for B streams, carried from one window to the next.
-#[derive(Debug, Clone, PartialEq)]
-pub struct State {
-    pub batch: usize,
-    pub hidden: usize,
-    /// [L, B, H]
-    pub h: Vec<f32>,
-    /// [L, B, H] for LSTM, empty otherwise.
-    pub c: Vec<f32>,
-}
-
-impl State {
-    pub fn zeros(config: &ModelConfig, batch: usize) -> State {
-        let len = config.layers * batch * config.hidden;
-        State {
-            batch,
-            hidden: config.hidden,
-            h: vec![0.0; len],
-            c: vec![0.0; if config.cell.has_cell_state() { len } else { 0 }],
-        }
-    }
-
-    pub fn reset(&mut self) {
-        self.h.fill(0.0);
-        self.c.fill(0.0);
-    }
-
-    fn layer(&self, l: usize) -> Range<usize> {
-        let n = self.batch * self.hidden;
-        l * n..(l + 1) * n
-    }
-
-    fn h_mut(&mut self, l: usize) -> &mut [f32] {
-        let r = self.layer(l);
-        &mut self.h[r]
-    }
-
-    fn hc_mut(&mut self, l: usize) -> (&mut [f32], &mut [f32]) {
-        let r = self.layer(l);
-        (&mut self.h[r.clone()], &mut self.c[r])
-    }
-
-    /// The streams `rows` of this state as a state of their own.
-    pub fn rows(&self, rows: Range<usize>) -> State {
-        let take = |v: &Vec<f32>| -> Vec<f32> {
-            if v.is_empty() {
-                return Vec::new();
-            }
-            v.chunks_exact(self.batch * self.hidden)
-                .flat_map(|layer| &layer[rows.start * self.hidden..rows.end * self.hidden])
-                .copied()
-                .collect()
-        };
-        State {
-            batch: rows.len(),
-            hidden: self.hidden,
-            h: take(&self.h),
-            c: take(&self.c),
-        }
-    }
-
-    /// Joins states of consecutive stream ranges back into one (inverse of [`State::rows`]).
-    pub fn concat(parts: &[State]) -> State {
-        let hidden = parts[0].hidden;
-        let batch = parts.iter().map(|p| p.batch).sum();
-        let layers = parts[0].h.len() / (parts[0].batch * hidden).max(1);
-        let join = |get: fn(&State) -> &Vec<f32>| -> Vec<f32> {
-            if get(&parts[0]).is_empty() {
-                return Vec::new();
-            }
-            (0..layers)
-                .flat_map(|l| parts.iter().flat_map(move |p| &get(p)[p.layer(l)]))
-                .copied()
-                .collect()
-        };
-        State {
-            batch,
-            hidden,
-            h: join(|s| &s.h),
-            c: join(|s| &s.c),
-        }
     }
 }
 
@@ -492,114 +543,6 @@ impl PackedWeights {
                 s.spawn(move |_| dst.pack(model.mat(ids.w_hh)));
             }
         });
-    }
-}
-
-/// Every buffer the forward and backward passes of one shard need, sized once for a batch
-/// of `batch` streams and windows of up to `t_cap` steps.
-#[derive(Debug, Clone)]
-pub struct Workspace {
-    pub batch: usize,
-    pub t_cap: usize,
-    t_len: usize,
-    /// [T, B] inputs, targets, scored flags, reset flags of the loaded window.
-    x: Vec<u32>,
-    y: Vec<u32>,
-    valid: Vec<bool>,
-    reset: Vec<bool>,
-    /// [V, G·H]: the scatter-add buffer of the gather's gradient.
-    dw_ih0_t: Vec<f32>,
-    layers: Vec<LayerCache>,
-    /// Per layer l ≥ 1, [T, B, H]: dropout mask (0 or 1/(1-p)) and the masked input.
-    masks: Vec<Vec<f32>>,
-    inputs: Vec<Vec<f32>>,
-    dropout_active: bool,
-    /// Whether the backward buffers exist (see [`Workspace::inference`]).
-    training: bool,
-    /// [T, B, V]: logits, then probabilities, then their gradient.
-    pub logits: Vec<f32>,
-    /// [T, B, H]: gradient w.r.t. the current layer's output, and w.r.t. its input.
-    dh: Vec<f32>,
-    dx: Vec<f32>,
-    /// [G·H]: a bias gradient, summed once for the two biases that share it.
-    db: Vec<f32>,
-}
-
-impl Workspace {
-    /// A workspace for training (forward and backward).
-    pub fn new(config: &ModelConfig, batch: usize, t_cap: usize) -> Workspace {
-        Workspace::with_mode(config, batch, t_cap, true)
-    }
-
-    /// A workspace for the forward pass only (evaluation, sampling): no gradient buffers.
-    pub fn inference(config: &ModelConfig, batch: usize, t_cap: usize) -> Workspace {
-        Workspace::with_mode(config, batch, t_cap, false)
-    }
-
-    fn with_mode(config: &ModelConfig, batch: usize, t_cap: usize, training: bool) -> Workspace {
-        let (v, h) = (config.vocab_size, config.hidden);
-        let gh = config.cell.gates() * h;
-        let n = batch * t_cap;
-        let with_dropout = |l: usize| {
-            if l > 0 && config.dropout > 0.0 && training {
-                vec![0.0; n * h]
-            } else {
-                Vec::new()
-            }
-        };
-        Workspace {
-            batch,
-            t_cap,
-            t_len: 0,
-            x: Vec::with_capacity(n),
-            y: Vec::with_capacity(n),
-            valid: Vec::with_capacity(n),
-            reset: Vec::with_capacity(n),
-            dw_ih0_t: vec![0.0; if training { v * gh } else { 0 }],
-            layers: (0..config.layers)
-                .map(|_| LayerCache::new(config.cell, batch, t_cap, h, training))
-                .collect(),
-            masks: (0..config.layers).map(with_dropout).collect(),
-            inputs: (0..config.layers).map(with_dropout).collect(),
-            dropout_active: false,
-            training,
-            logits: vec![0.0; n * v],
-            dh: vec![0.0; if training { n * h } else { 0 }],
-            dx: vec![0.0; if training { n * h } else { 0 }],
-            db: vec![0.0; if training { gh } else { 0 }],
-        }
-    }
-
-    /// Takes rows `rows` of a window, as this shard's streams.
-    fn load_window(&mut self, win: &Window, rows: Range<usize>) {
-        assert_eq!(rows.len(), self.batch, "shard rows vs workspace batch");
-        assert!(win.t_len <= self.t_cap, "window longer than the workspace");
-        self.t_len = win.t_len;
-        for v in [&mut self.x, &mut self.y] {
-            v.clear();
-        }
-        self.valid.clear();
-        self.reset.clear();
-        for t in 0..win.t_len {
-            let r = t * win.batch + rows.start..t * win.batch + rows.end;
-            self.x.extend(&win.x[r.clone()]);
-            self.y.extend(&win.y[r.clone()]);
-            self.valid.extend(&win.valid[r.clone()]);
-            self.reset.extend(&win.reset[r]);
-        }
-    }
-
-    fn load_tokens(&mut self, tokens: &[u32]) {
-        assert_eq!(tokens.len(), self.batch, "tokens vs workspace batch");
-        self.t_len = 1;
-        self.x.clear();
-        self.x.extend(tokens);
-        self.y.clear();
-        self.y.resize(tokens.len(), 0);
-        self.valid.clear();
-        self.valid.resize(tokens.len(), false);
-        self.reset.clear();
-        self.reset.extend(tokens.iter().map(|&t| t == START));
     }
 }
 

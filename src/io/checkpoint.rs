@@ -1,16 +1,24 @@
 //! Checkpoints: one versioned JSON document with everything needed to sample, evaluate or
-//! resume training bit for bit. Written atomically; checked field by field on load.
+//! resume training bit for bit. Written atomically; every field checked on load before
+//! anything the size of the model is allocated.
 //!
-//! Floats are written in shortest round-trip form for f32 (serde_json formats `f32` with
-//! `ryu`), so saving and loading give back the same bits.
+//! The sections are the domain types themselves, serialised by serde ([`ModelConfig`],
+//! [`TrainConfig`], [`Progress`], [`State`]); their field order is the file's. Floats are
+//! written in shortest round-trip form for f32 (serde_json formats `f32` with `ryu`), so
+//! saving and loading give back the same bits.
+//!
+//! A checkpoint is hostile input until checked: sizes are compared with checked arithmetic
+//! against the data actually present in the file, hyper-parameters are validated as the
+//! command line validates its flags, and names from the file are escaped before they are
+//! printed.
 
-use crate::cell::CellKind;
-use crate::data::Mode;
-use crate::model::{Model, ModelConfig, State};
-use crate::optim::{LrSchedule, OptimConfig, Optimizer, OptimizerKind};
-use crate::train::{HistoryPoint, Progress, TrainConfig};
-use crate::vocab::Vocab;
-use anyhow::{Context, Result, bail};
+use crate::io::fs::{ReadLimit, available_memory, read_regular, write_atomic};
+use crate::nn::{Model, ModelConfig, State};
+use crate::text::corpus::CorpusInfo;
+use crate::text::vocab::Vocab;
+use crate::train::optim::{Optimizer, OptimizerKind};
+use crate::train::trainer::{Progress, TrainConfig};
+use anyhow::{Context, Result, anyhow, bail};
 use serde::{Deserialize, Serialize};
 use std::io::Write;
 use std::path::Path;
@@ -24,66 +32,31 @@ pub struct Checkpoint {
     pub format: String,
     /// [`VERSION`]; a reader refuses other versions.
     pub version: u32,
-    pub model: ModelSection,
+    pub model: ModelConfig,
     /// The characters of the vocabulary in id order; ids 0 and 1 are `<start>` and `<end>`,
     /// so `vocab[i]` has id `i + 2`.
     pub vocab: Vec<String>,
     pub data: DataSection,
     pub training: TrainingSection,
-    pub progress: ProgressSection,
+    /// Where training stands (its `state` is stored in `hidden`).
+    pub progress: Progress,
     /// Every parameter tensor, PyTorch names, row-major data.
     pub tensors: Vec<TensorData>,
     pub optimizer: OptimizerSection,
-    /// The hidden state carried into the next training window.
-    pub hidden: HiddenSection,
+    /// The hidden state carried into the next training window, [L, B, H] each (`c` empty
+    /// except for LSTM).
+    pub hidden: State,
 }
 
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct ModelSection {
-    pub cell: String,
-    pub layers: usize,
-    pub hidden: usize,
-    pub vocab_size: usize,
-    pub dropout: f32,
-}
+/// Where the training text came from (see [`CorpusInfo`]).
+pub type DataSection = CorpusInfo;
 
-/// Where the training text came from, so that `eval` can rebuild the validation split.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct DataSection {
-    pub mode: String,
-    /// Absolute paths of the files read, in order.
-    pub sources: Vec<String>,
-    pub val_fraction: f64,
-    pub train_chars: usize,
-    pub val_chars: usize,
-}
-
+/// The training configuration and the validation cadence.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct TrainingSection {
-    pub batch: usize,
-    pub seq_len: usize,
-    pub lr: f32,
-    pub lr_decay: f32,
-    pub lr_decay_after: usize,
-    pub optimizer: String,
-    pub beta1: f32,
-    pub beta2: f32,
-    pub eps: f32,
-    pub momentum: f32,
-    pub grad_clip: f32,
-    pub threads: usize,
-    pub seed: u64,
+    #[serde(flatten)]
+    pub config: TrainConfig,
     pub eval_every: u64,
-}
-
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct ProgressSection {
-    pub step: u64,
-    pub epoch: usize,
-    pub window: usize,
-    pub best_val_loss: Option<f64>,
-    pub elapsed_seconds: f64,
-    pub history: Vec<HistoryPoint>,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -96,47 +69,11 @@ pub struct TensorData {
 /// Optimizer moments, each the concatenation of all tensors in the order of `tensors`.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct OptimizerSection {
-    pub kind: String,
+    /// Must equal `training.optimizer`.
+    pub kind: OptimizerKind,
     pub step: u64,
     pub m: Vec<f32>,
     pub v: Vec<f32>,
-}
-
-/// [L, B, H] each; `c` is empty except for LSTM.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct HiddenSection {
-    pub batch: usize,
-    pub h: Vec<f32>,
-    pub c: Vec<f32>,
-}
-
-/// Writes `path` through `fill` into a temporary file in the same directory, flushed to disk,
-/// then renamed over `path`: a crash leaves the old file or the new one, never half of one.
-fn write_atomic(path: &Path, fill: impl FnOnce(&mut std::fs::File) -> Result<()>) -> Result<()> {
-    let dir = path
-        .parent()
-        .filter(|d| !d.as_os_str().is_empty())
-        .unwrap_or(Path::new("."));
-    let name = path
-        .file_name()
-        .context("checkpoint path has no file name")?;
-    let tmp = dir.join(format!(
-        ".{}.tmp{}",
-        name.to_string_lossy(),
-        std::process::id()
-    ));
-    let write = || -> Result<()> {
-        let mut file = std::fs::File::create(&tmp)?;
-        fill(&mut file)?;
-        file.sync_all()?;
-        std::fs::rename(&tmp, path)?;
-        Ok(())
-    };
-    write()
-        .inspect_err(|_| {
-            let _ = std::fs::remove_file(&tmp);
-        })
-        .with_context(|| format!("cannot write checkpoint {}", path.display()))
 }
 
 /// Everything a checkpoint restores.
@@ -148,7 +85,16 @@ pub struct Restored {
     pub optimizer: Optimizer,
     pub progress: Progress,
     pub data: DataSection,
-    pub mode: Mode,
+}
+
+/// A name from a file, safe to print: control characters (terminal escape sequences among
+/// them) are escaped, and it is cut at 80 characters.
+pub fn printable(name: &str) -> String {
+    let mut s: String = name.chars().take(80).flat_map(char::escape_debug).collect();
+    if name.chars().count() > 80 {
+        s.push('…');
+    }
+    s
 }
 
 impl Checkpoint {
@@ -162,42 +108,22 @@ impl Checkpoint {
         optimizer: &Optimizer,
         progress: &Progress,
     ) -> Checkpoint {
-        let c = &model.config;
         Checkpoint {
             format: FORMAT.into(),
             version: VERSION,
-            model: ModelSection {
-                cell: c.cell.name().into(),
-                layers: c.layers,
-                hidden: c.hidden,
-                vocab_size: c.vocab_size,
-                dropout: c.dropout,
-            },
+            model: model.config,
             vocab: vocab.chars().iter().map(|ch| ch.to_string()).collect(),
             data,
             training: TrainingSection {
-                batch: train.batch,
-                seq_len: train.seq_len,
-                lr: train.lr.base,
-                lr_decay: train.lr.decay,
-                lr_decay_after: train.lr.after,
-                optimizer: train.optimizer.kind.name().into(),
-                beta1: train.optimizer.beta1,
-                beta2: train.optimizer.beta2,
-                eps: train.optimizer.eps,
-                momentum: train.optimizer.momentum,
-                grad_clip: train.grad_clip,
-                threads: train.threads,
-                seed: train.seed,
+                config: *train,
                 eval_every,
             },
-            progress: ProgressSection {
-                step: progress.step,
-                epoch: progress.epoch,
-                window: progress.window,
-                best_val_loss: progress.best_val_loss,
-                elapsed_seconds: progress.elapsed,
+            // In memory as it will be on disk: the state lives in `hidden`, without its width
+            // (the model's), so that a loaded checkpoint equals the saved one.
+            progress: Progress {
+                state: State::default(),
                 history: progress.history.clone(),
+                ..*progress
             },
             tensors: model
                 .layout
@@ -210,22 +136,24 @@ impl Checkpoint {
                 })
                 .collect(),
             optimizer: OptimizerSection {
-                kind: optimizer.config.kind.name().into(),
+                kind: optimizer.config.kind,
                 step: optimizer.step,
                 m: optimizer.m.clone(),
                 v: optimizer.v.clone(),
             },
-            hidden: HiddenSection {
-                batch: progress.state.batch,
-                h: progress.state.h.clone(),
-                c: progress.state.c.clone(),
+            hidden: State {
+                hidden: 0,
+                ..progress.state.clone()
             },
         }
     }
 
-    /// Writes the checkpoint to `path` atomically: a temporary file in the same directory,
-    /// flushed to disk, then renamed over `path`. A crash leaves the old file or the new one.
+    /// Writes the checkpoint to `path` atomically (see [`write_atomic`]). Refuses to write
+    /// a checkpoint that would not load (a non-finite weight, say), so that a good file is
+    /// never replaced by a bad one.
     pub fn save(&self, path: &Path) -> Result<()> {
+        self.check()
+            .with_context(|| format!("refusing to write {}", path.display()))?;
         write_atomic(path, |file| {
             let mut w = std::io::BufWriter::with_capacity(1 << 20, file);
             serde_json::to_writer(&mut w, self)?;
@@ -233,22 +161,18 @@ impl Checkpoint {
             w.flush()?;
             Ok(())
         })
-    }
-
-    /// Copies the checkpoint file `from` to `to` with the same guarantee as [`Checkpoint::save`]
-    /// (used to keep `best.json` without serialising the model twice).
-    pub fn copy(from: &Path, to: &Path) -> Result<()> {
-        write_atomic(to, |file| {
-            std::io::copy(&mut std::fs::File::open(from)?, file)?;
-            Ok(())
-        })
+        .context("cannot write checkpoint")
     }
 
     /// Reads and checks a checkpoint; errors name the file and the field at fault.
     pub fn load(path: &Path) -> Result<Checkpoint> {
-        let text = std::fs::read_to_string(path)
-            .with_context(|| format!("cannot read checkpoint {}", path.display()))?;
-        let ck: Checkpoint = match serde_json::from_str(&text) {
+        // The parsed numbers take less memory than their text, so a file that fits in the
+        // available memory can be parsed; a larger one is refused before it is read.
+        let limit = ReadLimit {
+            max_bytes: available_memory(),
+        };
+        let bytes = read_regular(path, "checkpoint", limit)?;
+        let ck: Checkpoint = match serde_json::from_slice(&bytes) {
             Ok(ck) => ck,
             Err(e) => {
                 #[derive(Deserialize)]
@@ -256,7 +180,7 @@ impl Checkpoint {
                     format: Option<String>,
                     version: Option<u64>,
                 }
-                let what = match serde_json::from_str::<Header>(&text) {
+                let what = match serde_json::from_slice::<Header>(&bytes) {
                     Err(_) if e.is_eof() => format!("is truncated ({e})"),
                     Err(_) if e.is_syntax() => format!("is not valid JSON ({e})"),
                     Ok(h) if h.format.as_deref() != Some(FORMAT) => {
@@ -267,16 +191,16 @@ impl Checkpoint {
                     }) if v != VERSION as u64 => {
                         format!("has format version {v}, this charrnn reads version {VERSION}")
                     }
-                    _ => format!("is malformed: {e}"),
+                    _ => format!("is malformed: {}", printable(&e.to_string())),
                 };
                 bail!("checkpoint {} {what}", path.display());
             }
         };
         if ck.format != FORMAT {
             bail!(
-                "checkpoint {} is not a charrnn checkpoint (format is {:?})",
+                "checkpoint {} is not a charrnn checkpoint (format is \"{}\")",
                 path.display(),
-                ck.format
+                printable(&ck.format)
             );
         }
         if ck.version != VERSION {
@@ -291,35 +215,19 @@ impl Checkpoint {
         Ok(ck)
     }
 
-    fn model_config(&self) -> Result<ModelConfig> {
-        let m = &self.model;
-        let cell = CellKind::parse(&m.cell)
-            .with_context(|| format!("model.cell is {:?}, expected rnn, lstm or gru", m.cell))?;
-        if m.layers == 0 || m.hidden == 0 {
-            bail!("model.layers and model.hidden must be positive");
-        }
-        if !(0.0..1.0).contains(&m.dropout) {
-            bail!("model.dropout is {}, must be in [0, 1)", m.dropout);
-        }
-        Ok(ModelConfig {
-            cell,
-            vocab_size: m.vocab_size,
-            hidden: m.hidden,
-            layers: m.layers,
-            dropout: m.dropout,
-        })
-    }
-
     fn vocab_(&self) -> Result<Vocab> {
         let mut chars = Vec::with_capacity(self.vocab.len());
         for (i, s) in self.vocab.iter().enumerate() {
             let mut it = s.chars();
             match (it.next(), it.next()) {
                 (Some(c), None) => chars.push(c),
-                _ => bail!("vocab[{i}] is {s:?}, expected exactly one character"),
+                _ => bail!(
+                    "vocab[{i}] is \"{}\", expected exactly one character",
+                    printable(s)
+                ),
             }
         }
-        let vocab = Vocab::from_chars(chars).map_err(|e| anyhow::anyhow!("vocab: {e}"))?;
+        let vocab = Vocab::from_chars(chars).map_err(|e| anyhow!("vocab: {e}"))?;
         if vocab.len() != self.model.vocab_size {
             bail!(
                 "model.vocab_size is {} but vocab has {} characters (+2 special tokens)",
@@ -330,52 +238,64 @@ impl Checkpoint {
         Ok(vocab)
     }
 
-    /// Structural checks: every tensor present with the shape the config implies, all
-    /// numbers finite, optimizer and hidden state of matching sizes.
+    /// Every check of a loaded checkpoint. Sizes are compared against the data present, with
+    /// checked arithmetic, and nothing is allocated in proportion to a size read from the file.
     fn check(&self) -> Result<()> {
-        let config = self.model_config()?;
+        let config = self.model;
+        config.validate().map_err(|e| anyhow!(e))?;
         self.vocab_()?;
-        let model = Model::new(config);
-        let want: Vec<_> = model
-            .layout
-            .tensors
-            .iter()
-            .map(|t| (&t.name, &t.shape))
-            .collect();
+
+        // Tensors: the count first (so that `model.layers` is bounded by the file), then
+        // each one's name and shape against the config, and its data against its shape.
+        let want = config.tensor_count().context("model.layers is too large")?;
+        let mut n_params = 0usize;
         for (i, t) in self.tensors.iter().enumerate() {
-            match want.get(i) {
-                Some((name, shape)) if *name == &t.name && *shape == &t.shape => {}
-                Some((name, shape)) => bail!(
-                    "tensors[{i}] is {} {:?}, the model config needs {} {:?}",
-                    t.name,
-                    t.shape,
-                    name,
-                    shape
-                ),
-                None => bail!("tensors[{i}] ({}) is not part of the model", t.name),
-            }
-            if t.data.len() != t.shape.iter().product::<usize>() {
+            let Some((name, shape)) = config.tensor_spec(i).filter(|_| i < want) else {
                 bail!(
-                    "tensor {} has {} values for shape {:?}",
-                    t.name,
-                    t.data.len(),
+                    "tensors[{i}] ({}) is not part of the model",
+                    printable(&t.name)
+                );
+            };
+            if name != t.name || shape != t.shape {
+                bail!(
+                    "tensors[{i}] is {} {:?}, the model config needs {name} {shape:?}",
+                    printable(&t.name),
                     t.shape
                 );
             }
-            if let Some(j) = t.data.iter().position(|x| !x.is_finite()) {
-                bail!("tensor {} has a non-finite value at index {j}", t.name);
+            let len = shape.iter().try_fold(1usize, |a, &d| a.checked_mul(d));
+            if len != Some(t.data.len()) {
+                bail!(
+                    "tensor {name} has {} values for shape {shape:?}",
+                    t.data.len()
+                );
             }
+            if let Some(j) = t.data.iter().position(|x| !x.is_finite()) {
+                bail!("tensor {name} has a non-finite value at index {j}");
+            }
+            n_params += t.data.len();
         }
-        if self.tensors.len() < want.len() {
-            bail!("tensor {} is missing", want[self.tensors.len()].0);
+        if self.tensors.len() < want {
+            let (name, _) = config.tensor_spec(self.tensors.len()).unwrap();
+            bail!("tensor {name} is missing");
         }
-        let n = model.param_count();
-        let kind = OptimizerKind::parse(&self.optimizer.kind)
-            .with_context(|| format!("optimizer.kind is {:?}", self.optimizer.kind))?;
-        let fresh = Optimizer::new(OptimConfig::new(kind), n);
+
+        let t = &self.training.config;
+        t.validate().map_err(|e| anyhow!(e))?;
+        if self.training.eval_every == 0 {
+            bail!("training.eval_every must be positive");
+        }
+        if self.optimizer.kind != t.optimizer.kind {
+            bail!(
+                "optimizer.kind is {} but training.optimizer is {}: the file was edited or damaged",
+                self.optimizer.kind,
+                t.optimizer.kind
+            );
+        }
+        let (m_len, v_len) = Optimizer::moment_lens(self.optimizer.kind, n_params);
         for (name, got, want) in [
-            ("m", &self.optimizer.m, fresh.m.len()),
-            ("v", &self.optimizer.v, fresh.v.len()),
+            ("m", &self.optimizer.m, m_len),
+            ("v", &self.optimizer.v, v_len),
         ] {
             if got.len() != want {
                 bail!("optimizer.{name} has {} values, expected {want}", got.len());
@@ -384,24 +304,44 @@ impl Checkpoint {
                 bail!("optimizer.{name} has a non-finite value");
             }
         }
-        let t = &self.training;
-        if t.batch == 0 || t.seq_len == 0 || t.threads == 0 {
-            bail!("training.batch, training.seq_len and training.threads must be positive");
-        }
-        OptimizerKind::parse(&t.optimizer)
-            .with_context(|| format!("training.optimizer is {:?}", t.optimizer))?;
-        Mode::parse(&self.data.mode)
-            .with_context(|| format!("data.mode is {:?}", self.data.mode))?;
-        let h = &self.hidden;
-        let len = config.layers * h.batch * config.hidden;
-        if h.batch != t.batch || h.h.len() != len {
+        if self.optimizer.step > self.progress.step {
             bail!(
-                "hidden.h has {} values, expected {len} for batch {}",
+                "optimizer.step is {}, more than progress.step {}",
+                self.optimizer.step,
+                self.progress.step
+            );
+        }
+
+        let d = &self.data;
+        if !(0.0..1.0).contains(&d.val_fraction) {
+            bail!("data.val_fraction is {}, must be in [0, 1)", d.val_fraction);
+        }
+
+        let p = &self.progress;
+        if !p.elapsed.is_finite() || p.elapsed < 0.0 {
+            bail!("progress.elapsed_seconds is {}", p.elapsed);
+        }
+        if p.best_val_loss.is_some_and(|v| !v.is_finite()) {
+            bail!("progress.best_val_loss is not finite");
+        }
+
+        let h = &self.hidden;
+        let len = config
+            .layers
+            .checked_mul(h.batch)
+            .and_then(|x| x.checked_mul(config.hidden));
+        if h.batch != t.batch || len != Some(h.h.len()) {
+            bail!(
+                "hidden.h has {} values, expected layers x batch x hidden for batch {}",
                 h.h.len(),
                 t.batch
             );
         }
-        let c_len = if config.cell.has_cell_state() { len } else { 0 };
+        let c_len = if config.cell.has_cell_state() {
+            h.h.len()
+        } else {
+            0
+        };
         if h.c.len() != c_len {
             bail!("hidden.c has {} values, expected {c_len}", h.c.len());
         }
@@ -413,8 +353,8 @@ impl Checkpoint {
 
     /// The model and vocabulary (for sampling and evaluation).
     pub fn model(&self) -> Result<(Model, Vocab)> {
-        let mut model = Model::new(self.model_config()?);
-        for (t, spec) in self.tensors.iter().zip(model.layout.tensors.clone()) {
+        let mut model = Model::new(self.model);
+        for (t, spec) in self.tensors.iter().zip(&model.layout.tensors) {
             model.params[spec.range()].copy_from_slice(&t.data);
         }
         Ok((model, self.vocab_()?))
@@ -423,57 +363,25 @@ impl Checkpoint {
     /// Everything needed to continue training.
     pub fn restore(&self) -> Result<Restored> {
         let (model, vocab) = self.model()?;
-        let t = &self.training;
-        let kind = OptimizerKind::parse(&t.optimizer).context("training.optimizer")?;
-        let optim_config = OptimConfig {
-            kind,
-            beta1: t.beta1,
-            beta2: t.beta2,
-            eps: t.eps,
-            momentum: t.momentum,
-        };
-        let train = TrainConfig {
-            batch: t.batch,
-            seq_len: t.seq_len,
-            lr: LrSchedule {
-                base: t.lr,
-                decay: t.lr_decay,
-                after: t.lr_decay_after,
-            },
-            optimizer: optim_config,
-            grad_clip: t.grad_clip,
-            threads: t.threads,
-            seed: t.seed,
-        };
+        let train = self.training.config;
         let optimizer = Optimizer {
-            config: optim_config,
+            config: train.optimizer,
             step: self.optimizer.step,
             m: self.optimizer.m.clone(),
             v: self.optimizer.v.clone(),
         };
-        let p = &self.progress;
-        let progress = Progress {
-            step: p.step,
-            epoch: p.epoch,
-            window: p.window,
-            state: State {
-                batch: self.hidden.batch,
-                hidden: model.config.hidden,
-                h: self.hidden.h.clone(),
-                c: self.hidden.c.clone(),
-            },
-            best_val_loss: p.best_val_loss,
-            elapsed: p.elapsed_seconds,
-            history: p.history.clone(),
+        let mut progress = self.progress.clone();
+        progress.state = State {
+            hidden: model.config.hidden,
+            ..self.hidden.clone()
         };
         Ok(Restored {
             model,
             vocab,
             train,
-            eval_every: t.eval_every,
+            eval_every: self.training.eval_every,
             optimizer,
             progress,
-            mode: Mode::parse(&self.data.mode).context("data.mode")?,
             data: self.data.clone(),
         })
     }
@@ -482,7 +390,11 @@ impl Checkpoint {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::train::Trainer;
+    use crate::nn::CellKind;
+    use crate::text::split::Mode;
+    use crate::train::optim::OptimConfig;
+    use crate::train::schedule::LrSchedule;
+    use crate::train::trainer::Trainer;
     use rand::SeedableRng;
 
     fn sample_checkpoint(cell: CellKind) -> Checkpoint {
@@ -515,10 +427,11 @@ mod tests {
             .for_each(|(i, x)| *x = i as f32 * 1e-3);
         opt.step = 7;
         let mut progress = Trainer::fresh_progress(&model, &train);
+        progress.step = 7;
         progress.state.h.iter_mut().for_each(|x| *x = 0.1f32.sqrt());
         progress.best_val_loss = Some(1.25);
         let data = DataSection {
-            mode: "stream".into(),
+            mode: Mode::Stream,
             sources: vec!["/tmp/x.txt".into()],
             val_fraction: 0.1,
             train_chars: 100,
@@ -551,6 +464,22 @@ mod tests {
             .map(|e| e.unwrap().file_name())
             .collect();
         assert_eq!(names, vec![std::ffi::OsString::from("ck.json")]);
+    }
+
+    /// Names on the command line and in files are the same: serde's and clap's.
+    #[test]
+    fn enum_names_agree_with_the_command_line() {
+        use clap::ValueEnum;
+        for c in CellKind::value_variants() {
+            assert_eq!(serde_json::to_value(c).unwrap(), c.to_string());
+        }
+        for m in Mode::value_variants() {
+            assert_eq!(serde_json::to_value(m).unwrap(), m.to_string());
+        }
+        for o in OptimizerKind::value_variants() {
+            assert_eq!(serde_json::to_value(o).unwrap(), o.to_string());
+        }
+        assert_eq!(OptimizerKind::RmsProp.to_string(), "rmsprop");
     }
 
     fn load_err(text: &str) -> String {

@@ -6,6 +6,7 @@
 //! its tensors through named views into the buffer.
 
 use ndarray::{ArrayView2, ArrayViewMut2};
+use rayon::prelude::*;
 use std::ops::Range;
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -81,18 +82,25 @@ impl Layout {
     }
 }
 
+/// Elements per parallel chunk of the flat buffers.
+pub const CHUNK: usize = 1 << 14;
+
+pub fn chunks(xs: &[f32]) -> rayon::slice::Chunks<'_, f32> {
+    xs.par_chunks(CHUNK)
+}
+
+pub fn chunks_mut(xs: &mut [f32]) -> rayon::slice::ChunksMut<'_, f32> {
+    xs.par_chunks_mut(CHUNK)
+}
+
 /// Euclidean norm of a flat buffer, accumulated in f64 so that it does not depend on how
 /// large the model is. Chunks are summed on all cores, then added in a fixed order.
 pub fn l2_norm(xs: &[f32]) -> f64 {
-    use rayon::prelude::*;
-    let parts: Vec<f64> = xs
-        .par_chunks(crate::optim::CHUNK)
-        .map(sum_squares)
-        .collect();
+    let parts: Vec<f64> = xs.par_chunks(CHUNK).map(sum_squares).collect();
     parts.iter().sum::<f64>().sqrt()
 }
 
-crate::linalg::simd_dispatch! {
+crate::kernels::simd_dispatch! {
     /// Σ x², in f64.
     pub(crate) fn sum_squares(xs: &[f32]) -> f64 => sum_squares_imp
 }

@@ -7,24 +7,29 @@
 //! step are drawn from a generator seeded by `(seed, step, shard)` rather than from one
 //! long-running stream.
 
-use crate::data::{Batches, Window};
-use crate::linalg::add_assign;
-use crate::model::{Model, PackedWeights, State, Workspace};
-use crate::optim::{CHUNK, LrSchedule, OptimConfig, Optimizer, clip_to};
-use crate::params::sum_squares;
+use crate::kernels::add_assign;
+use crate::nn::params::sum_squares;
+use crate::nn::params::{CHUNK, chunks_mut};
+use crate::nn::{Model, PackedWeights, State, Workspace};
+use crate::text::batches::{Batches, Window, shard_rows};
+use crate::train::optim::{OptimConfig, Optimizer, clip_to};
+use crate::train::schedule::LrSchedule;
 use rand::SeedableRng;
 use rand_chacha::ChaCha8Rng;
 use rayon::prelude::*;
 use std::ops::Range;
 
-/// How to train; stored in the checkpoint so that a resumed run continues identically.
-#[derive(Debug, Clone, Copy, PartialEq)]
+/// How to train; stored in the checkpoint (its `training` section, in this field order) so
+/// that a resumed run continues identically.
+#[derive(Debug, Clone, Copy, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct TrainConfig {
     /// B: parallel streams per step.
     pub batch: usize,
     /// T: steps per window of truncated BPTT.
     pub seq_len: usize,
+    #[serde(flatten)]
     pub lr: LrSchedule,
+    #[serde(flatten)]
     pub optimizer: OptimConfig,
     /// Maximum global gradient norm; 0 disables clipping.
     pub grad_clip: f32,
@@ -33,8 +38,81 @@ pub struct TrainConfig {
     pub seed: u64,
 }
 
+impl Default for TrainConfig {
+    /// Batch 64, window 100, Adam at 2e-3 with char-rnn's decay, clipping at 5, one thread,
+    /// seed 1234.
+    fn default() -> Self {
+        TrainConfig {
+            batch: 64,
+            seq_len: 100,
+            lr: LrSchedule::default(),
+            optimizer: OptimConfig::default(),
+            grad_clip: 5.0,
+            threads: 1,
+            seed: 1234,
+        }
+    }
+}
+
+impl TrainConfig {
+    /// The batch to use instead of `batch` when the training text has too few positions to
+    /// fill `batch` streams of one window each (`None`: the batch fits).
+    pub fn fit_batch(&self, positions: usize) -> Option<usize> {
+        let need = self.batch.checked_mul(self.seq_len);
+        need.is_none_or(|n| n > positions)
+            .then(|| (positions / self.seq_len).clamp(1, self.batch))
+    }
+
+    /// Checks every hyper-parameter as the command line checks its flags; errors name the
+    /// field as in a checkpoint's `training` section.
+    pub fn validate(&self) -> Result<(), String> {
+        let positive = |name: &str, x: usize| {
+            if x == 0 {
+                Err(format!("training.{name} must be positive"))
+            } else {
+                Ok(())
+            }
+        };
+        positive("batch", self.batch)?;
+        positive("seq_len", self.seq_len)?;
+        positive("threads", self.threads)?;
+        let check = |name: &str, x: f32, ok: bool, want: &str| {
+            if x.is_finite() && ok {
+                Ok(())
+            } else {
+                Err(format!("training.{name} is {x}, must be {want}"))
+            }
+        };
+        let (lr, o) = (self.lr, self.optimizer);
+        check("lr", lr.base, lr.base > 0.0, "a positive number")?;
+        check(
+            "lr_decay",
+            lr.decay,
+            lr.decay > 0.0 && lr.decay <= 1.0,
+            "in (0, 1]",
+        )?;
+        check("beta1", o.beta1, (0.0..1.0).contains(&o.beta1), "in [0, 1)")?;
+        check("beta2", o.beta2, (0.0..1.0).contains(&o.beta2), "in [0, 1)")?;
+        check("eps", o.eps, o.eps > 0.0, "a positive number")?;
+        check(
+            "momentum",
+            o.momentum,
+            (0.0..1.0).contains(&o.momentum),
+            "in [0, 1)",
+        )?;
+        check(
+            "grad_clip",
+            self.grad_clip,
+            self.grad_clip >= 0.0,
+            "0 or more",
+        )?;
+        Ok(())
+    }
+}
+
 /// Where training stands. With the model and optimizer, this is the whole training state.
-#[derive(Debug, Clone, PartialEq)]
+/// Serialised as a checkpoint's `progress` section; the state is stored apart (`hidden`).
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct Progress {
     /// Optimizer steps taken.
     pub step: u64,
@@ -43,9 +121,11 @@ pub struct Progress {
     /// Next window of the current epoch.
     pub window: usize,
     /// Hidden state carried into the next window, [L, B, H] (and `c` for LSTM).
+    #[serde(skip)]
     pub state: State,
     pub best_val_loss: Option<f64>,
     /// Training seconds accumulated over all runs (validation excluded).
+    #[serde(rename = "elapsed_seconds")]
     pub elapsed: f64,
     pub history: Vec<HistoryPoint>,
 }
@@ -74,30 +154,34 @@ pub struct StepReport {
     pub lr: f32,
 }
 
-/// A step that could not be taken; the parameters are left as they were before it.
+/// A step that failed. With `params_non_finite` false the step was not applied and the
+/// parameters are as before it; with it true the update made a parameter infinite or NaN,
+/// and the trainer's parameters must be discarded (the run loop restores the last
+/// checkpoint).
 #[derive(Debug, Clone, PartialEq)]
 pub struct Diverged {
     pub step: u64,
     pub loss: f64,
     pub grad_norm: f64,
+    pub params_non_finite: bool,
 }
 
 impl std::fmt::Display for Diverged {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let what = if self.params_non_finite {
+            "the update made parameters non-finite"
+        } else {
+            "the loss is non-finite or exploding"
+        };
         write!(
             f,
-            "training diverged at step {}: loss {}, gradient norm {} (try a lower --lr or --grad-clip)",
+            "training diverged at step {}: {what} (loss {}, gradient norm {}); try a lower --lr or --grad-clip",
             self.step, self.loss, self.grad_norm
         )
     }
 }
 
 impl std::error::Error for Diverged {}
-
-/// Rows of shard `i` of `n` over `batch` streams: as equal as possible, in order.
-pub fn shard_rows(batch: usize, n: usize, i: usize) -> Range<usize> {
-    batch * i / n..batch * (i + 1) / n
-}
 
 struct Shard {
     rows: Range<usize>,
@@ -123,7 +207,7 @@ pub struct Trainer<'a> {
 }
 
 impl<'a> Trainer<'a> {
-    /// A trainer over the token stream `tokens` (see [`crate::data::tokens`]), starting from
+    /// A trainer over the token stream `tokens` (see [`crate::text::split::tokens`]), starting from
     /// `progress` (fresh: [`Trainer::fresh_progress`]).
     pub fn new(
         model: Model,
@@ -181,6 +265,19 @@ impl<'a> Trainer<'a> {
         self.progress.epoch as f64 + self.progress.window as f64 / self.batches.windows as f64
     }
 
+    /// Puts the trainer back to a saved state: parameters, optimizer and progress (whose
+    /// `state` becomes the shards' carried state). Shapes must be the trainer's own.
+    pub fn restore(&mut self, params: &[f32], optimizer: Optimizer, progress: Progress) {
+        assert_eq!(params.len(), self.model.params.len(), "restore: parameters");
+        assert_eq!(progress.state.batch, self.config.batch, "restore: state");
+        self.model.params.copy_from_slice(params);
+        self.optimizer = optimizer;
+        for s in &mut self.shards {
+            s.state = progress.state.rows(s.rows.clone());
+        }
+        self.progress = progress;
+    }
+
     /// Brings `progress.state` up to date with the shards' carried state (for checkpoints).
     pub fn sync_progress_state(&mut self) {
         let parts: Vec<State> = self.shards.iter().map(|s| s.state.clone()).collect();
@@ -230,7 +327,7 @@ impl<'a> Trainer<'a> {
         // The shards' gradients are summed into the first, and the squares of the sum are
         // added up in the same pass (the norm is needed for clipping).
         let (first, rest) = self.shards.split_first_mut().unwrap();
-        let squares: Vec<f64> = crate::optim::chunks_mut(&mut first.grads)
+        let squares: Vec<f64> = chunks_mut(&mut first.grads)
             .enumerate()
             .map(|(i, g)| {
                 for s in rest.iter() {
@@ -248,10 +345,18 @@ impl<'a> Trainer<'a> {
                 step: self.progress.step + 1,
                 loss,
                 grad_norm,
+                params_non_finite: false,
             });
         }
         let lr = self.config.lr.lr(self.progress.epoch);
-        self.optimizer.update(&mut self.model.params, grads, lr);
+        if !self.optimizer.update(&mut self.model.params, grads, lr) {
+            return Err(Diverged {
+                step: self.progress.step + 1,
+                loss,
+                grad_norm,
+                params_non_finite: true,
+            });
+        }
         self.progress.step += 1;
         self.progress.window += 1;
         if self.progress.window == self.batches.windows {
@@ -267,93 +372,21 @@ impl<'a> Trainer<'a> {
     }
 }
 
-/// Streams the validation text is cut into. Each stream starts from a zero state, so the
-/// measured loss depends (slightly) on this number: training and `charrnn eval` share it so
-/// that their figures agree.
-pub const EVAL_STREAMS: usize = 32;
-/// Shortest stream evaluation cuts a text into (see [`evaluate`]).
-pub const MIN_EVAL_STREAM_LEN: usize = 100;
-/// Window length of evaluation; the state is carried across windows, so this only sets
-/// memory use and speed.
-pub const EVAL_WINDOW: usize = 25;
-
-/// Mean loss over every scored position of a token stream.
-#[derive(Debug, Clone, Copy, PartialEq)]
-pub struct EvalStats {
-    /// Summed cross-entropy in nats.
-    pub loss_sum: f64,
-    /// Positions scored.
-    pub count: usize,
-}
-
-impl EvalStats {
-    /// Nats per character.
-    pub fn loss(&self) -> f64 {
-        self.loss_sum / self.count.max(1) as f64
-    }
-
-    pub fn bits_per_char(&self) -> f64 {
-        self.loss() / std::f64::consts::LN_2
-    }
-
-    pub fn perplexity(&self) -> f64 {
-        self.loss().exp()
-    }
-}
-
-/// Scores every position of `tokens` (no dropout), `batch` streams of `seq_len`-step
-/// windows with the state carried, the streams split over `threads` shards.
-pub fn evaluate(
-    model: &Model,
-    tokens: &[u32],
-    batch: usize,
-    seq_len: usize,
-    threads: usize,
-) -> EvalStats {
-    // A short text gets fewer streams, at least MIN_EVAL_STREAM_LEN positions each, so that
-    // few predictions start from a zero state. This depends on the text and `batch` only,
-    // not on `seq_len`: the window length never changes the result.
-    let positions = tokens.len().saturating_sub(1);
-    let batch = batch.min((positions / MIN_EVAL_STREAM_LEN).max(1));
-    let batches = Batches::new(tokens.len(), batch, seq_len);
-    let n = threads.clamp(1, batch);
-    let mut win = Window::default();
-    let packed = PackedWeights::inference(model);
-    let mut shards: Vec<(Range<usize>, Workspace, State)> = (0..n)
-        .map(|i| {
-            let rows = shard_rows(batch, n, i);
-            let ws = Workspace::inference(&model.config, rows.len(), seq_len);
-            let state = State::zeros(&model.config, rows.len());
-            (rows, ws, state)
-        })
-        .collect();
-    let mut stats = EvalStats {
-        loss_sum: 0.0,
-        count: 0,
-    };
-    for w in 0..batches.windows {
-        batches.window(tokens, w, &mut win);
-        stats.count += win.count;
-        let win = &win;
-        let losses: Vec<f64> = shards
-            .par_iter_mut()
-            .map(|(rows, ws, state)| model.forward(&packed, ws, win, rows.clone(), state, None))
-            .collect();
-        stats.loss_sum += losses.iter().sum::<f64>();
-    }
-    stats
-}
-
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
-    use crate::cell::CellKind;
-    use crate::data::{Mode, sequences, tokens};
-    use crate::model::ModelConfig;
-    use crate::optim::OptimizerKind;
-    use crate::vocab::Vocab;
+    use crate::analysis::eval::evaluate;
+    use crate::nn::cell::CellKind;
+    use crate::nn::model::ModelConfig;
+    use crate::text::split::{Mode, sequences, tokens};
+    use crate::text::vocab::Vocab;
+    use crate::train::optim::OptimizerKind;
 
-    fn setup(cell: CellKind, threads: usize, dropout: f32) -> (Model, TrainConfig, Vec<u32>) {
+    pub(crate) fn setup(
+        cell: CellKind,
+        threads: usize,
+        dropout: f32,
+    ) -> (Model, TrainConfig, Vec<u32>) {
         let text = "the cat sat on the mat. the dog sat on the log.\n".repeat(4);
         let vocab = Vocab::from_texts([text.as_str()]);
         let toks = tokens(&vocab, &sequences(&[text], Mode::Stream)).unwrap();
@@ -401,7 +434,7 @@ mod tests {
             assert!(
                 last < 0.1 && eval.loss() < 0.1,
                 "{}: train {last}, eval {}",
-                cell.name(),
+                cell,
                 eval.loss()
             );
         }
@@ -449,25 +482,6 @@ mod tests {
             t.model.params
         };
         assert_eq!(run(), run());
-    }
-
-    /// The state is carried across windows, so the window length changes nothing but the
-    /// rounding; the thread count changes nothing at all in the stream split.
-    #[test]
-    fn evaluation_does_not_depend_on_window_or_threads() {
-        let (model, _, toks) = setup(CellKind::Lstm, 1, 0.0);
-        let base = evaluate(&model, &toks, 4, 25, 1);
-        assert_eq!(base.count, crate::data::scored_positions(&toks));
-        for (seq_len, threads) in [(7, 1), (100, 2), (1, 2)] {
-            let e = evaluate(&model, &toks, 4, seq_len, threads);
-            assert_eq!(e.count, base.count);
-            assert!(
-                (e.loss() - base.loss()).abs() < 1e-5,
-                "T={seq_len}: {} vs {}",
-                e.loss(),
-                base.loss()
-            );
-        }
     }
 
     #[test]

@@ -26,11 +26,18 @@ pub mod gru;
 pub mod lstm;
 pub mod rnn;
 
-/// Which recurrent cell a model stacks.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+/// Which recurrent cell a model stacks. The names (`rnn`, `lstm`, `gru`) are those of the
+/// command line and of checkpoints.
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum, serde::Serialize, serde::Deserialize,
+)]
+#[serde(rename_all = "lowercase")]
 pub enum CellKind {
+    /// Vanilla (Elman) RNN with tanh
     Rnn,
+    /// Long short-term memory, gates i, f, g, o
     Lstm,
+    /// Gated recurrent unit (PyTorch's variant), gates r, z, n
     Gru,
 }
 
@@ -44,28 +51,13 @@ impl CellKind {
         }
     }
 
-    pub fn name(self) -> &'static str {
-        match self {
-            CellKind::Rnn => "rnn",
-            CellKind::Lstm => "lstm",
-            CellKind::Gru => "gru",
-        }
-    }
-
-    pub fn parse(s: &str) -> Option<CellKind> {
-        match s {
-            "rnn" => Some(CellKind::Rnn),
-            "lstm" => Some(CellKind::Lstm),
-            "gru" => Some(CellKind::Gru),
-            _ => None,
-        }
-    }
-
     /// Whether the cell carries a memory cell `c` besides `h`.
     pub fn has_cell_state(self) -> bool {
         self == CellKind::Lstm
     }
 }
+
+crate::value_enum_display!(CellKind);
 
 /// What one layer's forward pass over a window keeps for its backward pass, plus the
 /// backward pass's own buffers. Allocated once for the largest window and reused: nothing

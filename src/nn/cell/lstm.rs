@@ -8,7 +8,7 @@
 //! ```
 
 use super::{LayerCache, cut_at_resets, gather_prev};
-use crate::linalg::{PackedMatrix, add_assign, matmul_packed, sigmoid, simd_dispatch, tanh};
+use crate::kernels::{PackedMatrix, add_assign, matmul_packed, sigmoid, simd_dispatch, tanh};
 
 /// Runs steps `0..t_len`. On entry `cache.gates` holds `W_ih x_t + b_ih`, [T, B, 4H];
 /// `h0`, `c0` ([B, H]) are the state before the window and become the state after it.
@@ -167,14 +167,39 @@ fn forward_row(
         &mut h[..n],
     );
     for j in 0..n {
-        let i = sigmoid(ai[j]);
-        let f = sigmoid(af[j]);
-        let g = tanh(ag[j]);
-        let o = sigmoid(ao[j]);
-        let cj = f * cp[j] + i * g;
-        (ai[j], af[j], ag[j], ao[j]) = (i, f, g, o);
-        c[j] = cj;
-        h[j] = o * tanh(cj);
+        let u = unit(ai[j], af[j], ag[j], ao[j], cp[j]);
+        (ai[j], af[j], ag[j], ao[j]) = (u.i, u.f, u.g, u.o);
+        c[j] = u.c;
+        h[j] = u.h;
+    }
+}
+
+/// One LSTM unit's gates and outputs (see [`unit`]).
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Unit {
+    pub i: f32,
+    pub f: f32,
+    pub g: f32,
+    pub o: f32,
+    pub c: f32,
+    pub h: f32,
+}
+
+/// The LSTM equations for one unit, from its four pre-activations (per gate,
+/// `W_ih x + b_ih + W_hh h' + b_hh`) and its previous memory cell `c'`:
+/// `i, f, o = σ(a_i, a_f, a_o)`, `g = tanh(a_g)`, `c = f c' + i g`, `h = o tanh(c)`.
+/// Training's window loop and one-stream inference both call this.
+#[inline(always)]
+pub fn unit(a_i: f32, a_f: f32, a_g: f32, a_o: f32, c_prev: f32) -> Unit {
+    let (i, f, g, o) = (sigmoid(a_i), sigmoid(a_f), tanh(a_g), sigmoid(a_o));
+    let c = f * c_prev + i * g;
+    Unit {
+        i,
+        f,
+        g,
+        o,
+        c,
+        h: o * tanh(c),
     }
 }
 

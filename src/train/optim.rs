@@ -5,38 +5,32 @@
 //! `clip_grad_norm_`), operation for operation, so that a trajectory can be checked against
 //! PyTorch's numbers.
 
-use crate::params::l2_norm;
+use crate::nn::params::{chunks, chunks_mut, l2_norm};
 use rayon::prelude::*;
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+/// The update rule. The names (`adam`, `rmsprop`, `sgd`) are those of the command line and
+/// of checkpoints.
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum, serde::Serialize, serde::Deserialize,
+)]
+#[serde(rename_all = "lowercase")]
 pub enum OptimizerKind {
+    /// Adam (Kingma & Ba 2015)
     Adam,
+    /// RMSprop (Tieleman & Hinton 2012)
+    #[value(name = "rmsprop")]
     RmsProp,
+    /// SGD with momentum
     Sgd,
 }
 
-impl OptimizerKind {
-    pub fn name(self) -> &'static str {
-        match self {
-            OptimizerKind::Adam => "adam",
-            OptimizerKind::RmsProp => "rmsprop",
-            OptimizerKind::Sgd => "sgd",
-        }
-    }
+crate::value_enum_display!(OptimizerKind);
 
-    pub fn parse(s: &str) -> Option<OptimizerKind> {
-        match s {
-            "adam" => Some(OptimizerKind::Adam),
-            "rmsprop" => Some(OptimizerKind::RmsProp),
-            "sgd" => Some(OptimizerKind::Sgd),
-            _ => None,
-        }
-    }
-}
-
-/// Hyper-parameters; the defaults are PyTorch's.
-#[derive(Debug, Clone, Copy, PartialEq)]
+/// Hyper-parameters; the defaults are PyTorch's. Serialised inside a checkpoint's `training`
+/// section, `kind` as `optimizer`.
+#[derive(Debug, Clone, Copy, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct OptimConfig {
+    #[serde(rename = "optimizer")]
     pub kind: OptimizerKind,
     /// Adam: decay of the first moment.
     pub beta1: f32,
@@ -45,6 +39,13 @@ pub struct OptimConfig {
     pub eps: f32,
     /// SGD: momentum (0 = plain SGD).
     pub momentum: f32,
+}
+
+impl Default for OptimConfig {
+    /// Adam with PyTorch's defaults.
+    fn default() -> Self {
+        OptimConfig::new(OptimizerKind::Adam)
+    }
 }
 
 impl OptimConfig {
@@ -77,11 +78,7 @@ pub struct Optimizer {
 
 impl Optimizer {
     pub fn new(config: OptimConfig, n_params: usize) -> Optimizer {
-        let (m, v) = match config.kind {
-            OptimizerKind::Adam => (n_params, n_params),
-            OptimizerKind::RmsProp => (0, n_params),
-            OptimizerKind::Sgd => (n_params, 0),
-        };
+        let (m, v) = Optimizer::moment_lens(config.kind, n_params);
         Optimizer {
             config,
             step: 0,
@@ -90,66 +87,76 @@ impl Optimizer {
         }
     }
 
-    /// One update of `params` with `grads` at learning rate `lr`.
-    pub fn update(&mut self, params: &mut [f32], grads: &[f32], lr: f32) {
+    /// Lengths of `m` and `v` for `kind` over `n_params` parameters.
+    pub fn moment_lens(kind: OptimizerKind, n_params: usize) -> (usize, usize) {
+        match kind {
+            OptimizerKind::Adam => (n_params, n_params),
+            OptimizerKind::RmsProp => (0, n_params),
+            OptimizerKind::Sgd => (n_params, 0),
+        }
+    }
+
+    /// One update of `params` with `grads` at learning rate `lr`. Returns whether every
+    /// parameter is still finite afterwards (checked in the same pass, while each chunk is
+    /// in cache): a caller must not keep or save parameters after a `false`.
+    #[must_use]
+    pub fn update(&mut self, params: &mut [f32], grads: &[f32], lr: f32) -> bool {
         let c = self.config;
         self.step += 1;
+        // powi takes an i32: past 2^31 steps β^step is 0 in f64 anyway.
+        let t = self.step.min(i32::MAX as u64) as i32;
         // Element-wise, so the update is split into chunks run on all cores: the result
         // does not depend on how the chunks are scheduled.
         match c.kind {
             OptimizerKind::Adam => {
-                let bc1 = 1.0 - (c.beta1 as f64).powi(self.step as i32);
-                let bc2 = 1.0 - (c.beta2 as f64).powi(self.step as i32);
+                let bc1 = 1.0 - (c.beta1 as f64).powi(t);
+                let bc2 = 1.0 - (c.beta2 as f64).powi(t);
                 let step_size = (lr as f64 / bc1) as f32;
                 let bc2_sqrt = bc2.sqrt() as f32;
                 chunks_mut(params)
                     .zip(chunks(grads))
                     .zip(chunks_mut(&mut self.m))
                     .zip(chunks_mut(&mut self.v))
-                    .for_each(|(((p, g), m), v)| {
+                    .map(|(((p, g), m), v)| {
                         for (((p, &g), m), v) in p.iter_mut().zip(g).zip(m).zip(v) {
                             *m += (g - *m) * (1.0 - c.beta1);
                             *v = *v * c.beta2 + (1.0 - c.beta2) * g * g;
                             let denom = v.sqrt() / bc2_sqrt + c.eps;
                             *p -= step_size * *m / denom;
                         }
-                    });
+                        all_finite(p)
+                    })
+                    .reduce(|| true, |a, b| a & b)
             }
-            OptimizerKind::RmsProp => {
-                chunks_mut(params)
-                    .zip(chunks(grads))
-                    .zip(chunks_mut(&mut self.v))
-                    .for_each(|((p, g), v)| {
-                        for ((p, &g), v) in p.iter_mut().zip(g).zip(v) {
-                            *v = *v * c.beta2 + (1.0 - c.beta2) * g * g;
-                            *p -= lr * g / (v.sqrt() + c.eps);
-                        }
-                    });
-            }
-            OptimizerKind::Sgd => {
-                chunks_mut(params)
-                    .zip(chunks(grads))
-                    .zip(chunks_mut(&mut self.m))
-                    .for_each(|((p, g), m)| {
-                        for ((p, &g), m) in p.iter_mut().zip(g).zip(m) {
-                            *m = c.momentum * *m + g;
-                            *p -= lr * *m;
-                        }
-                    });
-            }
+            OptimizerKind::RmsProp => chunks_mut(params)
+                .zip(chunks(grads))
+                .zip(chunks_mut(&mut self.v))
+                .map(|((p, g), v)| {
+                    for ((p, &g), v) in p.iter_mut().zip(g).zip(v) {
+                        *v = *v * c.beta2 + (1.0 - c.beta2) * g * g;
+                        *p -= lr * g / (v.sqrt() + c.eps);
+                    }
+                    all_finite(p)
+                })
+                .reduce(|| true, |a, b| a & b),
+            OptimizerKind::Sgd => chunks_mut(params)
+                .zip(chunks(grads))
+                .zip(chunks_mut(&mut self.m))
+                .map(|((p, g), m)| {
+                    for ((p, &g), m) in p.iter_mut().zip(g).zip(m) {
+                        *m = c.momentum * *m + g;
+                        *p -= lr * *m;
+                    }
+                    all_finite(p)
+                })
+                .reduce(|| true, |a, b| a & b),
         }
     }
 }
 
-/// Elements per parallel chunk of the flat buffers.
-pub(crate) const CHUNK: usize = 1 << 14;
-
-pub(crate) fn chunks(xs: &[f32]) -> rayon::slice::Chunks<'_, f32> {
-    xs.par_chunks(CHUNK)
-}
-
-pub(crate) fn chunks_mut(xs: &mut [f32]) -> rayon::slice::ChunksMut<'_, f32> {
-    xs.par_chunks_mut(CHUNK)
+/// Whether every value is finite; an OR over bits, so that the loop vectorises.
+fn all_finite(xs: &[f32]) -> bool {
+    !xs.iter().fold(false, |bad, x| bad | !x.is_finite())
 }
 
 /// Scales `grads` so that their global L2 norm is at most `max_norm` (as PyTorch's
@@ -172,23 +179,6 @@ pub fn clip_to(grads: &mut [f32], norm: f64, max_norm: f32) {
     }
 }
 
-/// char-rnn's schedule: the learning rate is multiplied by `decay` at the end of every epoch
-/// from epoch `after` on (`decay = 1` keeps it constant).
-#[derive(Debug, Clone, Copy, PartialEq)]
-pub struct LrSchedule {
-    pub base: f32,
-    pub decay: f32,
-    pub after: usize,
-}
-
-impl LrSchedule {
-    /// Learning rate during (0-based) epoch `epoch`.
-    pub fn lr(&self, epoch: usize) -> f32 {
-        let n = epoch.saturating_sub(self.after);
-        self.base * self.decay.powi(n as i32)
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -200,7 +190,7 @@ mod tests {
         let mut opt = Optimizer::new(OptimConfig::new(kind), 3);
         for _ in 0..2000 {
             let g: Vec<f32> = p.iter().zip(&target).map(|(p, t)| p - t).collect();
-            opt.update(&mut p, &g, lr);
+            assert!(opt.update(&mut p, &g, lr));
         }
         p.iter()
             .zip(&target)
@@ -220,7 +210,7 @@ mod tests {
         // With bias correction, the first Adam step is lr · g/|g| for each coordinate.
         let mut p = [0.0f32, 0.0];
         let mut opt = Optimizer::new(OptimConfig::new(OptimizerKind::Adam), 2);
-        opt.update(&mut p, &[3.0, -0.5], 0.1);
+        assert!(opt.update(&mut p, &[3.0, -0.5], 0.1));
         assert!(
             (p[0] + 0.1).abs() < 1e-6 && (p[1] - 0.1).abs() < 1e-6,
             "{p:?}"
@@ -238,15 +228,5 @@ mod tests {
         let mut g = [30.0f32, 40.0];
         clip_grad_norm(&mut g, 0.0);
         assert_eq!(g, [30.0, 40.0]);
-    }
-
-    #[test]
-    fn schedule_decays_after_given_epoch() {
-        let s = LrSchedule {
-            base: 1.0,
-            decay: 0.5,
-            after: 2,
-        };
-        assert_eq!([s.lr(0), s.lr(2), s.lr(3), s.lr(5)], [1.0, 1.0, 0.5, 0.125]);
     }
 }

@@ -1,7 +1,81 @@
-//! Reading a corpus from files and directories, with errors that say what is wrong where.
+//! Reading a corpus from files and directories, with errors that say what is wrong where,
+//! and turning it into the token streams of training and validation.
 
-use anyhow::{Context, Result, bail};
+use crate::text::split::{Mode, tokens, train_val};
+use crate::text::vocab::Vocab;
+use anyhow::{Context, Result, anyhow, bail};
 use std::path::{Path, PathBuf};
+
+/// Where a model's training text came from and how it was cut, so that evaluation can
+/// rebuild the validation split (stored as a checkpoint's `data` section).
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct CorpusInfo {
+    pub mode: Mode,
+    /// Absolute paths of the files read, in order.
+    pub sources: Vec<String>,
+    pub val_fraction: f64,
+    pub train_chars: usize,
+    pub val_chars: usize,
+}
+
+/// A corpus ready to train on: the vocabulary and the two token streams.
+#[derive(Debug, Clone)]
+pub struct Corpus {
+    pub vocab: Vocab,
+    /// `<start> … <end>` token stream of the training sequences.
+    pub train: Vec<u32>,
+    /// The same for the held-out sequences.
+    pub val: Vec<u32>,
+    pub info: CorpusInfo,
+}
+
+impl Corpus {
+    /// Reads `paths` (see [`read`]), cuts them into sequences and a validation split, and
+    /// encodes them with `vocab`, or with the vocabulary of the whole corpus if `None`.
+    pub fn load(
+        paths: &[PathBuf],
+        mode: Mode,
+        val_fraction: f64,
+        vocab: Option<&Vocab>,
+    ) -> Result<Corpus> {
+        let (sources, texts): (Vec<String>, Vec<String>) = read(paths)?
+            .into_iter()
+            .map(|s| (s.path.display().to_string(), s.text))
+            .unzip();
+        let (train_seqs, val_seqs) = train_val(&texts, mode, val_fraction);
+        drop(texts);
+        if train_seqs.iter().chain(&val_seqs).all(|s| s.is_empty()) {
+            bail!("the corpus is empty: {}", list(paths));
+        }
+        let vocab = match vocab {
+            Some(v) => v.clone(),
+            None => Vocab::from_texts(train_seqs.iter().chain(&val_seqs).map(|s| s.as_str())),
+        };
+        let unknown = |e| anyhow!("the corpus does not fit the checkpoint's vocabulary: {e}");
+        let count = |seqs: &[String]| seqs.iter().map(|s| s.chars().count()).sum::<usize>();
+        let info = CorpusInfo {
+            mode,
+            sources,
+            val_fraction,
+            train_chars: count(&train_seqs),
+            val_chars: count(&val_seqs),
+        };
+        Ok(Corpus {
+            train: tokens(&vocab, &train_seqs).map_err(unknown)?,
+            val: tokens(&vocab, &val_seqs).map_err(unknown)?,
+            vocab,
+            info,
+        })
+    }
+}
+
+fn list(paths: &[PathBuf]) -> String {
+    paths
+        .iter()
+        .map(|p| p.display().to_string())
+        .collect::<Vec<_>>()
+        .join(", ")
+}
 
 /// One file of a corpus.
 #[derive(Debug, Clone)]

@@ -1,6 +1,6 @@
 //! Softmax cross-entropy over every scored position, and its fused backward `p - onehot(y)`.
 
-use crate::linalg::{exp_neg, simd_dispatch};
+use crate::kernels::{exp_neg, simd_dispatch};
 
 /// Turns each row of `logits` ([N, V]) into probabilities in place and returns the summed
 /// cross-entropy `Σ_n -log p_n[y_n]` over the rows with `valid[n]`, in nats (f64).

@@ -2,10 +2,11 @@
 //! from the softmax of the logits at a temperature, optionally cut to the top k or to the
 //! smallest set holding probability p, until `<end>` or a length limit.
 
-use crate::infer::{self, SplitModel};
-use crate::linalg::exp_neg;
-use crate::model::{Model, State};
-use crate::vocab::{END, START, UnknownChar, Vocab};
+use crate::kernels::exp_neg;
+use crate::nn::infer::{self, SplitModel};
+use crate::nn::{Model, State};
+use crate::text::split::Mode;
+use crate::text::vocab::{END, START, UnknownChar, Vocab};
 use rand::{RngExt, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 
@@ -84,7 +85,6 @@ impl<'m> Sampler<'m> {
     pub fn prime(&mut self, prime: &str) -> Result<(), UnknownChar> {
         let mut ids = vec![START];
         ids.extend(self.vocab.encode(prime)?);
-        self.state.reset();
         // Feed all but the last id; the last is the input of the first generated step.
         self.next_input = ids.pop().unwrap();
         if !ids.is_empty() {
@@ -111,6 +111,34 @@ impl<'m> Sampler<'m> {
             Some(ch) => emit(ch),
             None => Ok(()),
         })
+    }
+
+    /// Writes about `len` characters of fresh text to `out`: in stream mode one sequence of
+    /// up to `len` characters; in lines mode one sequence per line until `len` characters
+    /// (and at most `len` lines, in case the model ends every line at once).
+    pub fn write_sample(
+        &mut self,
+        mode: Mode,
+        len: usize,
+        out: &mut impl std::io::Write,
+    ) -> std::io::Result<()> {
+        let mut written = 0;
+        for _ in 0..len {
+            if written >= len {
+                break;
+            }
+            self.prime("")
+                .expect("the empty prime has no unknown characters");
+            self.generate(len - written, |c| {
+                written += 1;
+                write!(out, "{c}")
+            })?;
+            writeln!(out)?;
+            if mode == Mode::Stream {
+                break;
+            }
+        }
+        Ok(())
     }
 
     /// Draws up to `n` tokens, on `self.threads` threads, handing each to `emit`.
@@ -215,8 +243,8 @@ fn choose(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::cell::CellKind;
-    use crate::model::ModelConfig;
+    use crate::nn::cell::CellKind;
+    use crate::nn::model::ModelConfig;
 
     fn setup() -> (Model, Vocab) {
         let vocab = Vocab::from_texts(["abcdefgh"]);

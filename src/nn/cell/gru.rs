@@ -10,7 +10,7 @@
 //! recurrent pre-activations must be kept apart (`gates` and `hw`) for the `n` block.
 
 use super::{LayerCache, cut_at_resets, gather_prev};
-use crate::linalg::{PackedMatrix, add_assign, matmul_packed, sigmoid, simd_dispatch, tanh};
+use crate::kernels::{PackedMatrix, add_assign, matmul_packed, sigmoid, simd_dispatch, tanh};
 
 /// Runs steps `0..t_len`. On entry `cache.gates` holds `W_ih x_t + b_ih`, [T, B, 3H]; `h0`
 /// ([B, H]) is the state before the window and becomes the state after it.
@@ -121,13 +121,38 @@ fn step_forward_imp(
         let (xr, rest) = row.split_at_mut(hid);
         let (xz, xn) = rest.split_at_mut(hid);
         for j in 0..hid {
-            let rg = sigmoid(xr[j] + hr[j]);
-            let z = sigmoid(xz[j] + hz[j]);
-            let n = tanh(xn[j] + rg * hnb[j]);
-            (xr[j], xz[j], xn[j]) = (rg, z, n);
+            let u = unit(xr[j], xz[j], xn[j], hr[j], hz[j], hnb[j], hp[j]);
+            (xr[j], xz[j], xn[j]) = (u.r, u.z, u.n);
             hno[j] = hnb[j];
-            ho[j] = (1.0 - z) * n + z * hp[j];
+            ho[j] = u.h;
         }
+    }
+}
+
+/// One GRU unit's gates and output (see [`unit`]).
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Unit {
+    pub r: f32,
+    pub z: f32,
+    pub n: f32,
+    pub h: f32,
+}
+
+/// The GRU equations for one unit, from the input-side pre-activations `x_r, x_z, x_n`
+/// (`W_ih x + b_ih`), the recurrent ones `h_r, h_z, h_n` (`W_hh h' + b_hh`) and the previous
+/// output `h'`: `r = σ(x_r + h_r)`, `z = σ(x_z + h_z)`, `n = tanh(x_n + r h_n)`,
+/// `h = (1 - z) n + z h'`. Training's window loop and one-stream inference both call this.
+#[inline(always)]
+#[allow(clippy::too_many_arguments)]
+pub fn unit(x_r: f32, x_z: f32, x_n: f32, h_r: f32, h_z: f32, h_n: f32, h_prev: f32) -> Unit {
+    let r = sigmoid(x_r + h_r);
+    let z = sigmoid(x_z + h_z);
+    let n = tanh(x_n + r * h_n);
+    Unit {
+        r,
+        z,
+        n,
+        h: (1.0 - z) * n + z * h_prev,
     }
 }
 

@@ -1,0 +1,71 @@
+//! Live progress of a training run, one consumer of the run loop's events: an indicatif bar
+//! on a terminal, a plain line every 10 seconds otherwise (a log file, a CI job).
+
+use charrnn::train::run::Event;
+use indicatif::{ProgressBar, ProgressStyle};
+use std::io::IsTerminal;
+use std::time::{Duration, Instant};
+
+pub struct Reporter {
+    bar: Option<ProgressBar>,
+    last_line: Instant,
+}
+
+impl Reporter {
+    pub fn new(first_step: u64, max_steps: u64) -> Reporter {
+        let bar = std::io::stderr().is_terminal().then(|| {
+            let bar = ProgressBar::new(max_steps);
+            bar.set_style(
+                ProgressStyle::with_template("{bar:30.cyan/blue} {pos}/{len} steps | {msg}")
+                    .expect("valid template")
+                    .progress_chars("=> "),
+            );
+            bar.set_position(first_step);
+            bar.enable_steady_tick(Duration::from_millis(250));
+            bar
+        });
+        Reporter {
+            bar,
+            last_line: Instant::now(),
+        }
+    }
+
+    pub fn event(&mut self, e: &Event) {
+        let Event::Step(s) = e else { return };
+        let msg = format!(
+            "epoch {:.2} | loss {:.4} | val {} | {:.1}k chars/s | lr {:.2e} | ETA {}",
+            s.epoch,
+            s.smoothed_loss,
+            s.last_val.map_or("-".into(), |v| format!("{v:.4}")),
+            s.chars_per_s / 1000.0,
+            s.report.lr,
+            hms(s.eta_seconds)
+        );
+        match &self.bar {
+            Some(bar) => {
+                bar.set_position(s.step);
+                bar.set_message(msg);
+            }
+            None if self.last_line.elapsed() >= Duration::from_secs(10) => {
+                eprintln!("step {} | {msg}", s.step);
+                self.last_line = Instant::now();
+            }
+            None => {}
+        }
+    }
+
+    pub fn finish(&mut self) {
+        if let Some(bar) = self.bar.take() {
+            bar.finish_and_clear();
+        }
+    }
+}
+
+fn hms(secs: f64) -> String {
+    let s = secs.round() as u64;
+    match s {
+        0..60 => format!("{s}s"),
+        60..3600 => format!("{}m{:02}s", s / 60, s % 60),
+        _ => format!("{}h{:02}m", s / 3600, (s % 3600) / 60),
+    }
+}

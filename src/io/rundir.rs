@@ -1,0 +1,148 @@
+//! A run directory: `latest.json` and `best.json` of one training run, owned by that run for
+//! as long as it trains.
+//!
+//! - The directory is locked for the whole run: a second trainer is refused at once.
+//! - A new run does not overwrite another run's checkpoints unless told to (`force`).
+//! - `best.json` is written before the `latest.json` that records it, so a crash between the
+//!   two never leaves the best model in no file.
+//! - Temporary files of a process killed mid-save are removed when the next run opens it.
+
+use crate::io::checkpoint::{Checkpoint, DataSection};
+use crate::io::fs::{DirLock, remove_stale_temps, write_atomic};
+use crate::text::vocab::Vocab;
+use crate::train::run::Checkpointer;
+use crate::train::trainer::Trainer;
+use anyhow::{Context, Result, bail};
+use std::path::{Path, PathBuf};
+
+pub const LATEST: &str = "latest.json";
+pub const BEST: &str = "best.json";
+
+pub struct RunDir {
+    pub dir: PathBuf,
+    _lock: DirLock,
+    vocab: Vocab,
+    data: DataSection,
+    eval_every: u64,
+    last_saved: Option<u64>,
+}
+
+impl RunDir {
+    /// Creates `dir` if needed, locks it and removes stale temporary files.
+    ///
+    /// `resumed`: the checkpoint this run continues, and its step. If the directory holds
+    /// checkpoints that are not that run's own, it is refused unless `force`.
+    pub fn open(
+        dir: &Path,
+        resumed: Option<(&Path, u64)>,
+        force: bool,
+        vocab: Vocab,
+        data: DataSection,
+        eval_every: u64,
+    ) -> Result<RunDir> {
+        std::fs::create_dir_all(dir)
+            .with_context(|| format!("cannot create output directory {}", dir.display()))?;
+        let lock = DirLock::acquire(dir)
+            .with_context(|| format!("cannot write to output directory {}", dir.display()))?;
+        remove_stale_temps(dir)?;
+        let latest = dir.join(LATEST);
+        let existing = [LATEST, BEST].iter().any(|f| dir.join(f).exists());
+        let own = resumed.is_some_and(|(from, _)| same_dir(from, dir));
+        if existing && !own && !force {
+            let what = describe(&latest).unwrap_or_else(|| "a checkpoint".into());
+            let hint = if resumed.is_some() {
+                "choose another --out for the resumed run"
+            } else {
+                "continue it with `charrnn train --resume <dir>/latest.json`, or choose another --out"
+            };
+            bail!(
+                "{} already holds another run ({what}); {hint}, or pass --force to replace it",
+                dir.display()
+            );
+        }
+        Ok(RunDir {
+            dir: dir.to_path_buf(),
+            _lock: lock,
+            vocab,
+            data,
+            eval_every,
+            last_saved: resumed.filter(|_| own).map(|(_, step)| step),
+        })
+    }
+
+    pub fn latest(&self) -> PathBuf {
+        self.dir.join(LATEST)
+    }
+
+    pub fn best(&self) -> PathBuf {
+        self.dir.join(BEST)
+    }
+
+    /// The step of the last checkpoint in this directory (written by this run, or the one it
+    /// resumed from in this directory).
+    pub fn last_saved(&self) -> Option<u64> {
+        self.last_saved
+    }
+}
+
+/// One line saying what a checkpoint holds, or `None` if it cannot be read.
+fn describe(path: &Path) -> Option<String> {
+    let ck = Checkpoint::load(path).ok()?;
+    let m = ck.model;
+    let source = ck
+        .data
+        .sources
+        .first()
+        .and_then(|s| Path::new(s).file_name())
+        .map(|n| crate::io::checkpoint::printable(&n.to_string_lossy()))
+        .unwrap_or_default();
+    Some(format!(
+        "{} {}x{} on {source}, step {}",
+        m.cell, m.layers, m.hidden, ck.progress.step
+    ))
+}
+
+fn same_dir(file: &Path, dir: &Path) -> bool {
+    let parent = crate::io::fs::parent_dir(file);
+    match (std::fs::canonicalize(parent), std::fs::canonicalize(dir)) {
+        (Ok(a), Ok(b)) => a == b,
+        _ => false,
+    }
+}
+
+impl Checkpointer for RunDir {
+    fn save(&mut self, t: &mut Trainer, best: bool) -> Result<()> {
+        let ck = Checkpoint::new(
+            &t.model,
+            &self.vocab,
+            self.data.clone(),
+            &t.config,
+            self.eval_every,
+            &t.optimizer,
+            &t.progress,
+        );
+        let (latest, best_path) = (self.latest(), self.best());
+        if best {
+            ck.save(&best_path)?;
+            // The same bytes, copied rather than serialised twice.
+            write_atomic(&latest, |file| {
+                std::io::copy(&mut std::fs::File::open(&best_path)?, file)?;
+                Ok(())
+            })
+            .context("cannot write checkpoint")?;
+        } else {
+            ck.save(&latest)?;
+        }
+        self.last_saved = Some(t.progress.step);
+        Ok(())
+    }
+
+    fn restore_last(&mut self, t: &mut Trainer) -> Result<Option<u64>> {
+        if self.last_saved.is_none() {
+            return Ok(None);
+        }
+        let r = Checkpoint::load(&self.latest())?.restore()?;
+        t.restore(&r.model.params, r.optimizer, r.progress);
+        Ok(self.last_saved)
+    }
+}

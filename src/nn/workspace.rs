@@ -1,0 +1,115 @@
+//! The buffers of one shard's forward and backward passes, allocated once and reused.
+
+use crate::nn::cell::LayerCache;
+use crate::nn::model::ModelConfig;
+use crate::text::batches::Window;
+use crate::text::vocab::START;
+use std::ops::Range;
+
+/// Every buffer the forward and backward passes of one shard need, sized once for a batch
+/// of `batch` streams and windows of up to `t_cap` steps.
+#[derive(Debug, Clone)]
+pub struct Workspace {
+    pub batch: usize,
+    pub t_cap: usize,
+    pub(crate) t_len: usize,
+    /// [T, B] inputs, targets, scored flags, reset flags of the loaded window.
+    pub(crate) x: Vec<u32>,
+    pub(crate) y: Vec<u32>,
+    pub(crate) valid: Vec<bool>,
+    pub(crate) reset: Vec<bool>,
+    /// [V, G·H]: the scatter-add buffer of the gather's gradient.
+    pub(crate) dw_ih0_t: Vec<f32>,
+    pub(crate) layers: Vec<LayerCache>,
+    /// Per layer l ≥ 1, [T, B, H]: dropout mask (0 or 1/(1-p)) and the masked input.
+    pub(crate) masks: Vec<Vec<f32>>,
+    pub(crate) inputs: Vec<Vec<f32>>,
+    pub(crate) dropout_active: bool,
+    /// Whether the backward buffers exist (see [`Workspace::inference`]).
+    pub(crate) training: bool,
+    /// [T, B, V]: logits, then probabilities, then their gradient.
+    pub logits: Vec<f32>,
+    /// [T, B, H]: gradient w.r.t. the current layer's output, and w.r.t. its input.
+    pub(crate) dh: Vec<f32>,
+    pub(crate) dx: Vec<f32>,
+    /// [G·H]: a bias gradient, summed once for the two biases that share it.
+    pub(crate) db: Vec<f32>,
+}
+
+impl Workspace {
+    /// A workspace for training (forward and backward).
+    pub fn new(config: &ModelConfig, batch: usize, t_cap: usize) -> Workspace {
+        Workspace::with_mode(config, batch, t_cap, true)
+    }
+
+    /// A workspace for the forward pass only (evaluation, sampling): no gradient buffers.
+    pub fn inference(config: &ModelConfig, batch: usize, t_cap: usize) -> Workspace {
+        Workspace::with_mode(config, batch, t_cap, false)
+    }
+
+    fn with_mode(config: &ModelConfig, batch: usize, t_cap: usize, training: bool) -> Workspace {
+        let (v, h) = (config.vocab_size, config.hidden);
+        let gh = config.cell.gates() * h;
+        let n = batch * t_cap;
+        let with_dropout = |l: usize| {
+            if l > 0 && config.dropout > 0.0 && training {
+                vec![0.0; n * h]
+            } else {
+                Vec::new()
+            }
+        };
+        Workspace {
+            batch,
+            t_cap,
+            t_len: 0,
+            x: Vec::with_capacity(n),
+            y: Vec::with_capacity(n),
+            valid: Vec::with_capacity(n),
+            reset: Vec::with_capacity(n),
+            dw_ih0_t: vec![0.0; if training { v * gh } else { 0 }],
+            layers: (0..config.layers)
+                .map(|_| LayerCache::new(config.cell, batch, t_cap, h, training))
+                .collect(),
+            masks: (0..config.layers).map(with_dropout).collect(),
+            inputs: (0..config.layers).map(with_dropout).collect(),
+            dropout_active: false,
+            training,
+            logits: vec![0.0; n * v],
+            dh: vec![0.0; if training { n * h } else { 0 }],
+            dx: vec![0.0; if training { n * h } else { 0 }],
+            db: vec![0.0; if training { gh } else { 0 }],
+        }
+    }
+
+    /// Takes rows `rows` of a window, as this shard's streams.
+    pub(crate) fn load_window(&mut self, win: &Window, rows: Range<usize>) {
+        assert_eq!(rows.len(), self.batch, "shard rows vs workspace batch");
+        assert!(win.t_len <= self.t_cap, "window longer than the workspace");
+        self.t_len = win.t_len;
+        for v in [&mut self.x, &mut self.y] {
+            v.clear();
+        }
+        self.valid.clear();
+        self.reset.clear();
+        for t in 0..win.t_len {
+            let r = t * win.batch + rows.start..t * win.batch + rows.end;
+            self.x.extend(&win.x[r.clone()]);
+            self.y.extend(&win.y[r.clone()]);
+            self.valid.extend(&win.valid[r.clone()]);
+            self.reset.extend(&win.reset[r]);
+        }
+    }
+
+    pub(crate) fn load_tokens(&mut self, tokens: &[u32]) {
+        assert_eq!(tokens.len(), self.batch, "tokens vs workspace batch");
+        self.t_len = 1;
+        self.x.clear();
+        self.x.extend(tokens);
+        self.y.clear();
+        self.y.resize(tokens.len(), 0);
+        self.valid.clear();
+        self.valid.resize(tokens.len(), false);
+        self.reset.clear();
+        self.reset.extend(tokens.iter().map(|&t| t == START));
+    }
+}

@@ -1,0 +1,11 @@
+//! Text: the vocabulary, reading a corpus from disk, cutting it into sequences and a
+//! train/validation split, and the batches of windows that training and evaluation read.
+
+pub mod batches;
+pub mod corpus;
+pub mod split;
+pub mod vocab;
+
+pub use batches::{Batches, Window};
+pub use split::Mode;
+pub use vocab::{END, START, Vocab};

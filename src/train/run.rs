@@ -1,0 +1,276 @@
+//! The run loop: optimizer steps until a stop rule fires, validation and checkpoints at a
+//! fixed cadence, the best validation loss tracked, divergence rolled back. It reports what
+//! happens as [`Event`]s and knows nothing of terminals or file formats: a progress bar, a
+//! plain log and a metrics file are each one consumer of the events, and where checkpoints
+//! go is a [`Checkpointer`].
+
+use crate::analysis::eval::{EVAL_STREAMS, EVAL_WINDOW, evaluate};
+use crate::train::trainer::{Diverged, HistoryPoint, StepReport, Trainer};
+use anyhow::Result;
+use std::time::Instant;
+
+/// When a run stops, and how often it validates.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct RunConfig {
+    /// Stop when the trainer has taken this many optimizer steps in total (over all runs).
+    pub max_steps: u64,
+    /// Stop after this many seconds of this run (wall clock, validation included).
+    pub time_limit: Option<f64>,
+    /// Steps between validations (each followed by a checkpoint).
+    pub eval_every: u64,
+}
+
+/// Where a run's checkpoints go.
+pub trait Checkpointer {
+    /// Writes the trainer's state (its `progress` up to date, the validation just recorded
+    /// in its history). `best`: this state has the lowest validation loss so far, and must
+    /// be kept as the best model *before* the latest checkpoint that records it is written.
+    fn save(&mut self, trainer: &mut Trainer, best: bool) -> Result<()>;
+
+    /// Puts the last state written back into `trainer` (after divergence); returns its
+    /// step, or `None` if nothing was written yet.
+    fn restore_last(&mut self, trainer: &mut Trainer) -> Result<Option<u64>>;
+}
+
+/// Checkpoints nowhere: for library users who keep the model in memory.
+pub struct NoCheckpoints;
+
+impl Checkpointer for NoCheckpoints {
+    fn save(&mut self, _: &mut Trainer, _: bool) -> Result<()> {
+        Ok(())
+    }
+    fn restore_last(&mut self, _: &mut Trainer) -> Result<Option<u64>> {
+        Ok(None)
+    }
+}
+
+/// Why a run ended.
+#[derive(Debug, Clone, PartialEq)]
+pub enum StopReason {
+    /// The trainer reached `max_steps`.
+    MaxSteps,
+    /// `time_limit` seconds passed.
+    TimeLimit,
+    /// The caller's stop flag was set (a signal, say); the state was saved first.
+    Interrupted,
+    /// A step diverged. The trainer was put back to the last checkpoint written, at step
+    /// `rolled_back_to` (`None`: nothing had been written, and the trainer holds the
+    /// parameters from before the failed step, or non-finite ones if the update made them so).
+    Diverged {
+        error: Diverged,
+        rolled_back_to: Option<u64>,
+    },
+}
+
+/// What a finished step looked like, for progress displays.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct StepInfo {
+    pub report: StepReport,
+    /// Steps taken in total.
+    pub step: u64,
+    /// Epochs completed, with the fraction of the current one.
+    pub epoch: f64,
+    /// Exponential moving average of the training loss (weight 0.05 per step).
+    pub smoothed_loss: f64,
+    /// Training characters per second in this run (validation excluded).
+    pub chars_per_s: f64,
+    /// Seconds until a stop rule fires, at the current pace.
+    pub eta_seconds: f64,
+    /// The last validation loss measured, if any.
+    pub last_val: Option<f64>,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub enum Event<'a> {
+    Step(&'a StepInfo),
+    /// A validation was measured and appended to the trainer's history; `best` if it is the
+    /// lowest so far (or there is no validation text, in which case every point is "best").
+    Validated {
+        point: &'a HistoryPoint,
+        best: bool,
+    },
+    /// The checkpoints of `step` were written.
+    Saved {
+        step: u64,
+        best: bool,
+    },
+}
+
+/// The result of [`run`].
+#[derive(Debug, Clone, PartialEq)]
+pub struct Outcome {
+    pub reason: StopReason,
+    /// Steps taken and characters trained on in this run.
+    pub steps: u64,
+    pub chars: usize,
+    /// Seconds spent in training steps in this run, and in all (validation excluded).
+    pub train_seconds: f64,
+    pub wall_seconds: f64,
+    pub last_val: Option<f64>,
+}
+
+impl Outcome {
+    pub fn chars_per_s(&self) -> f64 {
+        self.chars as f64 / self.train_seconds.max(1e-9)
+    }
+}
+
+/// Trains until a stop rule fires or `stop()` returns true (checked before every step):
+/// validates on `val_tokens` every `eval_every` steps and saves through `checkpoints`, and
+/// validates and saves once more at the end unless the last step was just saved. Errors are
+/// those of the checkpointer (a full disk, say); divergence is an [`Outcome`].
+pub fn run(
+    trainer: &mut Trainer,
+    val_tokens: &[u32],
+    config: &RunConfig,
+    checkpoints: &mut dyn Checkpointer,
+    stop: &dyn Fn() -> bool,
+    on_event: &mut dyn FnMut(Event),
+) -> Result<Outcome> {
+    let start = Instant::now();
+    let first_step = trainer.progress.step;
+    let mut tracker = Tracker::new(trainer);
+    let (mut chars, mut train_secs) = (0usize, 0.0f64);
+    let mut ema: Option<f64> = None;
+    let mut last_saved: Option<u64> = None;
+    let limit = config.time_limit;
+    let out_of_time = |start: &Instant| limit.is_some_and(|l| start.elapsed().as_secs_f64() >= l);
+
+    let reason = loop {
+        if trainer.progress.step >= config.max_steps {
+            break StopReason::MaxSteps;
+        }
+        if out_of_time(&start) {
+            break StopReason::TimeLimit;
+        }
+        if stop() {
+            break StopReason::Interrupted;
+        }
+        let t0 = Instant::now();
+        let r = match trainer.step() {
+            Ok(r) => r,
+            Err(error) => {
+                let rolled_back_to = checkpoints.restore_last(trainer)?;
+                return Ok(Outcome {
+                    reason: StopReason::Diverged {
+                        error,
+                        rolled_back_to,
+                    },
+                    steps: trainer.progress.step.saturating_sub(first_step),
+                    chars,
+                    train_seconds: train_secs,
+                    wall_seconds: start.elapsed().as_secs_f64(),
+                    last_val: tracker.last_val,
+                });
+            }
+        };
+        let dt = t0.elapsed().as_secs_f64();
+        trainer.progress.elapsed += dt;
+        train_secs += dt;
+        chars += r.chars;
+        ema = Some(ema.map_or(r.loss, |e| 0.95 * e + 0.05 * r.loss));
+        tracker.add(r.loss);
+        if trainer.progress.step.is_multiple_of(config.eval_every) {
+            tracker.validate_and_save(trainer, val_tokens, checkpoints, on_event)?;
+            last_saved = Some(trainer.progress.step);
+        }
+        let steps_done = (trainer.progress.step - first_step).max(1) as f64;
+        let per_step = start.elapsed().as_secs_f64() / steps_done;
+        let mut eta = config.max_steps.saturating_sub(trainer.progress.step) as f64 * per_step;
+        if let Some(l) = limit {
+            eta = eta.min((l - start.elapsed().as_secs_f64()).max(0.0));
+        }
+        on_event(Event::Step(&StepInfo {
+            report: r,
+            step: trainer.progress.step,
+            epoch: trainer.epoch_fraction(),
+            smoothed_loss: ema.unwrap_or(r.loss),
+            chars_per_s: chars as f64 / train_secs.max(1e-9),
+            eta_seconds: eta,
+            last_val: tracker.last_val,
+        }));
+    };
+    if last_saved != Some(trainer.progress.step) {
+        tracker.validate_and_save(trainer, val_tokens, checkpoints, on_event)?;
+    }
+    Ok(Outcome {
+        reason,
+        steps: trainer.progress.step - first_step,
+        chars,
+        train_seconds: train_secs,
+        wall_seconds: start.elapsed().as_secs_f64(),
+        last_val: tracker.last_val,
+    })
+}
+
+/// Training losses since the last validation, and the validation that decides "best".
+struct Tracker {
+    loss_sum: f64,
+    loss_n: usize,
+    last_val: Option<f64>,
+}
+
+impl Tracker {
+    fn new(trainer: &Trainer) -> Tracker {
+        Tracker {
+            loss_sum: 0.0,
+            loss_n: 0,
+            last_val: trainer
+                .progress
+                .history
+                .iter()
+                .rev()
+                .find_map(|h| h.val_loss),
+        }
+    }
+
+    fn add(&mut self, loss: f64) {
+        self.loss_sum += loss;
+        self.loss_n += 1;
+    }
+
+    /// Validates, records a history point, and saves (as best if the validation loss
+    /// improved, or if there is no validation text).
+    fn validate_and_save(
+        &mut self,
+        t: &mut Trainer,
+        val_tokens: &[u32],
+        checkpoints: &mut dyn Checkpointer,
+        on_event: &mut dyn FnMut(Event),
+    ) -> Result<()> {
+        let threads = t.config.threads;
+        let val = (val_tokens.len() >= 2)
+            .then(|| evaluate(&t.model, val_tokens, EVAL_STREAMS, EVAL_WINDOW, threads).loss());
+        let improved = match (val, t.progress.best_val_loss) {
+            (Some(v), Some(b)) => v < b,
+            _ => true,
+        };
+        if improved && val.is_some() {
+            t.progress.best_val_loss = val;
+        }
+        if self.loss_n > 0 {
+            let point = HistoryPoint {
+                step: t.progress.step,
+                epoch: t.epoch_fraction(),
+                seconds: t.progress.elapsed,
+                train_loss: self.loss_sum / self.loss_n as f64,
+                val_loss: val,
+            };
+            t.progress.history.push(point);
+            on_event(Event::Validated {
+                point: &point,
+                best: improved,
+            });
+        }
+        self.loss_sum = 0.0;
+        self.loss_n = 0;
+        self.last_val = val.or(self.last_val);
+        t.sync_progress_state();
+        checkpoints.save(t, improved)?;
+        on_event(Event::Saved {
+            step: t.progress.step,
+            best: improved,
+        });
+        Ok(())
+    }
+}
