@@ -51,9 +51,12 @@ impl RunDir {
         if existing && !own && !force {
             let what = describe(&latest).unwrap_or_else(|| "a checkpoint".into());
             let hint = if resumed.is_some() {
-                "choose another --out for the resumed run"
+                "choose another --out for the resumed run".to_string()
             } else {
-                "continue it with `charrnn train --resume <dir>/latest.json`, or choose another --out"
+                format!(
+                    "continue it with `charrnn train --resume {}`, or choose another --out",
+                    latest.display()
+                )
             };
             bail!(
                 "{} already holds another run ({what}); {hint}, or pass --force to replace it",
