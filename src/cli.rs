@@ -79,7 +79,7 @@ pub struct TrainArgs {
     #[arg(long, value_parser = unit_interval_open, allow_negative_numbers = true)]
     pub dropout: Option<f32>,
     /// LSTM only: initial forget-gate bias (e.g. 1.0); default is PyTorch's uniform init
-    #[arg(long)]
+    #[arg(long, value_parser = finite_f32, allow_negative_numbers = true)]
     pub forget_bias: Option<f32>,
     /// How the text is cut into sequences [default: stream]
     #[arg(long)]
@@ -89,7 +89,7 @@ pub struct TrainArgs {
     pub val_fraction: Option<f64>,
     /// Batch shards run in parallel; results are bit-identical for a given number
     /// [default: available cores, at most one per 16 streams]
-    #[arg(long, value_parser = positive::<usize>, allow_negative_numbers = true)]
+    #[arg(long, value_parser = threads, allow_negative_numbers = true)]
     pub threads: Option<usize>,
     /// Random seed of initialisation and dropout [default: 1234]
     #[arg(long)]
@@ -106,9 +106,10 @@ pub struct TrainArgs {
     /// Steps between validations and checkpoints [default: half an epoch, 10 to 1000]
     #[arg(long, value_parser = positive::<u64>, allow_negative_numbers = true)]
     pub eval_every: Option<u64>,
-    /// Output directory for latest.json and best.json
-    #[arg(long, default_value = "checkpoints")]
-    pub out: PathBuf,
+    /// Output directory for latest.json and best.json [default: checkpoints, or with
+    /// --resume the directory of the checkpoint resumed]
+    #[arg(long)]
+    pub out: Option<PathBuf>,
     /// Continue training from a checkpoint (exactly where it stopped)
     #[arg(long)]
     pub resume: Option<PathBuf>,
@@ -239,7 +240,7 @@ pub struct EvalArgs {
     #[arg(long, default_value_t = 25, value_parser = positive::<usize>, allow_negative_numbers = true)]
     pub seq_len: usize,
     /// Threads (stream shards) [default: available cores, at most one per 16 streams]
-    #[arg(long, value_parser = positive::<usize>, allow_negative_numbers = true)]
+    #[arg(long, value_parser = threads, allow_negative_numbers = true)]
     pub threads: Option<usize>,
 }
 
@@ -261,7 +262,7 @@ pub struct BenchArgs {
     #[arg(long, default_value_t = 20.0, value_parser = positive_f64, allow_negative_numbers = true)]
     pub seconds: f64,
     /// Threads (stream shards) [default: available cores, at most one per 16 streams]
-    #[arg(long, value_parser = positive::<usize>, allow_negative_numbers = true)]
+    #[arg(long, value_parser = threads, allow_negative_numbers = true)]
     pub threads: Option<usize>,
     /// Characters generated for the sampling measurement
     #[arg(long, default_value_t = 2000, value_parser = positive::<usize>, allow_negative_numbers = true)]
@@ -294,23 +295,50 @@ fn positive_f64(s: &str) -> Result<f64, String> {
     }
 }
 
+/// The f32 the model computes with, checked after the cast: a value that is fine as an f64
+/// can become 0 or infinity as an f32 (`1e-50`, `1e39`).
+fn to_f32(v: f64, s: &str) -> Result<f32, String> {
+    let x = v as f32;
+    if !x.is_finite() || (v != 0.0 && x.abs() < f32::MIN_POSITIVE) {
+        return Err(format!(
+            "{s} is outside the range of 32-bit floats (about 1.2e-38 to 3.4e38 in size)"
+        ));
+    }
+    Ok(x)
+}
+
 fn positive_f32(s: &str) -> Result<f32, String> {
-    positive_f64(s).map(|v| v as f32)
+    to_f32(positive_f64(s)?, s)
+}
+
+fn finite_f32(s: &str) -> Result<f32, String> {
+    to_f32(parse_f64(s)?, s)
 }
 
 fn non_negative_f32(s: &str) -> Result<f32, String> {
     let v = parse_f64(s)?;
     if v >= 0.0 {
-        Ok(v as f32)
+        to_f32(v, s)
     } else {
         Err(format!("must be 0 or more, got {s}"))
     }
 }
 
+/// Batch shards (threads): each holds a gradient buffer the size of the model, so the count
+/// is bounded; more shards than cores only cost memory.
+fn threads(s: &str) -> Result<usize, String> {
+    match positive::<usize>(s)? {
+        n if n <= MAX_THREADS => Ok(n),
+        _ => Err(format!("must be at most {MAX_THREADS}, got {s}")),
+    }
+}
+
+const MAX_THREADS: usize = 256;
+
 fn unit_interval_open(s: &str) -> Result<f32, String> {
     let v = parse_f64(s)?;
     if (0.0..1.0).contains(&v) {
-        Ok(v as f32)
+        to_f32(v, s)
     } else {
         Err(format!("must be in [0, 1), got {s}"))
     }
@@ -319,7 +347,7 @@ fn unit_interval_open(s: &str) -> Result<f32, String> {
 fn unit_interval_closed(s: &str) -> Result<f32, String> {
     let v = parse_f64(s)?;
     if v > 0.0 && v <= 1.0 {
-        Ok(v as f32)
+        to_f32(v, s)
     } else {
         Err(format!("must be in (0, 1], got {s}"))
     }
@@ -359,5 +387,10 @@ mod tests {
         );
         assert!(unit_interval_open("1").is_err() && unit_interval_open("0").is_ok());
         assert!(top_p("0").is_err() && top_p("1").is_ok() && top_p("1.5").is_err());
+        // f64 values that do not survive the cast to f32.
+        assert!(positive_f32("1e39").is_err() && positive_f32("1e-46").is_err());
+        assert!(non_negative_f32("1e39").is_err() && non_negative_f32("0").is_ok());
+        assert!(finite_f32("-1e39").is_err() && finite_f32("-1").is_ok());
+        assert!(threads("256").is_ok() && threads("257").is_err());
     }
 }

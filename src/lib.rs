@@ -45,8 +45,10 @@
 //!   [`rundir`](io::rundir) (a run's directory: locked, best before latest),
 //!   [`fs`](io::fs) (atomic writes, locks, bounded readers).
 //!
-//! No module imports one that imports it: `text` and `kernels` depend on nothing of the
-//! crate, `nn` on those two, `train` on `nn`, and `decode`, `analysis` and `io` on the rest.
+//! Dependencies run one way, file by file: `kernels` and `io::fs` use nothing of the crate;
+//! `text` uses `io::fs`; `nn` uses `text` and `kernels`; `train` uses `nn` (and
+//! `analysis::eval` to validate); `decode`, `analysis` and `io` use those. No two files
+//! import each other.
 //!
 //! # Example
 //!

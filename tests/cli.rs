@@ -1,96 +1,8 @@
 //! End-to-end tests of the `charrnn` binary in temporary directories: train → sample → eval,
 //! determinism, exact resume, Ctrl-C, divergence, and one-line errors for bad input.
 
-use assert_cmd::Command;
-use serde_json::Value;
-use std::path::{Path, PathBuf};
-use tempfile::TempDir;
-
-const TEXT: &str =
-    "the quick brown fox jumps over the lazy dog.\nthe lazy dog sleeps; the fox runs.\n";
-
-/// Small model flags so that each run takes well under a second.
-const SMALL: &[&str] = &[
-    "--hidden",
-    "24",
-    "--layers",
-    "2",
-    "--seq-len",
-    "16",
-    "--batch-size",
-    "4",
-    "--eval-every",
-    "5",
-    "--sample-len",
-    "0",
-    "--threads",
-    "2",
-];
-
-fn charrnn() -> Command {
-    Command::cargo_bin("charrnn").unwrap()
-}
-
-/// Runs charrnn with `args` in `dir`.
-fn run(dir: &TempDir, args: &[&str]) -> std::process::Output {
-    charrnn()
-        .current_dir(dir.path())
-        .args(args)
-        .output()
-        .unwrap()
-}
-
-fn corpus(dir: &TempDir) -> PathBuf {
-    let p = dir.path().join("corpus.txt");
-    std::fs::write(&p, TEXT.repeat(20)).unwrap();
-    p
-}
-
-fn train(dir: &TempDir, out: &str, extra: &[&str]) -> std::process::Output {
-    let c = corpus(dir);
-    charrnn()
-        .current_dir(dir.path())
-        .arg("train")
-        .arg(&c)
-        .args(SMALL)
-        .args(["--out", out])
-        .args(extra)
-        .output()
-        .unwrap()
-}
-
-fn stderr(o: &std::process::Output) -> String {
-    String::from_utf8_lossy(&o.stderr).into_owned()
-}
-
-fn stdout(o: &std::process::Output) -> String {
-    String::from_utf8_lossy(&o.stdout).into_owned()
-}
-
-fn json(path: &Path) -> Value {
-    serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap()
-}
-
-/// A failing run: non-zero exit, never a panic, and the error on one line: the last line of
-/// stderr, `charrnn: …` naming `needle` (clap's own usage errors start with `error:`).
-fn assert_one_line_error(o: &std::process::Output, needle: &str) {
-    let err = stderr(o);
-    assert!(!o.status.success(), "expected failure, stderr: {err}");
-    assert!(
-        !err.contains("panicked") && !err.contains("RUST_BACKTRACE"),
-        "panic: {err}"
-    );
-    let lines: Vec<&str> = err.lines().filter(|l| !l.trim().is_empty()).collect();
-    if lines[0].starts_with("error:") {
-        assert!(lines[0].contains(needle), "expected {needle:?} in: {err}");
-    } else {
-        let last = lines.last().unwrap();
-        assert!(
-            last.starts_with("charrnn: ") && last.contains(needle),
-            "expected {needle:?} in the last line of: {err}"
-        );
-    }
-}
+mod common;
+use common::*;
 
 #[test]
 fn train_sample_eval_round_trip() {
@@ -299,47 +211,11 @@ fn lines_mode_samples_one_sequence_per_line() {
 fn signals_save_latest_and_exit_with_their_status() {
     for (signal, code) in [("INT", 130), ("TERM", 143), ("HUP", 129)] {
         let dir = TempDir::new().unwrap();
-        let c = corpus(&dir);
-        let bin = assert_cmd::cargo::cargo_bin("charrnn");
-        let mut child = std::process::Command::new(bin)
-            .current_dir(dir.path())
-            .arg("train")
-            .arg(&c)
-            .args([
-                "--hidden",
-                "64",
-                "--seq-len",
-                "16",
-                "--batch-size",
-                "4",
-                "--eval-every",
-                "1000000",
-                "--out",
-                "ck",
-            ])
-            .args(["--epochs", "100000", "--sample-len", "0"])
-            .stderr(std::process::Stdio::piped())
-            .spawn()
-            .unwrap();
-        // The header line is printed just before the handlers are installed: wait for it,
-        // give training a moment to start, then send the signal.
-        use std::io::BufRead;
-        let mut reader = std::io::BufReader::new(child.stderr.take().unwrap());
-        let mut seen = String::new();
-        let mut line = String::new();
-        while reader.read_line(&mut line).unwrap() > 0 {
-            seen.push_str(&line);
-            if line.starts_with("charrnn: lstm") {
-                break;
-            }
-            line.clear();
-        }
+        let (mut child, seen, mut reader) =
+            spawn_training(&dir, "ck", &["--eval-every", "1000000"]);
+        // Training has started (the header is out); let it take a few steps.
         std::thread::sleep(std::time::Duration::from_millis(800));
-        let killed = std::process::Command::new("kill")
-            .args([&format!("-{signal}"), &child.id().to_string()])
-            .status()
-            .unwrap();
-        assert!(killed.success());
+        kill(child.id(), signal);
         let mut rest = String::new();
         std::io::Read::read_to_string(&mut reader, &mut rest).unwrap();
         let status = child.wait().unwrap();

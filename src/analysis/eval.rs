@@ -53,6 +53,9 @@ pub fn evaluate(
     // not on `seq_len`: the window length never changes the result.
     let positions = tokens.len().saturating_sub(1);
     let batch = batch.min((positions / MIN_EVAL_STREAM_LEN).max(1));
+    // The workspace is sized by the window, and no window is longer than a stream: a huge
+    // `seq_len` costs nothing.
+    let seq_len = seq_len.min(positions.div_ceil(batch).max(1));
     let batches = Batches::new(tokens.len(), batch, seq_len);
     let n = threads.clamp(1, batch);
     let mut win = Window::default();

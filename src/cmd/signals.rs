@@ -39,6 +39,14 @@ impl Signals {
                     .and_then(|_| sig::register_usize(s, flag.clone(), s as usize))
                     .context("cannot install signal handlers")?;
             }
+            // Writing past a file-size limit (`ulimit -f`) raises SIGXFSZ, which would kill
+            // the process mid-save; with a handler the write fails with EFBIG instead, and
+            // the run ends with an error like any other failed write.
+            sig::register(
+                signal_hook::consts::SIGXFSZ,
+                Arc::new(AtomicBool::new(false)),
+            )
+            .context("cannot install signal handlers")?;
         }
         Ok(Signals { flag })
     }

@@ -6,15 +6,16 @@ use crate::cmd::progress::Reporter;
 use anyhow::{Result, bail};
 use charrnn::decode::sample::{SampleConfig, Sampler};
 use charrnn::io::checkpoint::Checkpoint;
+use charrnn::io::fs::check_fits;
 use charrnn::io::rundir::RunDir;
-use charrnn::nn::{CellKind, Model};
+use charrnn::nn::{CellKind, Model, ModelConfig};
 use charrnn::text::Mode;
 use charrnn::text::corpus::Corpus;
 use charrnn::train::run::{self, RunConfig, StopReason};
-use charrnn::train::{Optimizer, Trainer};
+use charrnn::train::{Optimizer, TrainConfig, Trainer};
 use rand::SeedableRng;
 use std::io::Write;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 const DEFAULT_EPOCHS: usize = 20;
 /// Without --epochs, a small corpus still gets this many steps: 20 epochs of a 30 KB list of
@@ -50,19 +51,39 @@ pub fn run(args: TrainArgs) -> Result<()> {
         val_fraction,
         resumed.as_ref().map(|r| &r.vocab),
     )?;
+    if paths.iter().any(|p| p.is_dir()) {
+        eprintln!("charrnn: {}", describe_files(&corpus));
+    }
 
-    // The model, optimizer and training state.
-    let (model, optimizer, mut config, mut progress, eval_every_saved) = match resumed {
-        Some(r) => (
-            r.model,
-            r.optimizer,
-            r.train,
-            r.progress,
-            Some(r.eval_every),
-        ),
+    // The model, optimizer and training state; nothing of the model's size is allocated
+    // before the memory it needs is known to be there.
+    let positions = corpus.train.len().saturating_sub(1);
+    let (model, optimizer, config, progress, eval_every_saved) = match resumed {
+        Some(r) => {
+            check_length(positions, &corpus, r.train.seq_len)?;
+            check_memory(&r.model.config, &r.train)?;
+            (
+                r.model,
+                r.optimizer,
+                r.train,
+                r.progress,
+                Some(r.eval_every),
+            )
+        }
         None => {
-            let config = args.train_config(super::default_threads);
-            let mut model = Model::new(args.model_config(corpus.vocab.len()));
+            let mut config = args.train_config(super::default_threads);
+            check_length(positions, &corpus, config.seq_len)?;
+            if let Some(batch) = config.fit_batch(positions) {
+                eprintln!(
+                    "note: {} characters of training text fill only {batch} streams of --seq-len {}; using --batch-size {batch}",
+                    corpus.info.train_chars, config.seq_len
+                );
+                config.batch = batch;
+            }
+            let model_config = args.model_config(corpus.vocab.len());
+            check_memory(&model_config, &config)?;
+            model_config.validate().map_err(anyhow::Error::msg)?;
+            let mut model = Model::new(model_config);
             model.init(&mut rand_chacha::ChaCha8Rng::seed_from_u64(config.seed));
             if let Some(b) = args.forget_bias {
                 if model.config.cell != CellKind::Lstm {
@@ -75,23 +96,6 @@ pub fn run(args: TrainArgs) -> Result<()> {
             (model, optimizer, config, progress, None)
         }
     };
-    let positions = corpus.train.len().saturating_sub(1);
-    if positions < config.seq_len {
-        bail!(
-            "the corpus is too short: {} characters of training text, but one window is {} (--seq-len); use more text or a smaller --seq-len",
-            corpus.info.train_chars,
-            config.seq_len
-        );
-    }
-    if let Some(batch) = config.fit_batch(positions).filter(|_| progress.step == 0) {
-        eprintln!(
-            "note: {} characters of training text fill only {batch} streams of --seq-len {}; using --batch-size {batch}",
-            corpus.info.train_chars, config.seq_len
-        );
-        config.batch = batch;
-        progress = Trainer::fresh_progress(&model, &config);
-    }
-
     let mut trainer = Trainer::new(model, optimizer, config, &corpus.train, progress);
     let windows = trainer.batches().windows as u64;
     if trainer.progress.window as u64 >= windows {
@@ -114,8 +118,13 @@ pub fn run(args: TrainArgs) -> Result<()> {
         eval_every,
     };
     let resumed_from = args.resume.as_deref().map(|p| (p, trainer.progress.step));
+    let out = match (&args.out, &args.resume) {
+        (Some(o), _) => o.clone(),
+        (None, Some(r)) => charrnn::io::fs::parent_dir(r).to_path_buf(),
+        (None, None) => PathBuf::from("checkpoints"),
+    };
     let mut dir = RunDir::open(
-        &args.out,
+        &out,
         resumed_from,
         args.force,
         corpus.vocab.clone(),
@@ -218,6 +227,71 @@ pub fn run(args: TrainArgs) -> Result<()> {
             ..SampleConfig::default()
         };
         Sampler::new(&model, &vocab, config).write_sample(mode, args.sample_len, &mut out)?;
+    }
+    Ok(())
+}
+
+/// Refuses a model and batch whose parameters and buffers would not fit in memory, before
+/// anything of their size is allocated.
+fn check_memory(model: &ModelConfig, config: &TrainConfig) -> Result<()> {
+    check_fits(
+        Trainer::memory_bytes(model, config),
+        &format!(
+            "training a {}x{} {} with batch {} x {} on {} threads",
+            model.layers,
+            model.hidden,
+            model.cell,
+            config.batch,
+            config.seq_len,
+            config.threads.min(config.batch)
+        ),
+        "use a smaller --hidden, --layers, --batch-size, --seq-len or --threads",
+    )
+}
+
+/// "read 3 files: a.txt, b.txt, c.txt; skipped 1: notes.md (not .txt)", at most ten names each.
+fn describe_files(corpus: &Corpus) -> String {
+    let name = |p: &Path| {
+        p.file_name().map_or(p.display().to_string(), |n| {
+            n.to_string_lossy().into_owned()
+        })
+    };
+    let some = |names: Vec<String>| {
+        let n = names.len();
+        let mut s = names.into_iter().take(10).collect::<Vec<_>>().join(", ");
+        if n > 10 {
+            s.push_str(&format!(", … ({} more)", n - 10));
+        }
+        s
+    };
+    let used = corpus
+        .info
+        .sources
+        .iter()
+        .map(|p| name(Path::new(p)))
+        .collect();
+    let mut s = format!("read {} files: {}", corpus.info.sources.len(), some(used));
+    if !corpus.skipped.is_empty() {
+        let skipped = corpus
+            .skipped
+            .iter()
+            .map(|(p, why)| format!("{} ({why})", name(p)))
+            .collect();
+        s.push_str(&format!(
+            "; skipped {}: {}",
+            corpus.skipped.len(),
+            some(skipped)
+        ));
+    }
+    s
+}
+
+fn check_length(positions: usize, corpus: &Corpus, seq_len: usize) -> Result<()> {
+    if positions < seq_len {
+        bail!(
+            "the corpus is too short: {} characters of training text, but one window is {seq_len} (--seq-len); use more text or a smaller --seq-len",
+            corpus.info.train_chars
+        );
     }
     Ok(())
 }

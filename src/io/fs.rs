@@ -214,6 +214,37 @@ pub fn available_memory() -> u64 {
         .unwrap_or(16 << 30)
 }
 
+/// Errors unless `bytes` (an estimate; `None` if it overflowed) fits in the memory
+/// available, naming `what` needs it and `hint` (the flags to lower).
+pub fn check_fits(bytes: Option<u64>, what: &str, hint: &str) -> Result<()> {
+    let available = available_memory();
+    match bytes {
+        Some(b) if b <= available => Ok(()),
+        Some(b) => bail!(
+            "{what} needs about {} of memory, but {} is available; {hint}",
+            human_bytes(b),
+            human_bytes(available)
+        ),
+        None => bail!("{what} is too large to exist in any machine's memory; {hint}"),
+    }
+}
+
+/// `1.5 GB`, `230.0 MB`: decimal units, one decimal.
+pub fn human_bytes(b: u64) -> String {
+    let units = ["bytes", "KB", "MB", "GB", "TB", "PB", "EB"];
+    let mut x = b as f64;
+    let mut u = 0;
+    while x >= 1000.0 && u + 1 < units.len() {
+        x /= 1000.0;
+        u += 1;
+    }
+    if u == 0 {
+        format!("{b} bytes")
+    } else {
+        format!("{x:.1} {}", units[u])
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

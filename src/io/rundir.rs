@@ -149,3 +149,52 @@ impl Checkpointer for RunDir {
         Ok(self.last_saved)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::nn::{CellKind, Model, ModelConfig};
+    use crate::text::Mode;
+    use crate::train::{Optimizer, TrainConfig};
+
+    /// The new best model reaches `best.json` before `latest.json` is touched: if writing
+    /// `latest.json` fails, `best.json` already holds the new state.
+    #[test]
+    fn best_is_written_before_latest() {
+        let dir = tempfile::tempdir().unwrap();
+        let vocab = Vocab::from_texts(["abc"]);
+        let model = Model::new(ModelConfig {
+            cell: CellKind::Gru,
+            layers: 1,
+            hidden: 4,
+            vocab_size: vocab.len(),
+            dropout: 0.0,
+        });
+        let config = TrainConfig {
+            batch: 1,
+            seq_len: 2,
+            ..TrainConfig::default()
+        };
+        let tokens = [0u32, 2, 3, 4, 2, 3, 4, 1];
+        let opt = Optimizer::new(config.optimizer, model.param_count());
+        let progress = Trainer::fresh_progress(&model, &config);
+        let mut t = Trainer::new(model, opt, config, &tokens, progress);
+        let data = DataSection {
+            mode: Mode::Stream,
+            sources: vec![],
+            val_fraction: 0.0,
+            train_chars: 6,
+            val_chars: 0,
+        };
+        let mut rd = RunDir::open(dir.path(), None, false, vocab, data, 1).unwrap();
+        t.step().unwrap();
+        rd.save(&mut t, true).unwrap();
+        // A directory where latest.json should go makes its rename fail.
+        std::fs::remove_file(rd.latest()).unwrap();
+        std::fs::create_dir(rd.latest()).unwrap();
+        t.step().unwrap();
+        assert!(rd.save(&mut t, true).is_err());
+        let best = Checkpoint::load(&rd.best()).unwrap();
+        assert_eq!(best.progress.step, 2);
+    }
+}

@@ -47,6 +47,32 @@ impl Workspace {
         Workspace::with_mode(config, batch, t_cap, false)
     }
 
+    /// An upper bound on the bytes [`Workspace::new`] (`training`) or
+    /// [`Workspace::inference`] allocates, with checked arithmetic: `None` if it overflows.
+    /// Callers compare it with the memory available before allocating anything.
+    pub fn bytes(config: &ModelConfig, batch: usize, t_cap: usize, training: bool) -> Option<u64> {
+        let (v, h, l) = (
+            config.vocab_size as u64,
+            config.hidden as u64,
+            config.layers as u64,
+        );
+        let gh = (config.cell.gates() as u64).checked_mul(h)?;
+        let n = (batch as u64).checked_mul(t_cap as u64)?;
+        let k = u64::from(training);
+        // Per layer: gates (and GRU's dgh) [N, G·H], h_prev, h, c or hn [N, H], the dropout
+        // mask and input [N, H], and a few [B, G·H] rows.
+        let per_layer = n
+            .checked_mul(gh.checked_mul(2)?.checked_add(h.checked_mul(6)?)?)?
+            .checked_add((batch as u64).checked_mul(gh)?.checked_mul(8)?)?;
+        let floats = per_layer
+            .checked_mul(l)?
+            .checked_add(n.checked_mul(v)?)? // logits
+            .checked_add(k.checked_mul(v.checked_mul(gh)?)?)? // dw_ih0_t
+            .checked_add(k.checked_mul(n.checked_mul(h)?.checked_mul(2)?)?)?; // dh, dx
+        // Inputs and targets (u32) and two flags per position.
+        floats.checked_mul(4)?.checked_add(n.checked_mul(10)?)
+    }
+
     fn with_mode(config: &ModelConfig, batch: usize, t_cap: usize, training: bool) -> Workspace {
         let (v, h) = (config.vocab_size, config.hidden);
         let gh = config.cell.gates() * h;

@@ -1,6 +1,7 @@
 //! Reading a corpus from files and directories, with errors that say what is wrong where,
 //! and turning it into the token streams of training and validation.
 
+use crate::io::fs::{ReadLimit, available_memory, check_regular, read_regular};
 use crate::text::split::{Mode, tokens, train_val};
 use crate::text::vocab::Vocab;
 use anyhow::{Context, Result, anyhow, bail};
@@ -27,6 +28,8 @@ pub struct Corpus {
     /// The same for the held-out sequences.
     pub val: Vec<u32>,
     pub info: CorpusInfo,
+    /// What the directories given held that was not read, with the reason.
+    pub skipped: Vec<(PathBuf, String)>,
 }
 
 impl Corpus {
@@ -38,14 +41,15 @@ impl Corpus {
         val_fraction: f64,
         vocab: Option<&Vocab>,
     ) -> Result<Corpus> {
-        let (sources, texts): (Vec<String>, Vec<String>) = read(paths)?
+        let list = list_files(paths)?;
+        let (sources, texts): (Vec<String>, Vec<String>) = read_files(&list.files, text_limit())?
             .into_iter()
             .map(|s| (s.path.display().to_string(), s.text))
             .unzip();
         let (train_seqs, val_seqs) = train_val(&texts, mode, val_fraction);
         drop(texts);
         if train_seqs.iter().chain(&val_seqs).all(|s| s.is_empty()) {
-            bail!("the corpus is empty: {}", list(paths));
+            bail!("the corpus is empty: {}", join_paths(paths));
         }
         let vocab = match vocab {
             Some(v) => v.clone(),
@@ -61,6 +65,7 @@ impl Corpus {
             val_chars: count(&val_seqs),
         };
         Ok(Corpus {
+            skipped: list.skipped,
             train: tokens(&vocab, &train_seqs).map_err(unknown)?,
             val: tokens(&vocab, &val_seqs).map_err(unknown)?,
             vocab,
@@ -69,7 +74,7 @@ impl Corpus {
     }
 }
 
-fn list(paths: &[PathBuf]) -> String {
+fn join_paths(paths: &[PathBuf]) -> String {
     paths
         .iter()
         .map(|p| p.display().to_string())
@@ -85,28 +90,76 @@ pub struct Source {
     pub text: String,
 }
 
-/// Reads every path: a file is read as it is; a directory contributes every `*.txt` file
-/// directly inside it, in name order (so that the vocabulary and the data order do not
-/// depend on the file system). Each file must be UTF-8.
-pub fn read(paths: &[PathBuf]) -> Result<Vec<Source>> {
-    let mut files = Vec::new();
+/// The files a list of paths names, and what a directory held that was left out.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct FileList {
+    pub files: Vec<PathBuf>,
+    /// Entries of the directories given that are not read, with the reason.
+    pub skipped: Vec<(PathBuf, String)>,
+}
+
+/// The files `paths` name: a file as it is (it must be a regular file: a FIFO or a device is
+/// an error, not something to read without end); a directory contributes every regular file
+/// directly inside it whose name ends in `.txt` (any case), in name order, so that the
+/// vocabulary and the data order do not depend on the file system. Everything else in a
+/// directory is listed in `skipped`.
+pub fn list_files(paths: &[PathBuf]) -> Result<FileList> {
+    let mut out = FileList::default();
     for path in paths {
         let meta =
             std::fs::metadata(path).with_context(|| format!("cannot read {}", path.display()))?;
-        if meta.is_dir() {
-            let mut found: Vec<PathBuf> = std::fs::read_dir(path)
-                .with_context(|| format!("cannot list directory {}", path.display()))?
-                .filter_map(|e| e.ok().map(|e| e.path()))
-                .filter(|p| p.is_file() && p.extension().is_some_and(|e| e == "txt"))
-                .collect();
-            if found.is_empty() {
-                bail!("directory {} has no .txt files", path.display());
-            }
-            found.sort();
-            files.extend(found);
-        } else {
-            files.push(path.clone());
+        if !meta.is_dir() {
+            check_regular(path, "corpus file", &meta)?;
+            out.files.push(path.clone());
+            continue;
         }
+        let mut entries: Vec<PathBuf> = std::fs::read_dir(path)
+            .with_context(|| format!("cannot list directory {}", path.display()))?
+            .filter_map(|e| e.ok().map(|e| e.path()))
+            .collect();
+        entries.sort();
+        let mut found = 0;
+        for p in entries {
+            let is_txt = p.extension().is_some_and(|e| e.eq_ignore_ascii_case("txt"));
+            let kind = match std::fs::metadata(&p) {
+                Ok(m) if m.is_file() => None,
+                Ok(m) if m.is_dir() => Some("a directory"),
+                Ok(_) => Some("not a regular file"),
+                Err(_) => Some("unreadable"),
+            };
+            match (kind, is_txt) {
+                (None, true) => {
+                    out.files.push(p);
+                    found += 1;
+                }
+                (None, false) => out.skipped.push((p, "not .txt".into())),
+                (Some(k), _) => out.skipped.push((p, k.into())),
+            }
+        }
+        if found == 0 {
+            bail!("directory {} has no .txt files", path.display());
+        }
+    }
+    Ok(out)
+}
+
+/// Reads the files `paths` name (see [`list_files`]), refusing a corpus larger than
+/// `max_bytes` before reading it. Each file must be UTF-8; a leading byte-order mark is
+/// dropped and Windows line endings become `\n`.
+pub fn read_files(files: &[PathBuf], max_bytes: u64) -> Result<Vec<Source>> {
+    let mut total = 0u64;
+    for f in files {
+        let len = std::fs::metadata(f)
+            .with_context(|| format!("cannot read {}", f.display()))?
+            .len();
+        total = total.saturating_add(len);
+    }
+    if total > max_bytes {
+        bail!(
+            "the corpus is {} and this machine can hold at most {} of text for training; use less text",
+            crate::io::fs::human_bytes(total),
+            crate::io::fs::human_bytes(max_bytes)
+        );
     }
     files
         .iter()
@@ -118,11 +171,30 @@ pub fn read(paths: &[PathBuf]) -> Result<Vec<Source>> {
         .collect()
 }
 
+/// [`list_files`] then [`read_files`] with the memory this machine has.
+pub fn read(paths: &[PathBuf]) -> Result<Vec<Source>> {
+    read_files(&list_files(paths)?.files, text_limit())
+}
+
+/// Bytes of text the training pipeline can hold: it keeps about ten bytes per byte of text
+/// (the text, its sequences, the token streams).
+pub fn text_limit() -> u64 {
+    available_memory() / 10
+}
+
 /// A file's text; invalid UTF-8 is reported with the byte offset of the first bad byte.
+/// Only regular files are read (see [`read_regular`]).
 pub fn read_utf8(path: &Path) -> Result<String> {
-    let bytes = std::fs::read(path).with_context(|| format!("cannot read {}", path.display()))?;
+    let limit = ReadLimit {
+        max_bytes: available_memory(),
+    };
+    let bytes = read_regular(path, "text file", limit)?;
     match String::from_utf8(bytes) {
         Ok(mut text) => {
+            // A byte-order mark is an encoding signature, not text.
+            if text.starts_with('\u{feff}') {
+                text.drain(..'\u{feff}'.len_utf8());
+            }
             // Windows line endings would otherwise make '\r' a character of the model.
             if text.contains("\r\n") {
                 text = text.replace("\r\n", "\n");

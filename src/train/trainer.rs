@@ -10,7 +10,7 @@
 use crate::kernels::add_assign;
 use crate::nn::params::sum_squares;
 use crate::nn::params::{CHUNK, chunks_mut};
-use crate::nn::{Model, PackedWeights, State, Workspace};
+use crate::nn::{Model, ModelConfig, PackedWeights, State, Workspace};
 use crate::text::batches::{Batches, Window, shard_rows};
 use crate::train::optim::{OptimConfig, Optimizer, clip_to};
 use crate::train::schedule::LrSchedule;
@@ -242,6 +242,19 @@ impl<'a> Trainer<'a> {
             window: Window::default(),
             max_loss: (3.0 * (model_vocab as f64).ln()).max(5.0),
         }
+    }
+
+    /// An upper bound on the bytes a trainer for `model` under `config` holds (parameters,
+    /// optimizer moments, packed weights, and per shard a gradient buffer and a workspace),
+    /// with checked arithmetic; `None` if it overflows.
+    pub fn memory_bytes(model: &ModelConfig, config: &TrainConfig) -> Option<u64> {
+        let p = (model.param_count()? as u64).checked_mul(4)?;
+        let shards = config.threads.clamp(1, config.batch.max(1));
+        let rows = config.batch.div_ceil(shards);
+        let shard = p.checked_add(Workspace::bytes(model, rows, config.seq_len, true)?)?;
+        // Parameters, two moments, the packed copies (about two more).
+        p.checked_mul(5)?
+            .checked_add(shard.checked_mul(shards as u64)?)
     }
 
     pub fn fresh_progress(model: &Model, config: &TrainConfig) -> Progress {
