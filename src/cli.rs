@@ -3,7 +3,7 @@
 use charrnn::nn::{CellKind, ModelConfig};
 use charrnn::text::Mode;
 use charrnn::train::optim::{OptimConfig, OptimizerKind};
-use charrnn::train::schedule::LrSchedule;
+use charrnn::train::schedule::{LrSchedule, Shape};
 use charrnn::train::trainer::TrainConfig;
 use clap::{Args, Parser, Subcommand};
 use std::path::PathBuf;
@@ -23,14 +23,52 @@ pub struct Cli {
 
 #[derive(Debug, Subcommand)]
 pub enum Command {
-    /// Train a model on text files; writes latest.json and best.json into --out.
+    /// Train a model on text files; writes latest.json, best.json, metrics.jsonl and
+    /// loss.svg into --dir.
+    #[command(
+        after_help = "Examples:\n  charrnn train data/plays.txt --time-limit 600          # ten minutes, the schedule fitted to them\n  charrnn train names.txt --mode lines --dir names        # one sequence per line\n  charrnn train corpus.txt --cell gru --layers 3 --hidden 512 --dropout 0.2\n  charrnn train --resume checkpoints/latest.json          # continue where it stopped\n  charrnn train new.txt --init-from checkpoints/best.json --dir tuned   # fine-tune"
+    )]
     Train(Box<TrainArgs>),
     /// Generate text from a checkpoint, streamed to stdout.
+    #[command(
+        after_help = "Examples:\n  charrnn sample --len 500 --temperature 0.8\n  charrnn sample --prime \"ROMEO:\" --seed 7 --top-k 5\n  charrnn sample --dir names --num 20                     # 20 names, one per line\n  charrnn sample --prime-file start.txt --beam 8 --len 200 # the most probable continuation"
+    )]
     Sample(SampleArgs),
     /// Loss, bits per character and perplexity of a checkpoint on held-out text.
+    #[command(
+        after_help = "Examples:\n  charrnn eval                                  # the validation split of the training corpus\n  charrnn eval other.txt --json\n  charrnn eval --checkpoint run/latest.json --warmup 0   # PyTorch's reference script's way"
+    )]
     Eval(EvalArgs),
+    /// Score each line of a file on its own: nats and bits per character, as TSV or JSON.
+    #[command(
+        after_help = "Examples:\n  charrnn score names.txt --dir names-model > scores.tsv\n  charrnn score names.txt | sort -t$'\\t' -k3,3g | head   # most likely lines first\n  charrnn score log.txt --json --per-char | jq 'select(.bits_per_char > 4)'   # anomalies"
+    )]
+    Score(ScoreArgs),
+    /// Write a checkpoint's weights in a format other tools read (safetensors, PyTorch names).
+    #[command(
+        after_help = "Example:\n  charrnn export --dir checkpoints --output model.safetensors\n(the README shows how to load it into torch.nn.LSTM)"
+    )]
+    Export(ExportArgs),
+    /// Write an HTML page showing what a model sees in a text: surprisal, predictions, units.
+    #[command(
+        after_help = "Example:\n  charrnn viz data/plays.txt --dir checkpoints --output page.html\nThe page is one self-contained file: open it in any browser."
+    )]
+    Viz(VizArgs),
+    /// Draw the loss curves of one or more run directories in one SVG.
+    #[command(
+        after_help = "Examples:\n  charrnn plot checkpoints --output loss.svg\n  charrnn plot run-128 run-256 run-512 --output compare.svg --title \"width\""
+    )]
+    Plot(PlotArgs),
     /// Measure training, evaluation and sampling speed and peak memory.
+    #[command(
+        after_help = "Examples:\n  charrnn bench ../shared/data/tinyshakespeare.txt\n  charrnn bench corpus.txt --hidden 512 --seconds 30 --json"
+    )]
     Bench(BenchArgs),
+    /// Print a shell completion script (bash, zsh, fish, elvish, powershell).
+    #[command(
+        after_help = "Examples:\n  charrnn completions bash > ~/.local/share/bash-completion/completions/charrnn\n  charrnn completions zsh > ~/.zfunc/_charrnn\n  charrnn completions fish > ~/.config/fish/completions/charrnn.fish"
+    )]
+    Completions(CompletionsArgs),
 }
 
 /// Model and optimisation flags are optional so that `--resume` can tell which ones the user
@@ -56,13 +94,22 @@ pub struct TrainArgs {
     /// Parallel streams per step [default: 64]
     #[arg(long, value_parser = positive::<usize>, allow_negative_numbers = true)]
     pub batch_size: Option<usize>,
-    /// Learning rate [default: 0.002]
+    /// Learning rate [default: 0.002]; with --resume, a new rate from here on
     #[arg(long, value_parser = positive_f32, allow_negative_numbers = true)]
     pub lr: Option<f32>,
     /// Multiply the learning rate by this at the end of each epoch after --lr-decay-after
     /// [default: 0.97]
     #[arg(long, value_parser = unit_interval_closed, allow_negative_numbers = true)]
     pub lr_decay: Option<f32>,
+    /// Shape of the learning-rate schedule [default: cosine]
+    #[arg(long)]
+    pub lr_schedule: Option<Shape>,
+    /// Cosine schedule: fraction of the run spent warming up [default: 0.02]
+    #[arg(long, value_parser = unit_interval_open, allow_negative_numbers = true)]
+    pub lr_warmup: Option<f32>,
+    /// Cosine schedule: the final learning rate, as a fraction of --lr [default: 0.05]
+    #[arg(long, value_parser = unit_interval_open, allow_negative_numbers = true)]
+    pub lr_floor: Option<f32>,
     /// Epochs before the learning rate starts to decay [default: 10]
     #[arg(long)]
     pub lr_decay_after: Option<usize>,
@@ -94,7 +141,8 @@ pub struct TrainArgs {
     /// Random seed of initialisation and dropout [default: 1234]
     #[arg(long)]
     pub seed: Option<u64>,
-    /// Stop after this many epochs in total [default: 20, or 2000 steps if that is more]
+    /// Stop after this many epochs in total [default: with no --max-steps or --time-limit,
+    /// 20 epochs, or 2000 steps if that is more]
     #[arg(long, value_parser = positive::<usize>, allow_negative_numbers = true)]
     pub epochs: Option<usize>,
     /// Stop after this many optimizer steps in total
@@ -103,16 +151,24 @@ pub struct TrainArgs {
     /// Stop after this many seconds of this run
     #[arg(long, value_parser = positive_f64, allow_negative_numbers = true)]
     pub time_limit: Option<f64>,
+    /// Characters of the validation split scored at each validation, in evenly spaced
+    /// segments; 0 scores all of it
+    #[arg(long, default_value_t = 1_000_000)]
+    pub val_chars: usize,
     /// Steps between validations and checkpoints [default: half an epoch, 10 to 1000]
     #[arg(long, value_parser = positive::<u64>, allow_negative_numbers = true)]
     pub eval_every: Option<u64>,
-    /// Output directory for latest.json and best.json [default: checkpoints, or with
-    /// --resume the directory of the checkpoint resumed]
-    #[arg(long)]
+    /// Directory for latest.json, best.json, metrics.jsonl and loss.svg [default:
+    /// checkpoints, or with --resume the directory of the checkpoint resumed]
+    #[arg(long = "dir", visible_alias = "out")]
     pub out: Option<PathBuf>,
     /// Continue training from a checkpoint (exactly where it stopped)
     #[arg(long)]
     pub resume: Option<PathBuf>,
+    /// Fine-tune: start from this checkpoint's weights with a fresh optimizer and schedule
+    /// (characters it has not seen get fresh weights)
+    #[arg(long, conflicts_with = "resume")]
+    pub init_from: Option<PathBuf>,
     /// Replace the checkpoints of another run in --out instead of refusing to
     #[arg(long)]
     pub force: bool,
@@ -150,6 +206,9 @@ impl TrainArgs {
                 base: self.lr.unwrap_or(d.lr.base),
                 decay: self.lr_decay.unwrap_or(d.lr.decay),
                 after: self.lr_decay_after.unwrap_or(d.lr.after),
+                shape: self.lr_schedule.unwrap_or(d.lr.shape),
+                warmup: self.lr_warmup.unwrap_or(d.lr.warmup),
+                floor: self.lr_floor.unwrap_or(d.lr.floor),
             },
             optimizer,
             grad_clip: self.grad_clip.unwrap_or(d.grad_clip),
@@ -167,9 +226,11 @@ impl TrainArgs {
             ("--hidden", self.hidden.is_some()),
             ("--seq-len", self.seq_len.is_some()),
             ("--batch-size", self.batch_size.is_some()),
-            ("--lr", self.lr.is_some()),
             ("--lr-decay", self.lr_decay.is_some()),
             ("--lr-decay-after", self.lr_decay_after.is_some()),
+            ("--lr-schedule", self.lr_schedule.is_some()),
+            ("--lr-warmup", self.lr_warmup.is_some()),
+            ("--lr-floor", self.lr_floor.is_some()),
             ("--optimizer", self.optimizer.is_some()),
             ("--momentum", self.momentum.is_some()),
             ("--grad-clip", self.grad_clip.is_some()),
@@ -194,7 +255,7 @@ pub struct SampleArgs {
     pub dir: PathBuf,
     /// Maximum characters to generate per sequence. Generation stops earlier if the model
     /// produces the <end> token
-    #[arg(long, default_value_t = 500)]
+    #[arg(long, visible_alias = "sample-len", default_value_t = 500)]
     pub len: usize,
     /// Softmax temperature: lower is more conservative, higher more surprising (> 0)
     #[arg(long, default_value_t = 0.8, value_parser = positive_f32, allow_negative_numbers = true)]
@@ -208,6 +269,17 @@ pub struct SampleArgs {
     /// Text the generated text continues (printed first)
     #[arg(long, default_value = "")]
     pub prime: String,
+    /// Read the prime from a file instead
+    #[arg(long)]
+    pub prime_file: Option<PathBuf>,
+    /// Beam search with this many beams: print the most probable continuation found
+    /// (at least as probable as --argmax's) instead of a random one
+    #[arg(long, value_parser = beam_width, allow_negative_numbers = true)]
+    pub beam: Option<usize>,
+    /// Beam search: rank continuations by ln p / length^alpha (0: plain probability, which
+    /// favours ending early)
+    #[arg(long, default_value_t = 0.0, value_parser = non_negative_f32, allow_negative_numbers = true)]
+    pub length_penalty: f32,
     /// Random seed; the same seed and checkpoint give the same text [default: from the clock]
     #[arg(long)]
     pub seed: Option<u64>,
@@ -232,30 +304,125 @@ pub struct EvalArgs {
     /// Print one JSON object instead of text
     #[arg(long)]
     pub json: bool,
-    /// Streams the text is cut into, each starting from a zero state (the loss depends
-    /// slightly on it; training's validation uses 32)
-    #[arg(long, default_value_t = 32, value_parser = positive::<usize>, allow_negative_numbers = true)]
-    pub batch_size: usize,
-    /// Window length; the state is carried across windows, so this only affects speed
-    #[arg(long, default_value_t = 25, value_parser = positive::<usize>, allow_negative_numbers = true)]
-    pub seq_len: usize,
+    /// Parts of the text scored side by side; each first reads the --warmup characters
+    /// before it, so this sets only the speed
+    #[arg(long, visible_alias = "batch-size", default_value_t = 32, value_parser = positive::<usize>, allow_negative_numbers = true)]
+    pub streams: usize,
+    /// Characters per window; the state is carried across windows, so this sets only the
+    /// speed and memory
+    #[arg(long, visible_alias = "seq-len", default_value_t = 50, value_parser = positive::<usize>, allow_negative_numbers = true)]
+    pub window: usize,
+    /// Characters each part reads before its own, unscored (0: each part starts from a zero
+    /// state, as PyTorch's reference script scores)
+    #[arg(long, default_value_t = charrnn::analysis::eval::DEFAULT_WARMUP)]
+    pub warmup: usize,
+    /// Score at most this many characters, in evenly spaced segments [default: all]
+    #[arg(long, value_parser = positive::<usize>, allow_negative_numbers = true)]
+    pub max_chars: Option<usize>,
     /// Threads (stream shards) [default: available cores, at most one per 16 streams]
     #[arg(long, value_parser = threads, allow_negative_numbers = true)]
     pub threads: Option<usize>,
 }
 
 #[derive(Debug, Args)]
+pub struct ScoreArgs {
+    /// Text file: every non-empty line is scored on its own
+    pub file: PathBuf,
+    /// Checkpoint to score with [default: <dir>/best.json, else latest.json]
+    #[arg(long)]
+    pub checkpoint: Option<PathBuf>,
+    /// Directory searched when --checkpoint is not given
+    #[arg(long, default_value = "checkpoints")]
+    pub dir: PathBuf,
+    /// One JSON object per line instead of TSV
+    #[arg(long)]
+    pub json: bool,
+    /// Add each character's surprisal, -ln p in nats, then the <end>'s
+    #[arg(long)]
+    pub per_char: bool,
+    /// Threads [default: available cores]
+    #[arg(long, value_parser = threads, allow_negative_numbers = true)]
+    pub threads: Option<usize>,
+}
+
+#[derive(Debug, Args)]
+pub struct ExportArgs {
+    /// Checkpoint to export [default: <dir>/best.json, else latest.json]
+    #[arg(long)]
+    pub checkpoint: Option<PathBuf>,
+    /// Directory searched when --checkpoint is not given
+    #[arg(long, default_value = "checkpoints")]
+    pub dir: PathBuf,
+    /// File format
+    #[arg(long, default_value = "safetensors")]
+    pub format: ExportFormat,
+    /// File to write
+    #[arg(long, short)]
+    pub output: PathBuf,
+}
+
+#[derive(Debug, Clone, Copy, clap::ValueEnum)]
+pub enum ExportFormat {
+    /// Hugging Face safetensors: f32 tensors with PyTorch's names, config and vocabulary
+    /// in the metadata
+    Safetensors,
+}
+
+#[derive(Debug, Args)]
+pub struct VizArgs {
+    /// Text to show (its first --max-chars characters)
+    pub file: PathBuf,
+    /// Checkpoint [default: <dir>/best.json, else latest.json]
+    #[arg(long)]
+    pub checkpoint: Option<PathBuf>,
+    /// Directory searched when --checkpoint is not given
+    #[arg(long, default_value = "checkpoints")]
+    pub dir: PathBuf,
+    /// HTML file to write
+    #[arg(long, short, default_value = "viz.html")]
+    pub output: PathBuf,
+    /// Characters shown; the page holds every unit's activation for each, about
+    /// layers x hidden x 1.4 bytes per character
+    #[arg(long, default_value_t = 5000, value_parser = positive::<usize>, allow_negative_numbers = true)]
+    pub max_chars: usize,
+}
+
+#[derive(Debug, Args)]
+pub struct PlotArgs {
+    /// Run directories (each with metrics.jsonl, or at least a checkpoint)
+    #[arg(required = true)]
+    pub dirs: Vec<PathBuf>,
+    /// SVG file to write
+    #[arg(long, short, default_value = "plot.svg")]
+    pub output: PathBuf,
+    /// Title of the plot [default: "charrnn: loss"]
+    #[arg(long)]
+    pub title: Option<String>,
+}
+
+#[derive(Debug, Args)]
+pub struct CompletionsArgs {
+    /// Shell to complete for
+    pub shell: clap_complete::Shell,
+}
+
+#[derive(Debug, Args)]
 pub struct BenchArgs {
     /// Text file to train on [default: ../shared/data/tinyshakespeare.txt if present]
     pub corpus: Option<PathBuf>,
+    /// Recurrent cell
     #[arg(long, default_value = "lstm")]
     pub cell: CellKind,
+    /// Stacked layers
     #[arg(long, default_value_t = 2, value_parser = positive::<usize>, allow_negative_numbers = true)]
     pub layers: usize,
+    /// Hidden units per layer
     #[arg(long, default_value_t = 256, value_parser = positive::<usize>, allow_negative_numbers = true)]
     pub hidden: usize,
+    /// Parallel streams per step
     #[arg(long, default_value_t = 64, value_parser = positive::<usize>, allow_negative_numbers = true)]
     pub batch_size: usize,
+    /// Time steps per window
     #[arg(long, default_value_t = 100, value_parser = positive::<usize>, allow_negative_numbers = true)]
     pub seq_len: usize,
     /// Seconds of timed training (after warm-up)
@@ -334,6 +501,14 @@ fn threads(s: &str) -> Result<usize, String> {
 }
 
 const MAX_THREADS: usize = 256;
+
+/// Beams are extended by every character at every step: a few hundred is already slow.
+fn beam_width(s: &str) -> Result<usize, String> {
+    match positive::<usize>(s)? {
+        n if n <= 1000 => Ok(n),
+        _ => Err(format!("must be at most 1000, got {s}")),
+    }
+}
 
 fn unit_interval_open(s: &str) -> Result<f32, String> {
     let v = parse_f64(s)?;

@@ -55,7 +55,7 @@
 //! Train a small LSTM on a text with the library's run loop, then sample from it:
 //!
 //! ```
-//! use charrnn::analysis::eval::evaluate;
+//! use charrnn::analysis::eval::{EvalConfig, evaluate};
 //! use charrnn::decode::sample::{SampleConfig, Sampler};
 //! use charrnn::nn::{CellKind, Model, ModelConfig};
 //! use charrnn::text::{Mode, Vocab, split};
@@ -74,20 +74,21 @@
 //! let tc = TrainConfig {
 //!     batch: 4,
 //!     seq_len: 16,
-//!     lr: LrSchedule { base: 1e-2, decay: 1.0, after: 0 },
+//!     lr: LrSchedule { base: 1e-2, decay: 1.0, after: 0, ..LrSchedule::default() },
 //!     ..TrainConfig::default()
 //! };
-//! let before = evaluate(&model, &tokens, 4, 16, 1).loss();
+//! let eval = EvalConfig { streams: 4, ..EvalConfig::default() };
+//! let before = evaluate(&model, &tokens, &eval).loss();
 //! let opt = Optimizer::new(tc.optimizer, model.param_count());
 //! let progress = Trainer::fresh_progress(&model, &tc);
 //! let mut trainer = Trainer::new(model, opt, tc, &tokens, progress);
-//! let rc = RunConfig { max_steps: 100, time_limit: None, eval_every: 50 };
+//! let rc = RunConfig { max_steps: 100, time_limit: None, eval_every: 50, eval };
 //! let mut validations = 0;
 //! let outcome = run::run(&mut trainer, &tokens, &rc, &mut NoCheckpoints, &|| false, &mut |e| {
 //!     if let run::Event::Validated { .. } = e { validations += 1; }
 //! }).unwrap();
 //! assert_eq!((outcome.reason, validations), (StopReason::MaxSteps, 2));
-//! assert!(evaluate(&trainer.model, &tokens, 4, 16, 1).loss() < before);
+//! assert!(evaluate(&trainer.model, &tokens, &eval).loss() < before);
 //!
 //! let mut sampler = Sampler::new(&trainer.model, &vocab, SampleConfig::default());
 //! sampler.prime("to be").unwrap();

@@ -14,6 +14,16 @@ fn main() -> ExitCode {
         cli::Command::Sample(args) => cmd::sample::run(args),
         cli::Command::Eval(args) => cmd::eval::run(args),
         cli::Command::Bench(args) => cmd::bench::run(args),
+        cli::Command::Score(args) => cmd::score::run(args),
+        cli::Command::Plot(args) => cmd::plot::run(args),
+        cli::Command::Export(args) => cmd::export::run(args),
+        cli::Command::Viz(args) => cmd::viz::run(args),
+        cli::Command::Completions(args) => {
+            use clap::CommandFactory;
+            let mut cmd = cli::Cli::command();
+            clap_complete::generate(args.shell, &mut cmd, "charrnn", &mut std::io::stdout());
+            Ok(())
+        }
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

@@ -7,7 +7,7 @@
 use charrnn::io::checkpoint::{Checkpoint, DataSection};
 use charrnn::nn::infer::Stepper;
 use charrnn::nn::{CellKind, Model, ModelConfig};
-use charrnn::text::corpus::Corpus;
+use charrnn::text::corpus::{Corpus, VocabSource};
 use charrnn::text::{Mode, Vocab, split};
 use charrnn::train::{Optimizer, TrainConfig, Trainer};
 use proptest::prelude::*;
@@ -213,7 +213,7 @@ proptest! {
         for (name, content) in [("raw.txt", bytes.clone()), ("text.txt", text.clone().into_bytes())] {
             let path = dir.path().join(name);
             std::fs::write(&path, &content).unwrap();
-            match Corpus::load(&[path], mode, val, None) {
+            match Corpus::load(&[path], mode, val, VocabSource::Corpus) {
                 Ok(c) => {
                     let chars: usize = c.info.train_chars + c.info.val_chars;
                     let decoded = c.vocab.decode(&c.train).chars().count() + c.vocab.decode(&c.val).chars().count();

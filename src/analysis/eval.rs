@@ -5,15 +5,43 @@ use crate::text::batches::{Batches, Window, shard_rows};
 use rayon::prelude::*;
 use std::ops::Range;
 
-/// Streams the validation text is cut into. Each stream starts from a zero state, so the
-/// measured loss depends (slightly) on this number: training and `charrnn eval` share it so
-/// that their figures agree.
-pub const EVAL_STREAMS: usize = 32;
-/// Shortest stream evaluation cuts a text into (see [`evaluate`]).
+/// How a text is scored: cut into `streams` parts scored side by side, each of which first
+/// reads the `warmup` characters before it (unscored) so that it starts with the state the
+/// text gives rather than a zero state. With a warm-up of a few hundred characters the
+/// result no longer depends on the number of streams (a test holds it to scoring the text
+/// as one stream within 0.5%), and the streams only set the speed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct EvalConfig {
+    /// B: parts scored side by side (fewer for a short text, see [`MIN_EVAL_STREAM_LEN`]).
+    pub streams: usize,
+    /// Steps per window; the state is carried across windows, so this only sets memory
+    /// use and speed.
+    pub window: usize,
+    /// Characters each part reads before its own, unscored.
+    pub warmup: usize,
+    /// Score at most this many positions, in `streams` evenly spaced segments (`None`: all).
+    pub max_chars: Option<usize>,
+    /// Threads (stream shards).
+    pub threads: usize,
+}
+
+impl Default for EvalConfig {
+    fn default() -> Self {
+        EvalConfig {
+            streams: 32,
+            window: 50,
+            warmup: DEFAULT_WARMUP,
+            max_chars: None,
+            threads: 1,
+        }
+    }
+}
+
+/// Characters each evaluation stream reads before its own part (see [`EvalConfig`]).
+pub const DEFAULT_WARMUP: usize = 250;
+/// Shortest part evaluation cuts a text into: a short text gets fewer streams, so that the
+/// warm-up does not cost more than the scoring.
 pub const MIN_EVAL_STREAM_LEN: usize = 100;
-/// Window length of evaluation; the state is carried across windows, so this only sets
-/// memory use and speed.
-pub const EVAL_WINDOW: usize = 25;
 
 /// Mean loss over every scored position of a token stream.
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -39,25 +67,25 @@ impl EvalStats {
     }
 }
 
-/// Scores every position of `tokens` (no dropout), `batch` streams of `seq_len`-step
-/// windows with the state carried, the streams split over `threads` shards.
-pub fn evaluate(
-    model: &Model,
-    tokens: &[u32],
-    batch: usize,
-    seq_len: usize,
-    threads: usize,
-) -> EvalStats {
-    // A short text gets fewer streams, at least MIN_EVAL_STREAM_LEN positions each, so that
-    // few predictions start from a zero state. This depends on the text and `batch` only,
-    // not on `seq_len`: the window length never changes the result.
+/// Scores every position of `tokens` (no dropout), or the sample `config.max_chars` asks
+/// for; see [`EvalConfig`].
+pub fn evaluate(model: &Model, tokens: &[u32], config: &EvalConfig) -> EvalStats {
     let positions = tokens.len().saturating_sub(1);
-    let batch = batch.min((positions / MIN_EVAL_STREAM_LEN).max(1));
-    // The workspace is sized by the window, and no window is longer than a stream: a huge
-    // `seq_len` costs nothing.
-    let seq_len = seq_len.min(positions.div_ceil(batch).max(1));
-    let batches = Batches::new(tokens.len(), batch, seq_len);
-    let n = threads.clamp(1, batch);
+    let batch = config
+        .streams
+        .clamp(1, (positions / MIN_EVAL_STREAM_LEN).max(1));
+    // The workspace is sized by the window, and no window is longer than what a stream
+    // reads: a huge window costs nothing.
+    let longest = positions.div_ceil(batch) + config.warmup;
+    let seq_len = config.window.clamp(1, longest.max(1));
+    let batches = Batches::warm(
+        tokens.len(),
+        batch,
+        seq_len,
+        config.warmup,
+        config.max_chars,
+    );
+    let n = config.threads.clamp(1, batch);
     let mut win = Window::default();
     let packed = PackedWeights::inference(model);
     let mut shards: Vec<(Range<usize>, Workspace, State)> = (0..n)
@@ -91,15 +119,24 @@ mod tests {
     use crate::nn::CellKind;
     use crate::train::trainer::tests::setup;
 
+    fn config(streams: usize, window: usize, threads: usize) -> EvalConfig {
+        EvalConfig {
+            streams,
+            window,
+            threads,
+            ..EvalConfig::default()
+        }
+    }
+
     /// The state is carried across windows, so the window length changes nothing but the
     /// rounding; the thread count changes nothing at all in the stream split.
     #[test]
     fn evaluation_does_not_depend_on_window_or_threads() {
         let (model, _, toks) = setup(CellKind::Lstm, 1, 0.0);
-        let base = evaluate(&model, &toks, 4, 25, 1);
+        let base = evaluate(&model, &toks, &config(4, 25, 1));
         assert_eq!(base.count, crate::text::split::scored_positions(&toks));
         for (seq_len, threads) in [(7, 1), (100, 2), (1, 2)] {
-            let e = evaluate(&model, &toks, 4, seq_len, threads);
+            let e = evaluate(&model, &toks, &config(4, seq_len, threads));
             assert_eq!(e.count, base.count);
             assert!(
                 (e.loss() - base.loss()).abs() < 1e-5,
@@ -108,5 +145,22 @@ mod tests {
                 base.loss()
             );
         }
+    }
+
+    /// A sample scores at most `max_chars` positions.
+    #[test]
+    fn a_sample_is_bounded() {
+        let (model, _, toks) = setup(CellKind::Gru, 1, 0.0);
+        let full = evaluate(&model, &toks, &config(2, 10, 1));
+        let sample = evaluate(
+            &model,
+            &toks,
+            &EvalConfig {
+                max_chars: Some(60),
+                ..config(2, 10, 1)
+            },
+        );
+        assert!(sample.count <= 60 && sample.count >= 50, "{}", sample.count);
+        assert!(full.count > 150);
     }
 }

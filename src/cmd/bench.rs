@@ -4,12 +4,12 @@
 
 use crate::cli::BenchArgs;
 use anyhow::{Result, bail};
-use charrnn::analysis::eval::{EVAL_STREAMS, EVAL_WINDOW, evaluate};
+use charrnn::analysis::eval::{EvalConfig, evaluate};
 use charrnn::decode::sample::{SampleConfig, Sampler};
 use charrnn::io::checkpoint::{Checkpoint, DataSection};
 use charrnn::nn::{Model, ModelConfig};
 use charrnn::text::Mode;
-use charrnn::text::corpus::Corpus;
+use charrnn::text::corpus::{Corpus, VocabSource};
 use charrnn::text::vocab::Vocab;
 use charrnn::train::schedule::LrSchedule;
 use charrnn::train::{Optimizer, TrainConfig, Trainer};
@@ -33,7 +33,12 @@ pub fn run(args: BenchArgs) -> Result<()> {
             p
         }
     };
-    let corpus = Corpus::load(std::slice::from_ref(&path), Mode::Stream, 0.1, None)?;
+    let corpus = Corpus::load(
+        std::slice::from_ref(&path),
+        Mode::Stream,
+        0.1,
+        VocabSource::Corpus,
+    )?;
     let (vocab, train_tokens, val_tokens) = (&corpus.vocab, &corpus.train, &corpus.val);
     let batch_len = args.batch_size.checked_mul(args.seq_len);
     if batch_len.is_none_or(|n| train_tokens.len() <= n) {
@@ -63,6 +68,7 @@ pub fn run(args: BenchArgs) -> Result<()> {
             base: 2e-3,
             decay: 1.0,
             after: 0,
+            ..LrSchedule::default()
         },
         optimizer: Default::default(),
         grad_clip: 5.0,
@@ -91,9 +97,10 @@ pub fn run(args: BenchArgs) -> Result<()> {
     let eval = evaluate(
         &trainer.model,
         val_tokens,
-        EVAL_STREAMS,
-        EVAL_WINDOW,
-        threads,
+        &EvalConfig {
+            threads,
+            ..EvalConfig::default()
+        },
     );
     let eval_cps = eval.count as f64 / t0.elapsed().as_secs_f64();
 

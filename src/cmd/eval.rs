@@ -2,9 +2,9 @@
 
 use crate::cli::EvalArgs;
 use anyhow::{Context, Result, bail};
-use charrnn::analysis::eval::evaluate;
+use charrnn::analysis::eval::{EvalConfig, evaluate};
 use charrnn::io::checkpoint::Checkpoint;
-use charrnn::text::corpus::{Corpus, read_utf8};
+use charrnn::text::corpus::{Corpus, VocabSource, read_utf8};
 use charrnn::text::split;
 use std::path::PathBuf;
 
@@ -29,7 +29,13 @@ pub fn run(args: EvalArgs) -> Result<()> {
                 );
             }
             let paths: Vec<PathBuf> = ck.data.sources.iter().map(PathBuf::from).collect();
-            let corpus = Corpus::load(&paths, mode, ck.data.val_fraction, Some(&vocab)).context(
+            let corpus = Corpus::load(
+                &paths,
+                mode,
+                ck.data.val_fraction,
+                VocabSource::Fixed(&vocab),
+            )
+            .context(
                 "cannot re-read the corpus recorded in the checkpoint; pass a file to evaluate on",
             )?;
             let chars = corpus.info.val_chars;
@@ -47,9 +53,16 @@ pub fn run(args: EvalArgs) -> Result<()> {
     }
     let threads = args
         .threads
-        .unwrap_or_else(|| super::default_threads(args.batch_size));
+        .unwrap_or_else(|| super::default_threads(args.streams));
     let t0 = std::time::Instant::now();
-    let stats = evaluate(&model, &tokens, args.batch_size, args.seq_len, threads);
+    let config = EvalConfig {
+        streams: args.streams,
+        window: args.window,
+        warmup: args.warmup,
+        max_chars: args.max_chars,
+        threads,
+    };
+    let stats = evaluate(&model, &tokens, &config);
     let secs = t0.elapsed().as_secs_f64();
     if args.json {
         let doc = serde_json::json!({

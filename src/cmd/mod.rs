@@ -2,10 +2,14 @@
 
 pub mod bench;
 pub mod eval;
+pub mod export;
+pub mod plot;
 mod progress;
 pub mod sample;
+pub mod score;
 mod signals;
 pub mod train;
+pub mod viz;
 
 use anyhow::{Result, bail};
 use std::path::{Path, PathBuf};

@@ -4,13 +4,15 @@
 use crate::cli::TrainArgs;
 use crate::cmd::progress::Reporter;
 use anyhow::{Result, bail};
+use charrnn::analysis::eval::EvalConfig;
 use charrnn::decode::sample::{SampleConfig, Sampler};
 use charrnn::io::checkpoint::Checkpoint;
 use charrnn::io::fs::check_fits;
+use charrnn::io::metrics::MetricsLog;
 use charrnn::io::rundir::RunDir;
 use charrnn::nn::{CellKind, Model, ModelConfig};
 use charrnn::text::Mode;
-use charrnn::text::corpus::Corpus;
+use charrnn::text::corpus::{Corpus, VocabSource};
 use charrnn::train::run::{self, RunConfig, StopReason};
 use charrnn::train::{Optimizer, TrainConfig, Trainer};
 use rand::SeedableRng;
@@ -31,6 +33,41 @@ pub fn run(args: TrainArgs) -> Result<()> {
     if let (Some(_), Some(flag)) = (&resumed, args.fixed_by_checkpoint()) {
         bail!("{flag} is fixed by the checkpoint being resumed; leave it out with --resume");
     }
+    // Fine-tuning: another run's weights, with a fresh optimizer and schedule.
+    let init = match &args.init_from {
+        Some(path) => {
+            let ck = Checkpoint::load(path)?;
+            let (model, vocab) = ck.model()?;
+            let c = model.config;
+            for (flag, given, has) in [
+                (
+                    "--cell",
+                    args.cell.map(|x| x.to_string()),
+                    c.cell.to_string(),
+                ),
+                (
+                    "--layers",
+                    args.layers.map(|x| x.to_string()),
+                    c.layers.to_string(),
+                ),
+                (
+                    "--hidden",
+                    args.hidden.map(|x| x.to_string()),
+                    c.hidden.to_string(),
+                ),
+            ] {
+                if given.as_ref().is_some_and(|g| *g != has) {
+                    bail!(
+                        "{flag} {} differs from the model of {} ({has}); leave it out with --init-from",
+                        given.unwrap(),
+                        path.display()
+                    );
+                }
+            }
+            Some((path, model, vocab, ck.data.mode, ck.progress.step))
+        }
+        None => None,
+    };
 
     // The text.
     let paths: Vec<PathBuf> = match (&resumed, args.corpus.is_empty()) {
@@ -41,16 +78,18 @@ pub fn run(args: TrainArgs) -> Result<()> {
     let (mode, val_fraction) = match &resumed {
         Some(r) => (r.data.mode, r.data.val_fraction),
         None => (
-            args.mode.unwrap_or(Mode::Stream),
+            args.mode
+                .or(init.as_ref().map(|i| i.3))
+                .unwrap_or(Mode::Stream),
             args.val_fraction.unwrap_or(0.1),
         ),
     };
-    let corpus = Corpus::load(
-        &paths,
-        mode,
-        val_fraction,
-        resumed.as_ref().map(|r| &r.vocab),
-    )?;
+    let source = match (&resumed, &init) {
+        (Some(r), _) => VocabSource::Fixed(&r.vocab),
+        (None, Some(i)) => VocabSource::Extend(&i.2),
+        (None, None) => VocabSource::Corpus,
+    };
+    let corpus = Corpus::load(&paths, mode, val_fraction, source)?;
     if paths.iter().any(|p| p.is_dir()) {
         eprintln!("charrnn: {}", describe_files(&corpus));
     }
@@ -59,7 +98,10 @@ pub fn run(args: TrainArgs) -> Result<()> {
     // before the memory it needs is known to be there.
     let positions = corpus.train.len().saturating_sub(1);
     let (model, optimizer, config, progress, eval_every_saved) = match resumed {
-        Some(r) => {
+        Some(mut r) => {
+            if let Some(lr) = args.lr {
+                r.train.lr.base = lr;
+            }
             check_length(positions, &corpus, r.train.seq_len)?;
             check_memory(&r.model.config, &r.train)?;
             (
@@ -80,11 +122,49 @@ pub fn run(args: TrainArgs) -> Result<()> {
                 );
                 config.batch = batch;
             }
-            let model_config = args.model_config(corpus.vocab.len());
+            let mut model_config = args.model_config(corpus.vocab.len());
+            if let Some((_, m, _, _, _)) = &init {
+                model_config = ModelConfig {
+                    vocab_size: corpus.vocab.len(),
+                    dropout: args.dropout.unwrap_or(m.config.dropout),
+                    ..m.config
+                };
+            }
             check_memory(&model_config, &config)?;
             model_config.validate().map_err(anyhow::Error::msg)?;
-            let mut model = Model::new(model_config);
-            model.init(&mut rand_chacha::ChaCha8Rng::seed_from_u64(config.seed));
+            let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(config.seed);
+            let mut model = match &init {
+                Some((path, m, old, _, step)) => {
+                    let new: Vec<String> = corpus
+                        .vocab
+                        .chars()
+                        .iter()
+                        .filter(|c| old.id(**c).is_none())
+                        .map(|c| format!("{c:?}"))
+                        .collect();
+                    eprintln!(
+                        "charrnn: starting from the weights of {} (step {step}) with a fresh optimizer and schedule{}",
+                        path.display(),
+                        if new.is_empty() {
+                            String::new()
+                        } else {
+                            format!(
+                                "; {} new characters get fresh weights: {}",
+                                new.len(),
+                                new.join(" ")
+                            )
+                        }
+                    );
+                    let mut m = m.with_vocab(old, &corpus.vocab, &mut rng);
+                    m.config.dropout = model_config.dropout;
+                    m
+                }
+                None => {
+                    let mut m = Model::new(model_config);
+                    m.init(&mut rng);
+                    m
+                }
+            };
             if let Some(b) = args.forget_bias {
                 if model.config.cell != CellKind::Lstm {
                     bail!("--forget-bias applies to --cell lstm only");
@@ -108,14 +188,21 @@ pub fn run(args: TrainArgs) -> Result<()> {
         .eval_every
         .or(eval_every_saved)
         .unwrap_or((windows / 2).clamp(10, 1000));
-    let epoch_steps = match args.epochs {
-        Some(e) => (e as u64).saturating_mul(windows),
-        None => (DEFAULT_EPOCHS as u64 * windows).max(MIN_DEFAULT_STEPS),
+    // A run stops at --epochs, --max-steps or --time-limit, whichever comes first; with
+    // none of them, after DEFAULT_EPOCHS. A time limit alone is the whole budget.
+    let epoch_steps = match (args.epochs, args.max_steps, args.time_limit) {
+        (Some(e), _, _) => (e as u64).saturating_mul(windows),
+        (None, None, None) => (DEFAULT_EPOCHS as u64 * windows).max(MIN_DEFAULT_STEPS),
+        _ => u64::MAX,
     };
     let run_config = RunConfig {
         max_steps: args.max_steps.unwrap_or(u64::MAX).min(epoch_steps),
         time_limit: args.time_limit,
         eval_every,
+        eval: EvalConfig {
+            max_chars: (args.val_chars > 0).then_some(args.val_chars),
+            ..EvalConfig::default()
+        },
     };
     let resumed_from = args.resume.as_deref().map(|p| (p, trainer.progress.step));
     let out = match (&args.out, &args.resume) {
@@ -156,6 +243,8 @@ pub fn run(args: TrainArgs) -> Result<()> {
         );
     }
 
+    let resumed_step = args.resume.as_ref().map(|_| trainer.progress.step);
+    let mut metrics = MetricsLog::open(&out, resumed_step, (eval_every / 5).max(1))?;
     let signals = super::signals::Signals::install()?;
     let mut report = Reporter::new(trainer.progress.step, run_config.max_steps);
     let outcome = run::run(
@@ -164,9 +253,15 @@ pub fn run(args: TrainArgs) -> Result<()> {
         &run_config,
         &mut dir,
         &|| signals.received().is_some(),
-        &mut |e| report.event(&e),
+        &mut |e| {
+            report.event(&e);
+            metrics.event(&e);
+        },
     );
     report.finish();
+    if let Err(e) = metrics.finish() {
+        eprintln!("charrnn: warning: {e:#}");
+    }
     let outcome = outcome?;
     let (latest, best) = (dir.latest(), dir.best());
     if let StopReason::Diverged {

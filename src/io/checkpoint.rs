@@ -414,6 +414,7 @@ mod tests {
                 base: 2e-3,
                 decay: 0.97,
                 after: 10,
+                ..LrSchedule::default()
             },
             optimizer: OptimConfig::new(OptimizerKind::Adam),
             grad_clip: 5.0,

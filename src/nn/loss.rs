@@ -19,6 +19,28 @@ pub fn softmax_cross_entropy(logits: &mut [f32], v: usize, y: &[u32], valid: &[b
     total
 }
 
+/// [`softmax_cross_entropy`] that also writes each row's `-ln p_n[y_n]` into `nll` ([N];
+/// 0 for rows not scored).
+pub fn softmax_cross_entropy_each(
+    logits: &mut [f32],
+    v: usize,
+    y: &[u32],
+    valid: &[bool],
+    nll: &mut [f32],
+) -> f64 {
+    let mut total = 0.0f64;
+    for (n, row) in logits.chunks_exact_mut(v).enumerate() {
+        let target = row[y[n] as usize];
+        let (max, sum) = softmax_row(row);
+        let l = (sum as f64).ln() - (target - max) as f64;
+        nll[n] = if valid[n] { l as f32 } else { 0.0 };
+        if valid[n] {
+            total += l;
+        }
+    }
+    total
+}
+
 simd_dispatch! {
     /// Replaces `row` by its softmax; returns the row's maximum and Σ exp(z - max).
     pub(crate) fn softmax_row(row: &mut [f32]) -> (f32, f32) => softmax_row_imp

@@ -13,10 +13,13 @@
 
 use crate::kernels::{PackedMatrix, add_assign, add_row_sums, matmul};
 use crate::nn::cell::{self, CellKind};
-use crate::nn::loss::{softmax_cross_entropy, softmax_cross_entropy_backward};
+use crate::nn::loss::{
+    softmax_cross_entropy, softmax_cross_entropy_backward, softmax_cross_entropy_each,
+};
 use crate::nn::params::{Layout, TensorId};
 use crate::nn::{State, Workspace};
 use crate::text::batches::Window;
+use crate::text::vocab::Vocab;
 use ndarray::{ArrayView2, ArrayViewMut2};
 use rand::{Rng, RngExt};
 // A concrete generator, not `dyn Rng`: dropout draws one number per unit, and a virtual call
@@ -200,6 +203,66 @@ impl Model {
         }
     }
 
+    /// The same network over a larger vocabulary `new`, a superset of `old` (the one this
+    /// model was trained with), for fine-tuning on text with characters it has not seen. The
+    /// input columns and output rows of known characters move to their new ids; those of new
+    /// characters are initialised as [`Model::init`] does, and their output bias starts at
+    /// the smallest bias of the known characters, so that the model does not predict them
+    /// before it has been trained on them.
+    pub fn with_vocab(&self, old: &Vocab, new: &Vocab, rng: &mut impl Rng) -> Model {
+        assert_eq!(
+            old.len(),
+            self.config.vocab_size,
+            "with_vocab: old vocabulary"
+        );
+        let mut m = Model::new(ModelConfig {
+            vocab_size: new.len(),
+            ..self.config
+        });
+        m.init(rng);
+        // New id of each old id: the special tokens keep theirs.
+        let map: Vec<usize> = (0..old.len() as u32)
+            .map(|id| match old.char_of(id) {
+                Some(c) => new.id(c).expect("the new vocabulary contains the old one") as usize,
+                None => id as usize,
+            })
+            .collect();
+        // Every tensor but the first layer's input weights and the head is copied as it is.
+        for (k, (old, new)) in self
+            .layout
+            .tensors
+            .iter()
+            .zip(&m.layout.tensors)
+            .enumerate()
+        {
+            if k != self.layers[0].w_ih && k != self.head_w && k != self.head_b {
+                m.params[new.range()].copy_from_slice(&self.params[old.range()]);
+            }
+        }
+        let (w_old, mut w_new) = (
+            self.w_ih(0),
+            m.layout.mat_mut(&mut m.params, m.layers[0].w_ih),
+        );
+        for (o, &n) in map.iter().enumerate() {
+            w_new.column_mut(n).assign(&w_old.column(o));
+        }
+        let (h_old, mut h_new) = (self.head_w(), m.layout.mat_mut(&mut m.params, m.head_w));
+        for (o, &n) in map.iter().enumerate() {
+            h_new.row_mut(n).assign(&h_old.row(o));
+        }
+        let b_old = self.head_b();
+        let lowest = b_old[crate::text::vocab::SPECIALS..]
+            .iter()
+            .copied()
+            .fold(f32::INFINITY, f32::min);
+        let b_new = m.layout.slice_mut(&mut m.params, m.head_b);
+        b_new.fill(if lowest.is_finite() { lowest } else { 0.0 });
+        for (o, &n) in map.iter().enumerate() {
+            b_new[n] = b_old[o];
+        }
+        m
+    }
+
     /// LSTM only: sets the forget-gate bias so that `b_if + b_hf = value` (Jozefowicz et al.
     /// 2015 recommend 1.0, so that early gradients are not forgotten), by writing `value`
     /// into `bias_ih` and zero into `bias_hh`. PyTorch leaves it at the uniform init.
@@ -356,6 +419,25 @@ impl Model {
         let n = ws.t_len * ws.batch;
         let v = self.config.vocab_size;
         softmax_cross_entropy(&mut ws.logits[..n * v], v, &ws.y, &ws.valid)
+    }
+
+    /// Forward pass without dropout that also writes each position's loss `-ln p(y)` into
+    /// `nll` ([T, B_rows], 0 where the position is not scored); returns their sum. For
+    /// scoring text position by position.
+    pub fn forward_each(
+        &self,
+        packed: &PackedWeights,
+        ws: &mut Workspace,
+        win: &Window,
+        rows: Range<usize>,
+        state: &mut State,
+        nll: &mut [f32],
+    ) -> f64 {
+        ws.load_window(win, rows);
+        self.forward_logits(packed, ws, state, None);
+        let n = ws.t_len * ws.batch;
+        let v = self.config.vocab_size;
+        softmax_cross_entropy_each(&mut ws.logits[..n * v], v, &ws.y, &ws.valid, &mut nll[..n])
     }
 
     /// The raw logits of rows `rows` of a window, [T, B_rows, V], without loss or dropout.

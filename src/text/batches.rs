@@ -30,35 +30,66 @@ pub struct Window {
     pub count: usize,
 }
 
-/// The cutting of a token stream into `B` contiguous streams read `T` steps at a time.
+/// The cutting of a token stream into `B` streams read `T` steps at a time.
 ///
-/// The `n - 1` positions are divided into `B` streams of `ceil((n-1)/B)` positions; the last
-/// stream may be shorter and is padded with unscored, reset positions. Stream `b`'s targets
-/// run one token into stream `b+1`, so every position is predicted exactly once per epoch:
-/// nothing is dropped and nothing duplicated. An epoch is `ceil(stream_len / T)` windows, the
-/// last of which may be shorter than `T`.
+/// Training ([`Batches::new`]): the `n - 1` positions are divided into `B` contiguous
+/// streams of `ceil((n-1)/B)` positions; the last stream may be shorter and is padded with
+/// unscored, reset positions. Stream `b`'s targets run one token into stream `b+1`, so every
+/// position is predicted exactly once per epoch: nothing is dropped and nothing duplicated.
+/// An epoch is `ceil(stream_len / T)` windows, the last of which may be shorter than `T`.
+///
+/// Evaluation ([`Batches::warm`]) adds two things. Each stream first reads the `warmup`
+/// positions before its own, unscored, so that it enters its part of the text with the
+/// state the text before it gives instead of a zero state: the score then no longer depends
+/// on how many streams the text is cut into. And the scored parts can be a sample: `B`
+/// evenly spaced segments of at most `max_scored / B` positions each (`stride` apart).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Batches {
     pub batch: usize,
     pub seq_len: usize,
+    /// Scored positions per stream.
     pub stream_len: usize,
+    /// Distance between the starts of consecutive streams (`stream_len` unless sampling).
+    pub stride: usize,
+    /// Unscored positions each stream reads before its own.
+    pub warmup: usize,
     pub windows: usize,
     positions: usize,
 }
 
 impl Batches {
+    /// Contiguous streams covering every position, for training.
     pub fn new(n_tokens: usize, batch: usize, seq_len: usize) -> Batches {
+        Batches::warm(n_tokens, batch, seq_len, 0, None)
+    }
+
+    /// Streams that first read `warmup` positions of the text before their own; with
+    /// `max_scored`, at most that many positions are scored, in `batch` evenly spaced
+    /// segments.
+    pub fn warm(
+        n_tokens: usize,
+        batch: usize,
+        seq_len: usize,
+        warmup: usize,
+        max_scored: Option<usize>,
+    ) -> Batches {
         assert!(
             batch > 0 && seq_len > 0,
             "batch and seq_len must be positive"
         );
         let positions = n_tokens.saturating_sub(1);
-        let stream_len = positions.div_ceil(batch);
+        let stride = positions.div_ceil(batch);
+        let stream_len = match max_scored {
+            Some(m) if m < positions => (m / batch).clamp(1, stride),
+            _ => stride,
+        };
         Batches {
             batch,
             seq_len,
             stream_len,
-            windows: stream_len.div_ceil(seq_len),
+            stride,
+            warmup,
+            windows: (warmup + stream_len).div_ceil(seq_len),
             positions,
         }
     }
@@ -67,7 +98,7 @@ impl Batches {
     pub fn window(&self, tokens: &[u32], w: usize, out: &mut Window) {
         assert!(w < self.windows, "window {w} out of range");
         let t0 = w * self.seq_len;
-        let t_len = self.seq_len.min(self.stream_len - t0);
+        let t_len = self.seq_len.min(self.warmup + self.stream_len - t0);
         let n = t_len * self.batch;
         out.t_len = t_len;
         out.batch = self.batch;
@@ -81,16 +112,23 @@ impl Batches {
         out.reset.resize(n, true);
         out.count = 0;
         for t in 0..t_len {
+            // Step `t0 + t` of every stream: position start + step - warmup of the text.
+            let step = t0 + t;
             for b in 0..self.batch {
-                let p = b * self.stream_len + t0 + t;
-                if p >= self.positions {
+                let Some(p) = (b * self.stride + step).checked_sub(self.warmup) else {
+                    continue;
+                };
+                if p >= self.positions || p >= b * self.stride + self.stream_len {
                     continue;
                 }
                 let i = t * self.batch + b;
                 out.x[i] = tokens[p];
                 out.y[i] = tokens[p + 1];
-                out.reset[i] = tokens[p] == START;
-                out.valid[i] = tokens[p] != END;
+                // A stream's first position starts from a zero state (what came before it in
+                // the window was padding).
+                let first = p == (b * self.stride).saturating_sub(self.warmup);
+                out.reset[i] = tokens[p] == START || first;
+                out.valid[i] = tokens[p] != END && step >= self.warmup;
                 out.count += out.valid[i] as usize;
             }
         }
@@ -154,5 +192,42 @@ mod tests {
         assert_eq!(w.reset, vec![true, false, false, true, false]);
         assert_eq!(w.valid, vec![true, true, false, true, true]);
         assert_eq!(w.count, 4);
+    }
+
+    /// With a warm-up, every position is still scored exactly once, and each stream reads the
+    /// positions just before its own first; with a cap, the scored positions are evenly
+    /// spaced segments.
+    #[test]
+    fn warm_streams_score_each_position_once() {
+        let tokens: Vec<u32> = (0..200)
+            .map(|i| if i == 0 { START } else { 2 + i % 5 })
+            .collect();
+        for (batch, seq_len, warmup) in [(1, 7, 5), (4, 9, 13), (7, 3, 40), (3, 50, 100)] {
+            let bs = Batches::warm(tokens.len(), batch, seq_len, warmup, None);
+            let mut scored = vec![0; tokens.len()];
+            let mut read_before = vec![false; batch];
+            let mut w = Window::default();
+            for k in 0..bs.windows {
+                bs.window(&tokens, k, &mut w);
+                for t in 0..w.t_len {
+                    for b in 0..batch {
+                        let i = t * batch + b;
+                        let step = k * seq_len + t;
+                        if w.valid[i] {
+                            scored[b * bs.stride + step - warmup] += 1;
+                        } else if step < warmup && w.x[i] != END {
+                            read_before[b] = true;
+                        }
+                    }
+                }
+            }
+            assert!(
+                scored[..tokens.len() - 1].iter().all(|&n| n == 1),
+                "B={batch} T={seq_len} W={warmup}"
+            );
+            assert!(read_before[1..].iter().all(|&r| r), "B={batch} W={warmup}");
+        }
+        let bs = Batches::warm(tokens.len(), 4, 8, 10, Some(40));
+        assert_eq!((bs.stream_len, bs.stride), (10, 50));
     }
 }

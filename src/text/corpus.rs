@@ -19,6 +19,17 @@ pub struct CorpusInfo {
     pub val_chars: usize,
 }
 
+/// Which vocabulary a corpus is encoded with.
+#[derive(Debug, Clone, Copy)]
+pub enum VocabSource<'a> {
+    /// The corpus's own characters.
+    Corpus,
+    /// A given one (a checkpoint's); a character outside it is an error.
+    Fixed(&'a Vocab),
+    /// A given one plus the corpus's characters it lacks (fine-tuning a model on new text).
+    Extend(&'a Vocab),
+}
+
 /// A corpus ready to train on: the vocabulary and the two token streams.
 #[derive(Debug, Clone)]
 pub struct Corpus {
@@ -34,12 +45,12 @@ pub struct Corpus {
 
 impl Corpus {
     /// Reads `paths` (see [`read`]), cuts them into sequences and a validation split, and
-    /// encodes them with `vocab`, or with the vocabulary of the whole corpus if `None`.
+    /// encodes them with the vocabulary `vocab` says.
     pub fn load(
         paths: &[PathBuf],
         mode: Mode,
         val_fraction: f64,
-        vocab: Option<&Vocab>,
+        vocab: VocabSource,
     ) -> Result<Corpus> {
         let list = list_files(paths)?;
         let (sources, texts): (Vec<String>, Vec<String>) = read_files(&list.files, text_limit())?
@@ -51,9 +62,11 @@ impl Corpus {
         if train_seqs.iter().chain(&val_seqs).all(|s| s.is_empty()) {
             bail!("the corpus is empty: {}", join_paths(paths));
         }
+        let own = || Vocab::from_texts(train_seqs.iter().chain(&val_seqs).map(|s| s.as_str()));
         let vocab = match vocab {
-            Some(v) => v.clone(),
-            None => Vocab::from_texts(train_seqs.iter().chain(&val_seqs).map(|s| s.as_str())),
+            VocabSource::Corpus => own(),
+            VocabSource::Fixed(v) => v.clone(),
+            VocabSource::Extend(v) => v.union(&own()),
         };
         let unknown = |e| anyhow!("the corpus does not fit the checkpoint's vocabulary: {e}");
         let count = |seqs: &[String]| seqs.iter().map(|s| s.chars().count()).sum::<usize>();

@@ -63,6 +63,15 @@ impl Vocab {
         Ok(Vocab { chars })
     }
 
+    /// The characters of both vocabularies, sorted.
+    pub fn union(&self, other: &Vocab) -> Vocab {
+        let mut chars = self.chars.clone();
+        chars.extend(&other.chars);
+        chars.sort_unstable();
+        chars.dedup();
+        Vocab { chars }
+    }
+
     /// The characters, in id order (id = index + SPECIALS).
     pub fn chars(&self) -> &[char] {
         &self.chars

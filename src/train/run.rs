@@ -4,7 +4,7 @@
 //! plain log and a metrics file are each one consumer of the events, and where checkpoints
 //! go is a [`Checkpointer`].
 
-use crate::analysis::eval::{EVAL_STREAMS, EVAL_WINDOW, evaluate};
+use crate::analysis::eval::{EvalConfig, evaluate};
 use crate::train::trainer::{Diverged, HistoryPoint, StepReport, Trainer};
 use anyhow::Result;
 use std::time::Instant;
@@ -18,6 +18,8 @@ pub struct RunConfig {
     pub time_limit: Option<f64>,
     /// Steps between validations (each followed by a checkpoint).
     pub eval_every: u64,
+    /// How validation scores the held-out text (its `threads` are the trainer's).
+    pub eval: EvalConfig,
 }
 
 /// Where a run's checkpoints go.
@@ -70,6 +72,8 @@ pub struct StepInfo {
     pub step: u64,
     /// Epochs completed, with the fraction of the current one.
     pub epoch: f64,
+    /// Training seconds so far, over all runs (validation excluded).
+    pub seconds: f64,
     /// Exponential moving average of the training loss (weight 0.05 per step).
     pub smoothed_loss: f64,
     /// Training characters per second in this run (validation excluded).
@@ -88,6 +92,9 @@ pub enum Event<'a> {
     Validated {
         point: &'a HistoryPoint,
         best: bool,
+        /// The learning rate of the last step, and the training speed of this run.
+        lr: f32,
+        chars_per_s: f64,
     },
     /// The checkpoints of `step` were written.
     Saved {
@@ -129,7 +136,7 @@ pub fn run(
 ) -> Result<Outcome> {
     let start = Instant::now();
     let first_step = trainer.progress.step;
-    let mut tracker = Tracker::new(trainer);
+    let mut tracker = Tracker::new(trainer, config.eval);
     let (mut chars, mut train_secs) = (0usize, 0.0f64);
     let mut ema: Option<f64> = None;
     let mut last_saved: Option<u64> = None;
@@ -146,6 +153,7 @@ pub fn run(
         if stop() {
             break StopReason::Interrupted;
         }
+        trainer.run_fraction = run_fraction(config, trainer.progress.step, &start);
         let t0 = Instant::now();
         let r = match trainer.step() {
             Ok(r) => r,
@@ -171,7 +179,8 @@ pub fn run(
         ema = Some(ema.map_or(r.loss, |e| 0.95 * e + 0.05 * r.loss));
         tracker.add(r.loss);
         if trainer.progress.step.is_multiple_of(config.eval_every) {
-            tracker.validate_and_save(trainer, val_tokens, checkpoints, on_event)?;
+            let speed = chars as f64 / train_secs.max(1e-9);
+            tracker.validate_and_save(trainer, val_tokens, checkpoints, on_event, r.lr, speed)?;
             last_saved = Some(trainer.progress.step);
         }
         let steps_done = (trainer.progress.step - first_step).max(1) as f64;
@@ -184,6 +193,7 @@ pub fn run(
             report: r,
             step: trainer.progress.step,
             epoch: trainer.epoch_fraction(),
+            seconds: trainer.progress.elapsed,
             smoothed_loss: ema.unwrap_or(r.loss),
             chars_per_s: chars as f64 / train_secs.max(1e-9),
             eta_seconds: eta,
@@ -191,7 +201,12 @@ pub fn run(
         }));
     };
     if last_saved != Some(trainer.progress.step) {
-        tracker.validate_and_save(trainer, val_tokens, checkpoints, on_event)?;
+        let speed = chars as f64 / train_secs.max(1e-9);
+        let lr = trainer
+            .config
+            .lr
+            .lr(trainer.progress.epoch, trainer.run_fraction);
+        tracker.validate_and_save(trainer, val_tokens, checkpoints, on_event, lr, speed)?;
     }
     Ok(Outcome {
         reason,
@@ -203,16 +218,35 @@ pub fn run(
     })
 }
 
+/// How far through the run the trainer is, for the learning-rate schedule: the larger of the
+/// fraction of `max_steps` taken and of `time_limit` spent, so that the schedule reaches its
+/// end when the run does, whichever rule stops it. (Steps are counted from 0, so a resumed
+/// step-limited run continues its schedule exactly; a time-limited run fits the schedule to
+/// the time it is given.)
+pub fn run_fraction(config: &RunConfig, step: u64, start: &Instant) -> f64 {
+    let by_steps = if config.max_steps == u64::MAX {
+        0.0
+    } else {
+        step as f64 / config.max_steps.max(1) as f64
+    };
+    let by_time = config
+        .time_limit
+        .map_or(0.0, |l| start.elapsed().as_secs_f64() / l);
+    by_steps.max(by_time).min(1.0)
+}
+
 /// Training losses since the last validation, and the validation that decides "best".
 struct Tracker {
+    eval: EvalConfig,
     loss_sum: f64,
     loss_n: usize,
     last_val: Option<f64>,
 }
 
 impl Tracker {
-    fn new(trainer: &Trainer) -> Tracker {
+    fn new(trainer: &Trainer, eval: EvalConfig) -> Tracker {
         Tracker {
+            eval,
             loss_sum: 0.0,
             loss_n: 0,
             last_val: trainer
@@ -237,10 +271,17 @@ impl Tracker {
         val_tokens: &[u32],
         checkpoints: &mut dyn Checkpointer,
         on_event: &mut dyn FnMut(Event),
+        lr: f32,
+        chars_per_s: f64,
     ) -> Result<()> {
         let threads = t.config.threads;
-        let val = (val_tokens.len() >= 2)
-            .then(|| evaluate(&t.model, val_tokens, EVAL_STREAMS, EVAL_WINDOW, threads).loss());
+        let val = (val_tokens.len() >= 2).then(|| {
+            let config = EvalConfig {
+                threads,
+                ..self.eval
+            };
+            evaluate(&t.model, val_tokens, &config).loss()
+        });
         let improved = match (val, t.progress.best_val_loss) {
             (Some(v), Some(b)) => v < b,
             _ => true,
@@ -260,6 +301,8 @@ impl Tracker {
             on_event(Event::Validated {
                 point: &point,
                 best: improved,
+                lr,
+                chars_per_s,
             });
         }
         self.loss_sum = 0.0;

@@ -204,6 +204,9 @@ pub struct Trainer<'a> {
     /// A window loss above this counts as divergence: a fresh model scores about ln V, and
     /// a healthy run only goes down from there.
     pub max_loss: f64,
+    /// How far through its run training is, in [0, 1], for the learning-rate schedule; set by
+    /// the run loop before each step (see [`crate::train::run`]).
+    pub run_fraction: f64,
 }
 
 impl<'a> Trainer<'a> {
@@ -241,6 +244,7 @@ impl<'a> Trainer<'a> {
             shards,
             window: Window::default(),
             max_loss: (3.0 * (model_vocab as f64).ln()).max(5.0),
+            run_fraction: 0.0,
         }
     }
 
@@ -361,7 +365,7 @@ impl<'a> Trainer<'a> {
                 params_non_finite: false,
             });
         }
-        let lr = self.config.lr.lr(self.progress.epoch);
+        let lr = self.config.lr.lr(self.progress.epoch, self.run_fraction);
         if !self.optimizer.update(&mut self.model.params, grads, lr) {
             return Err(Diverged {
                 step: self.progress.step + 1,
@@ -395,6 +399,14 @@ pub(crate) mod tests {
     use crate::text::vocab::Vocab;
     use crate::train::optim::OptimizerKind;
 
+    pub(crate) fn small_eval() -> crate::analysis::eval::EvalConfig {
+        crate::analysis::eval::EvalConfig {
+            streams: 4,
+            window: 16,
+            ..Default::default()
+        }
+    }
+
     pub(crate) fn setup(
         cell: CellKind,
         threads: usize,
@@ -418,6 +430,7 @@ pub(crate) mod tests {
                 base: 1e-2,
                 decay: 1.0,
                 after: 0,
+                ..LrSchedule::default()
             },
             optimizer: OptimConfig::new(OptimizerKind::Adam),
             grad_clip: 5.0,
@@ -443,7 +456,7 @@ pub(crate) mod tests {
             for _ in 0..400 {
                 last = t.step().unwrap().loss;
             }
-            let eval = evaluate(&t.model, &toks, 4, 16, 1);
+            let eval = evaluate(&t.model, &toks, &small_eval());
             assert!(
                 last < 0.1 && eval.loss() < 0.1,
                 "{}: train {last}, eval {}",

@@ -284,3 +284,36 @@ fn lines_are_independent() {
         }
     }
 }
+
+/// A model moved to a larger vocabulary gives the known characters the logits it gave
+/// before, and its other tensors are unchanged.
+#[test]
+fn a_larger_vocabulary_keeps_what_the_model_knew() {
+    let old = Vocab::from_texts(["acd"]);
+    let new = Vocab::from_texts(["abcdz"]);
+    for cell in CELLS {
+        let m = model(cell, 2, old.len(), 6, 3);
+        let big = m.with_vocab(&old, &new, &mut ChaCha8Rng::seed_from_u64(1));
+        assert_eq!(big.config.vocab_size, new.len());
+        let (mut a, mut b) = (
+            crate::nn::infer::Stepper::new(&m, 1),
+            crate::nn::infer::Stepper::new(&big, 1),
+        );
+        for ch in [None, Some('c'), Some('a'), Some('d')] {
+            let (x, y) = match ch {
+                None => (START, START),
+                Some(c) => (old.id(c).unwrap(), new.id(c).unwrap()),
+            };
+            let (la, lb) = (a.step(&[x]).to_vec(), b.step(&[y]).to_vec());
+            for c in ['a', 'c', 'd'] {
+                assert_eq!(
+                    la[old.id(c).unwrap() as usize],
+                    lb[new.id(c).unwrap() as usize],
+                    "{cell}"
+                );
+            }
+            assert_eq!(la[END as usize], lb[END as usize]);
+        }
+        assert_eq!(m.w_hh(1), big.w_hh(1));
+    }
+}
