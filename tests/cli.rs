@@ -505,3 +505,29 @@ fn evaluation_agrees_with_scoring_the_text_as_one_stream() {
         );
     }
 }
+
+/// The AVX2 and portable code paths, forced with CHARRNN_ISA on any machine, train the same
+/// model as the widest path to rounding.
+#[test]
+fn narrower_instruction_sets_train_the_same_model() {
+    let dir = TempDir::new().unwrap();
+    let c = corpus(&dir);
+    let mut losses = Vec::new();
+    for isa in ["avx512", "avx2", "portable"] {
+        let o = charrnn()
+            .current_dir(dir.path())
+            .env("CHARRNN_ISA", isa)
+            .arg("train")
+            .arg(&c)
+            .args(SMALL)
+            .args(["--max-steps", "12", "--out", isa])
+            .output()
+            .unwrap();
+        assert!(o.status.success(), "{isa}: {}", stderr(&o));
+        let ck = json(&dir.path().join(isa).join("latest.json"));
+        losses.push(ck["progress"]["best_val_loss"].as_f64().unwrap());
+    }
+    for l in &losses[1..] {
+        assert!((l - losses[0]).abs() < 1e-3 * losses[0], "{losses:?}");
+    }
+}

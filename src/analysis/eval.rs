@@ -1,6 +1,7 @@
 //! Evaluation: the mean cross-entropy of a model over every scored position of a text.
 
 use crate::nn::{Model, PackedWeights, State, Workspace};
+use crate::text::Tokens;
 use crate::text::batches::{Batches, Window, shard_rows};
 use rayon::prelude::*;
 use std::ops::Range;
@@ -69,7 +70,7 @@ impl EvalStats {
 
 /// Scores every position of `tokens` (no dropout), or the sample `config.max_chars` asks
 /// for; see [`EvalConfig`].
-pub fn evaluate(model: &Model, tokens: &[u32], config: &EvalConfig) -> EvalStats {
+pub fn evaluate(model: &Model, tokens: &Tokens, config: &EvalConfig) -> EvalStats {
     let positions = tokens.len().saturating_sub(1);
     let batch = config
         .streams

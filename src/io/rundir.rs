@@ -175,7 +175,7 @@ mod tests {
             seq_len: 2,
             ..TrainConfig::default()
         };
-        let tokens = [0u32, 2, 3, 4, 2, 3, 4, 1];
+        let tokens = crate::text::Tokens::from(vec![0u32, 2, 3, 4, 2, 3, 4, 1]);
         let opt = Optimizer::new(config.optimizer, model.param_count());
         let progress = Trainer::fresh_progress(&model, &config);
         let mut t = Trainer::new(model, opt, config, &tokens, progress);

@@ -1,6 +1,7 @@
 //! The cutting of a token stream into `B` parallel streams of `T`-step windows for truncated
 //! BPTT (see [`crate::text::split`] for the stream itself).
 
+use crate::text::tokens::Tokens;
 use crate::text::vocab::{END, START};
 use std::ops::Range;
 
@@ -95,7 +96,7 @@ impl Batches {
     }
 
     /// Fills `out` with window `w` (`0 <= w < windows`) of `tokens`.
-    pub fn window(&self, tokens: &[u32], w: usize, out: &mut Window) {
+    pub fn window(&self, tokens: &Tokens, w: usize, out: &mut Window) {
         assert!(w < self.windows, "window {w} out of range");
         let t0 = w * self.seq_len;
         let t_len = self.seq_len.min(self.warmup + self.stream_len - t0);
@@ -122,13 +123,14 @@ impl Batches {
                     continue;
                 }
                 let i = t * self.batch + b;
-                out.x[i] = tokens[p];
-                out.y[i] = tokens[p + 1];
+                let (x, y) = (tokens.get(p), tokens.get(p + 1));
+                out.x[i] = x;
+                out.y[i] = y;
                 // A stream's first position starts from a zero state (what came before it in
                 // the window was padding).
                 let first = p == (b * self.stride).saturating_sub(self.warmup);
-                out.reset[i] = tokens[p] == START || first;
-                out.valid[i] = tokens[p] != END && step >= self.warmup;
+                out.reset[i] = x == START || first;
+                out.valid[i] = x != END && step >= self.warmup;
                 out.count += out.valid[i] as usize;
             }
         }
@@ -148,7 +150,7 @@ mod tests {
     /// Every scored position of an epoch appears exactly once, whatever B and T.
     #[test]
     fn epoch_covers_every_position_once() {
-        let tokens: Vec<u32> = tokens(
+        let tokens = tokens(
             &Vocab::from_texts(["abcdefg"]),
             &strings(&["abc", "defg", "a", "gfedcba", "bb"]),
         )
@@ -167,8 +169,8 @@ mod tests {
                             let i = t * batch + b;
                             if w.valid[i] {
                                 let p = b * bs.stream_len + k * seq_len + t;
-                                assert_eq!(w.x[i], tokens[p]);
-                                assert_eq!(w.y[i], tokens[p + 1]);
+                                assert_eq!(w.x[i], tokens.get(p));
+                                assert_eq!(w.y[i], tokens.get(p + 1));
                                 seen[p] += 1;
                             }
                         }
@@ -176,7 +178,7 @@ mod tests {
                 }
                 assert_eq!(total, scored_positions(&tokens), "B={batch} T={seq_len}");
                 for (p, &n) in seen.iter().enumerate().take(tokens.len() - 1) {
-                    let want = (tokens[p] != END) as usize;
+                    let want = (tokens.get(p) != END) as usize;
                     assert_eq!(n, want, "position {p}, B={batch} T={seq_len}");
                 }
             }
@@ -185,7 +187,7 @@ mod tests {
 
     #[test]
     fn resets_where_input_is_start() {
-        let tokens = vec![START, 2, END, START, 3, END];
+        let tokens = Tokens::from(vec![START, 2, END, START, 3, END]);
         let bs = Batches::new(tokens.len(), 1, 5);
         let mut w = Window::default();
         bs.window(&tokens, 0, &mut w);
@@ -199,9 +201,11 @@ mod tests {
     /// spaced segments.
     #[test]
     fn warm_streams_score_each_position_once() {
-        let tokens: Vec<u32> = (0..200)
-            .map(|i| if i == 0 { START } else { 2 + i % 5 })
-            .collect();
+        let tokens = Tokens::from(
+            (0..200)
+                .map(|i| if i == 0 { START } else { 2 + i % 5 })
+                .collect::<Vec<u32>>(),
+        );
         for (batch, seq_len, warmup) in [(1, 7, 5), (4, 9, 13), (7, 3, 40), (3, 50, 100)] {
             let bs = Batches::warm(tokens.len(), batch, seq_len, warmup, None);
             let mut scored = vec![0; tokens.len()];

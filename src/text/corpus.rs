@@ -3,6 +3,7 @@
 
 use crate::io::fs::{ReadLimit, available_memory, check_regular, read_regular};
 use crate::text::split::{Mode, tokens, train_val};
+use crate::text::tokens::Tokens;
 use crate::text::vocab::Vocab;
 use anyhow::{Context, Result, anyhow, bail};
 use std::path::{Path, PathBuf};
@@ -35,9 +36,9 @@ pub enum VocabSource<'a> {
 pub struct Corpus {
     pub vocab: Vocab,
     /// `<start> … <end>` token stream of the training sequences.
-    pub train: Vec<u32>,
+    pub train: Tokens,
     /// The same for the held-out sequences.
-    pub val: Vec<u32>,
+    pub val: Tokens,
     pub info: CorpusInfo,
     /// What the directories given held that was not read, with the reason.
     pub skipped: Vec<(PathBuf, String)>,

@@ -4,8 +4,10 @@
 pub mod batches;
 pub mod corpus;
 pub mod split;
+pub mod tokens;
 pub mod vocab;
 
 pub use batches::{Batches, Window};
 pub use split::Mode;
+pub use tokens::Tokens;
 pub use vocab::{END, START, Vocab};

@@ -9,6 +9,7 @@
 //! - where the input is `<end>`, nothing is predicted (the next `<start>` is not a fact
 //!   about the text).
 
+use crate::text::tokens::Tokens;
 use crate::text::vocab::{END, START, UnknownChar, Vocab};
 
 /// How a corpus is cut into sequences.
@@ -87,23 +88,26 @@ pub fn train_val(texts: &[String], mode: Mode, val_fraction: f64) -> (Vec<String
     split(sequences(texts, mode), mode, val_fraction)
 }
 
-/// The token stream `<start> s1 <end> <start> s2 <end> …`.
-pub fn tokens(vocab: &Vocab, seqs: &[String]) -> Result<Vec<u32>, UnknownChar> {
-    let mut out = Vec::with_capacity(seqs.iter().map(|s| s.len() + 2).sum());
+/// The token stream `<start> s1 <end> <start> s2 <end> …`, in the narrowest storage the
+/// vocabulary allows.
+pub fn tokens(vocab: &Vocab, seqs: &[String]) -> Result<Tokens, UnknownChar> {
+    let mut out = Tokens::with_capacity(vocab.len(), seqs.iter().map(|s| s.len() + 2).sum());
     for s in seqs {
         out.push(START);
-        out.extend(vocab.encode(s)?);
+        for (index, ch) in s.chars().enumerate() {
+            out.push(vocab.id(ch).ok_or(UnknownChar { ch, index })?);
+        }
         out.push(END);
     }
     Ok(out)
 }
 
 /// Number of positions that are predicted (inputs other than `<end>`) in a token stream.
-pub fn scored_positions(tokens: &[u32]) -> usize {
+pub fn scored_positions(tokens: &Tokens) -> usize {
     tokens
         .iter()
         .take(tokens.len().saturating_sub(1))
-        .filter(|&&t| t != END)
+        .filter(|&t| t != END)
         .count()
 }
 
@@ -125,7 +129,7 @@ mod tests {
     fn tokens_are_bracketed() {
         let v = Vocab::from_texts(["ab"]);
         let t = tokens(&v, &strings(&["ab", "b"])).unwrap();
-        assert_eq!(t, vec![START, 2, 3, END, START, 3, END]);
+        assert_eq!(t.to_vec(), vec![START, 2, 3, END, START, 3, END]);
         assert_eq!(scored_positions(&t), 5);
     }
 

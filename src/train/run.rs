@@ -5,6 +5,7 @@
 //! go is a [`Checkpointer`].
 
 use crate::analysis::eval::{EvalConfig, evaluate};
+use crate::text::Tokens;
 use crate::train::trainer::{Diverged, HistoryPoint, StepReport, Trainer};
 use anyhow::Result;
 use std::time::Instant;
@@ -128,7 +129,7 @@ impl Outcome {
 /// those of the checkpointer (a full disk, say); divergence is an [`Outcome`].
 pub fn run(
     trainer: &mut Trainer,
-    val_tokens: &[u32],
+    val_tokens: &Tokens,
     config: &RunConfig,
     checkpoints: &mut dyn Checkpointer,
     stop: &dyn Fn() -> bool,
@@ -268,7 +269,7 @@ impl Tracker {
     fn validate_and_save(
         &mut self,
         t: &mut Trainer,
-        val_tokens: &[u32],
+        val_tokens: &Tokens,
         checkpoints: &mut dyn Checkpointer,
         on_event: &mut dyn FnMut(Event),
         lr: f32,

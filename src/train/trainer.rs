@@ -11,6 +11,7 @@ use crate::kernels::add_assign;
 use crate::nn::params::sum_squares;
 use crate::nn::params::{CHUNK, chunks_mut};
 use crate::nn::{Model, ModelConfig, PackedWeights, State, Workspace};
+use crate::text::Tokens;
 use crate::text::batches::{Batches, Window, shard_rows};
 use crate::train::optim::{OptimConfig, Optimizer, clip_to};
 use crate::train::schedule::LrSchedule;
@@ -195,7 +196,7 @@ pub struct Trainer<'a> {
     pub optimizer: Optimizer,
     pub config: TrainConfig,
     pub progress: Progress,
-    tokens: &'a [u32],
+    tokens: &'a Tokens,
     batches: Batches,
     shards: Vec<Shard>,
     /// The model's weights as the products read them, shared by the shards.
@@ -216,7 +217,7 @@ impl<'a> Trainer<'a> {
         model: Model,
         optimizer: Optimizer,
         config: TrainConfig,
-        tokens: &'a [u32],
+        tokens: &'a Tokens,
         progress: Progress,
     ) -> Trainer<'a> {
         let batches = Batches::new(tokens.len(), config.batch, config.seq_len);
@@ -411,7 +412,7 @@ pub(crate) mod tests {
         cell: CellKind,
         threads: usize,
         dropout: f32,
-    ) -> (Model, TrainConfig, Vec<u32>) {
+    ) -> (Model, TrainConfig, Tokens) {
         let text = "the cat sat on the mat. the dog sat on the log.\n".repeat(4);
         let vocab = Vocab::from_texts([text.as_str()]);
         let toks = tokens(&vocab, &sequences(&[text], Mode::Stream)).unwrap();
@@ -440,7 +441,7 @@ pub(crate) mod tests {
         (model, config, toks)
     }
 
-    fn trainer<'a>(model: Model, config: TrainConfig, toks: &'a [u32]) -> Trainer<'a> {
+    fn trainer<'a>(model: Model, config: TrainConfig, toks: &'a Tokens) -> Trainer<'a> {
         let opt = Optimizer::new(config.optimizer, model.param_count());
         let progress = Trainer::fresh_progress(&model, &config);
         Trainer::new(model, opt, config, toks, progress)

@@ -222,6 +222,7 @@ fn fresh_model_loss_is_about_ln_v() {
         let m = model(cell, 2, v, 128, 8);
         let mut rng = ChaCha8Rng::seed_from_u64(1);
         let toks: Vec<u32> = (0..2000).map(|_| rng.random_range(2..v as u32)).collect();
+        let toks = crate::text::Tokens::from(toks);
         let bs = Batches::new(toks.len(), 4, 50);
         let mut win = Window::default();
         bs.window(&toks, 0, &mut win);
