@@ -2,10 +2,11 @@
 //! and turning it into the token streams of training and validation.
 
 use crate::io::fs::{ReadLimit, available_memory, check_regular, read_regular};
-use crate::text::split::{Mode, tokens, train_val};
+use crate::text::reader::read_corpus;
+use crate::text::split::Mode;
 use crate::text::tokens::Tokens;
 use crate::text::vocab::Vocab;
-use anyhow::{Context, Result, anyhow, bail};
+use anyhow::{Context, Result, bail};
 use std::path::{Path, PathBuf};
 
 /// Where a model's training text came from and how it was cut, so that evaluation can
@@ -20,16 +21,7 @@ pub struct CorpusInfo {
     pub val_chars: usize,
 }
 
-/// Which vocabulary a corpus is encoded with.
-#[derive(Debug, Clone, Copy)]
-pub enum VocabSource<'a> {
-    /// The corpus's own characters.
-    Corpus,
-    /// A given one (a checkpoint's); a character outside it is an error.
-    Fixed(&'a Vocab),
-    /// A given one plus the corpus's characters it lacks (fine-tuning a model on new text).
-    Extend(&'a Vocab),
-}
+pub use crate::text::reader::VocabSource;
 
 /// A corpus ready to train on: the vocabulary and the two token streams.
 #[derive(Debug, Clone)]
@@ -54,36 +46,32 @@ impl Corpus {
         vocab: VocabSource,
     ) -> Result<Corpus> {
         let list = list_files(paths)?;
-        let (sources, texts): (Vec<String>, Vec<String>) = read_files(&list.files, text_limit())?
-            .into_iter()
-            .map(|s| (s.path.display().to_string(), s.text))
-            .unzip();
-        let (train_seqs, val_seqs) = train_val(&texts, mode, val_fraction);
-        drop(texts);
-        if train_seqs.iter().chain(&val_seqs).all(|s| s.is_empty()) {
+        let s = read_corpus(&list.files, mode, val_fraction, vocab, available_memory())?;
+        if s.train_chars + s.val_chars == 0 {
             bail!("the corpus is empty: {}", join_paths(paths));
         }
-        let own = || Vocab::from_texts(train_seqs.iter().chain(&val_seqs).map(|s| s.as_str()));
-        let vocab = match vocab {
-            VocabSource::Corpus => own(),
-            VocabSource::Fixed(v) => v.clone(),
-            VocabSource::Extend(v) => v.union(&own()),
-        };
-        let unknown = |e| anyhow!("the corpus does not fit the checkpoint's vocabulary: {e}");
-        let count = |seqs: &[String]| seqs.iter().map(|s| s.chars().count()).sum::<usize>();
-        let info = CorpusInfo {
-            mode,
-            sources,
-            val_fraction,
-            train_chars: count(&train_seqs),
-            val_chars: count(&val_seqs),
-        };
+        let sources = list
+            .files
+            .iter()
+            .map(|f| {
+                std::fs::canonicalize(f)
+                    .unwrap_or_else(|_| f.clone())
+                    .display()
+                    .to_string()
+            })
+            .collect();
         Ok(Corpus {
+            info: CorpusInfo {
+                mode,
+                sources,
+                val_fraction,
+                train_chars: s.train_chars,
+                val_chars: s.val_chars,
+            },
+            vocab: s.vocab,
+            train: s.train,
+            val: s.val,
             skipped: list.skipped,
-            train: tokens(&vocab, &train_seqs).map_err(unknown)?,
-            val: tokens(&vocab, &val_seqs).map_err(unknown)?,
-            vocab,
-            info,
         })
     }
 }
@@ -94,14 +82,6 @@ fn join_paths(paths: &[PathBuf]) -> String {
         .map(|p| p.display().to_string())
         .collect::<Vec<_>>()
         .join(", ")
-}
-
-/// One file of a corpus.
-#[derive(Debug, Clone)]
-pub struct Source {
-    /// Absolute path.
-    pub path: PathBuf,
-    pub text: String,
 }
 
 /// The files a list of paths names, and what a directory held that was left out.
@@ -157,45 +137,6 @@ pub fn list_files(paths: &[PathBuf]) -> Result<FileList> {
     Ok(out)
 }
 
-/// Reads the files `paths` name (see [`list_files`]), refusing a corpus larger than
-/// `max_bytes` before reading it. Each file must be UTF-8; a leading byte-order mark is
-/// dropped and Windows line endings become `\n`.
-pub fn read_files(files: &[PathBuf], max_bytes: u64) -> Result<Vec<Source>> {
-    let mut total = 0u64;
-    for f in files {
-        let len = std::fs::metadata(f)
-            .with_context(|| format!("cannot read {}", f.display()))?
-            .len();
-        total = total.saturating_add(len);
-    }
-    if total > max_bytes {
-        bail!(
-            "the corpus is {} and this machine can hold at most {} of text for training; use less text",
-            crate::io::fs::human_bytes(total),
-            crate::io::fs::human_bytes(max_bytes)
-        );
-    }
-    files
-        .iter()
-        .map(|f| {
-            let text = read_utf8(f)?;
-            let path = std::fs::canonicalize(f).unwrap_or_else(|_| f.clone());
-            Ok(Source { path, text })
-        })
-        .collect()
-}
-
-/// [`list_files`] then [`read_files`] with the memory this machine has.
-pub fn read(paths: &[PathBuf]) -> Result<Vec<Source>> {
-    read_files(&list_files(paths)?.files, text_limit())
-}
-
-/// Bytes of text the training pipeline can hold: it keeps about ten bytes per byte of text
-/// (the text, its sequences, the token streams).
-pub fn text_limit() -> u64 {
-    available_memory() / 10
-}
-
 /// A file's text; invalid UTF-8 is reported with the byte offset of the first bad byte.
 /// Only regular files are read (see [`read_regular`]).
 pub fn read_utf8(path: &Path) -> Result<String> {
@@ -230,28 +171,34 @@ pub fn read_utf8(path: &Path) -> Result<String> {
 mod tests {
     use super::*;
 
+    fn load(paths: &[PathBuf]) -> Result<Corpus> {
+        Corpus::load(paths, Mode::Stream, 0.0, VocabSource::Corpus)
+    }
+
     #[test]
     fn directories_give_their_txt_files_in_order() {
         let dir = tempfile::tempdir().unwrap();
         std::fs::write(dir.path().join("b.txt"), "bee").unwrap();
         std::fs::write(dir.path().join("a.txt"), "ay\r\nay").unwrap();
         std::fs::write(dir.path().join("notes.md"), "skip").unwrap();
-        let got = read(&[dir.path().to_path_buf()]).unwrap();
-        let texts: Vec<&str> = got.iter().map(|s| s.text.as_str()).collect();
-        assert_eq!(texts, ["ay\nay", "bee"]);
-        assert!(got[0].path.is_absolute());
+        let c = load(&[dir.path().to_path_buf()]).unwrap();
+        let text = c.vocab.decode(&c.train.to_vec());
+        assert_eq!(text, "ay\naybee");
+        assert!(c.info.sources.iter().all(|s| Path::new(s).is_absolute()));
+        assert!(c.info.sources[0].ends_with("a.txt"));
+        assert_eq!(c.skipped.len(), 1);
     }
 
     #[test]
     fn errors_name_the_problem() {
         let dir = tempfile::tempdir().unwrap();
-        let e = format!("{:#}", read(&[dir.path().to_path_buf()]).unwrap_err());
+        let e = format!("{:#}", load(&[dir.path().to_path_buf()]).unwrap_err());
         assert!(e.contains("no .txt files"), "{e}");
         let bad = dir.path().join("bad.txt");
         std::fs::write(&bad, b"ok \xff no").unwrap();
-        let e = format!("{:#}", read(&[bad]).unwrap_err());
+        let e = format!("{:#}", load(&[bad]).unwrap_err());
         assert!(e.contains("byte 0xFF at offset 3"), "{e}");
-        let e = format!("{:#}", read(&[dir.path().join("missing.txt")]).unwrap_err());
+        let e = format!("{:#}", load(&[dir.path().join("missing.txt")]).unwrap_err());
         assert!(
             e.contains("cannot read") && e.contains("missing.txt"),
             "{e}"

@@ -3,6 +3,7 @@
 
 pub mod batches;
 pub mod corpus;
+pub mod reader;
 pub mod split;
 pub mod tokens;
 pub mod vocab;
