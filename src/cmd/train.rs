@@ -89,7 +89,16 @@ pub fn run(args: TrainArgs) -> Result<()> {
         (None, Some(i)) => VocabSource::Extend(&i.2),
         (None, None) => VocabSource::Corpus,
     };
+    let t0 = std::time::Instant::now();
     let corpus = Corpus::load(&paths, mode, val_fraction, source)?;
+    let chars = corpus.info.train_chars + corpus.info.val_chars;
+    if chars > 10_000_000 {
+        eprintln!(
+            "charrnn: read {chars} characters in {:.1}s ({} bytes per token)",
+            t0.elapsed().as_secs_f64(),
+            corpus.train.width()
+        );
+    }
     if paths.iter().any(|p| p.is_dir()) {
         eprintln!("charrnn: {}", describe_files(&corpus));
     }
