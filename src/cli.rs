@@ -3,6 +3,7 @@
 use charrnn::nn::{CellKind, ModelConfig};
 use charrnn::text::Mode;
 use charrnn::train::optim::{OptimConfig, OptimizerKind};
+use charrnn::train::recipe::Recipe;
 use charrnn::train::schedule::{LrSchedule, Shape};
 use charrnn::train::trainer::TrainConfig;
 use clap::{Args, Parser, Subcommand};
@@ -110,6 +111,10 @@ pub struct TrainArgs {
     /// Cosine schedule: the final learning rate, as a fraction of --lr [default: 0.05]
     #[arg(long, value_parser = unit_interval_open, allow_negative_numbers = true)]
     pub lr_floor: Option<f32>,
+    /// Cosine schedule: the last fraction of the run over which the rate falls; before it
+    /// the rate holds at --lr [default: 0.4]
+    #[arg(long, value_parser = unit_interval_closed, allow_negative_numbers = true)]
+    pub lr_tail: Option<f32>,
     /// Epochs before the learning rate starts to decay [default: 10]
     #[arg(long)]
     pub lr_decay_after: Option<usize>,
@@ -179,21 +184,30 @@ pub struct TrainArgs {
 
 impl TrainArgs {
     /// The model a fresh run builds: the flags given, the library's defaults for the rest.
-    pub fn model_config(&self, vocab_size: usize) -> ModelConfig {
+    /// The model a fresh run builds: the flags given, the recipe's choices (see
+    /// `charrnn::train::recipe`) and the library's defaults for the rest.
+    pub fn model_config(&self, vocab_size: usize, recipe: &Recipe) -> ModelConfig {
         let d = ModelConfig::default();
         ModelConfig {
             cell: self.cell.unwrap_or(d.cell),
             layers: self.layers.unwrap_or(d.layers),
-            hidden: self.hidden.unwrap_or(d.hidden),
+            hidden: self.hidden.unwrap_or(recipe.hidden),
             vocab_size,
-            dropout: self.dropout.unwrap_or(d.dropout),
+            dropout: self.dropout.unwrap_or(recipe.dropout),
         }
     }
 
     /// The training configuration of a fresh run; `threads` is the default for the batch
     /// when the flag is not given.
-    pub fn train_config(&self, default_threads: impl Fn(usize) -> usize) -> TrainConfig {
-        let d = TrainConfig::default();
+    pub fn train_config(
+        &self,
+        default_threads: impl Fn(usize) -> usize,
+        recipe: &Recipe,
+    ) -> TrainConfig {
+        let d = TrainConfig {
+            lr: recipe.lr,
+            ..TrainConfig::default()
+        };
         let mut optimizer = OptimConfig::new(self.optimizer.unwrap_or(d.optimizer.kind));
         if let Some(m) = self.momentum {
             optimizer.momentum = m;
@@ -209,6 +223,7 @@ impl TrainArgs {
                 shape: self.lr_schedule.unwrap_or(d.lr.shape),
                 warmup: self.lr_warmup.unwrap_or(d.lr.warmup),
                 floor: self.lr_floor.unwrap_or(d.lr.floor),
+                tail: self.lr_tail.unwrap_or(d.lr.tail),
             },
             optimizer,
             grad_clip: self.grad_clip.unwrap_or(d.grad_clip),
@@ -231,6 +246,7 @@ impl TrainArgs {
             ("--lr-schedule", self.lr_schedule.is_some()),
             ("--lr-warmup", self.lr_warmup.is_some()),
             ("--lr-floor", self.lr_floor.is_some()),
+            ("--lr-tail", self.lr_tail.is_some()),
             ("--optimizer", self.optimizer.is_some()),
             ("--momentum", self.momentum.is_some()),
             ("--grad-clip", self.grad_clip.is_some()),

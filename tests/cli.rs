@@ -101,11 +101,19 @@ fn same_seed_same_training() {
 
 /// N steps in one run and N/2 + N/2 with --resume give bit-identical weights, optimizer
 /// moments and carried hidden state (floats are stored exactly, so JSON equality is bit
-/// equality), across an epoch boundary and with dropout on.
+/// equality), across an epoch boundary and with dropout on. The per-epoch schedule does
+/// not depend on the run's length, so the first half can be a run of its own.
 #[test]
 fn resume_is_exact() {
     let dir = TempDir::new().unwrap();
-    let extra = ["--dropout", "0.1", "--cell", "gru"];
+    let extra = [
+        "--dropout",
+        "0.1",
+        "--cell",
+        "gru",
+        "--lr-schedule",
+        "epochs",
+    ];
     let full = train(&dir, "full", &[&["--max-steps", "40"][..], &extra].concat());
     assert!(full.status.success(), "{}", stderr(&full));
     assert!(
@@ -140,6 +148,65 @@ fn resume_is_exact() {
     );
     for key in ["tensors", "optimizer", "hidden"] {
         assert_eq!(a[key], b[key], "{key} differs after resume");
+    }
+}
+
+/// The default schedule is fitted to the run's length (--max-steps here): a run interrupted
+/// by Ctrl-C at whatever step the signal lands on and resumed with the same limit ends with
+/// the bits of the run that was never interrupted.
+#[test]
+fn an_interrupted_run_resumes_exactly_on_the_fitted_schedule() {
+    let dir = TempDir::new().unwrap();
+    let extra = [
+        "--max-steps",
+        "3000",
+        "--eval-every",
+        "1000000",
+        "--dropout",
+        "0.1",
+        "--cell",
+        "gru",
+        "--seed",
+        "5",
+        "--threads",
+        "1",
+    ];
+    let (mut child, _, mut reader) = spawn_training(&dir, "cut", &extra);
+    std::thread::sleep(std::time::Duration::from_millis(300));
+    kill(child.id(), "INT");
+    std::io::Read::read_to_string(&mut reader, &mut String::new()).unwrap();
+    child.wait().unwrap();
+    let cut_at = json(&dir.path().join("cut/latest.json"))["progress"]["step"]
+        .as_u64()
+        .unwrap();
+    assert!(cut_at > 0 && cut_at < 3000, "interrupted at step {cut_at}");
+    let resumed = run(
+        &dir,
+        &[
+            "train",
+            "--resume",
+            "cut/latest.json",
+            "--max-steps",
+            "3000",
+            "--out",
+            "cut",
+        ],
+    );
+    assert!(resumed.status.success(), "{}", stderr(&resumed));
+    let (mut whole, _, mut reader) = spawn_training(&dir, "whole", &extra);
+    std::io::Read::read_to_string(&mut reader, &mut String::new()).unwrap();
+    assert!(whole.wait().unwrap().success());
+    let (a, b) = (
+        json(&dir.path().join("whole/latest.json")),
+        json(&dir.path().join("cut/latest.json")),
+    );
+    assert_eq!(a["progress"]["step"], 3000);
+    assert_eq!(a["training"]["lr_schedule"], "cosine");
+    for key in ["tensors", "optimizer", "hidden"] {
+        assert_eq!(
+            a[key], b[key],
+            "{key} differs after resuming at step {cut_at}"
+        );
     }
 }
 

@@ -129,7 +129,7 @@ pub fn run(args: BenchArgs) -> Result<()> {
     let rss_mb = peak_rss_mb();
     let (save_secs, load_secs, ck_mb) = checkpoint_io(&mut trainer, vocab, &path)?;
 
-    let flops_per_char = 3.0 * forward_flops(&trainer.model.config);
+    let flops_per_char = 3.0 * trainer.model.config.forward_flops();
     let gflops = train_cps * flops_per_char / 1e9;
     let cfg = format!(
         "{} {}x{} B{} T{} threads {}",
@@ -219,18 +219,6 @@ fn checkpoint_io(
         bail!("checkpoint did not round-trip");
     }
     Ok((save, load, mb))
-}
-
-/// Multiply-adds ×2 of one character's forward pass: the recurrent and input products of
-/// every layer (the first layer's input is a gather, free) and the output layer.
-fn forward_flops(c: &ModelConfig) -> f64 {
-    let (h, gh, v) = (
-        c.hidden as f64,
-        (c.cell.gates() * c.hidden) as f64,
-        c.vocab_size as f64,
-    );
-    let layers = c.layers as f64;
-    2.0 * (gh * h * layers + gh * h * (layers - 1.0) + h * v)
 }
 
 /// Peak resident set size of this process (VmHWM), Linux only.

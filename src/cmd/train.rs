@@ -13,6 +13,7 @@ use charrnn::io::rundir::RunDir;
 use charrnn::nn::{CellKind, Model, ModelConfig};
 use charrnn::text::Mode;
 use charrnn::text::corpus::{Corpus, VocabSource};
+use charrnn::train::recipe::{self, Recipe};
 use charrnn::train::run::{self, RunConfig, StopReason};
 use charrnn::train::{Optimizer, TrainConfig, Trainer};
 use rand::SeedableRng;
@@ -24,6 +25,8 @@ const DEFAULT_EPOCHS: usize = 20;
 /// names would be about a hundred steps, far from a trained model (`best.json` keeps the
 /// lowest validation loss if it over-fits).
 const MIN_DEFAULT_STEPS: u64 = 2000;
+/// Validations in a run with a time budget (see `eval_every`).
+const VALIDATIONS: f64 = 15.0;
 
 pub fn run(args: TrainArgs) -> Result<()> {
     let resumed = match &args.resume {
@@ -106,7 +109,7 @@ pub fn run(args: TrainArgs) -> Result<()> {
     // The model, optimizer and training state; nothing of the model's size is allocated
     // before the memory it needs is known to be there.
     let positions = corpus.train.len().saturating_sub(1);
-    let (model, optimizer, config, progress, eval_every_saved) = match resumed {
+    let (model, optimizer, config, progress, eval_every_saved, budget_epochs) = match resumed {
         Some(mut r) => {
             if let Some(lr) = args.lr {
                 r.train.lr.base = lr;
@@ -119,10 +122,12 @@ pub fn run(args: TrainArgs) -> Result<()> {
                 r.train,
                 r.progress,
                 Some(r.eval_every),
+                None,
             )
         }
         None => {
-            let mut config = args.train_config(super::default_threads);
+            let recipe = choose_recipe(&args, &corpus, init.as_ref().map(|i| i.1.config.hidden));
+            let mut config = args.train_config(super::default_threads, &recipe);
             check_length(positions, &corpus, config.seq_len)?;
             if let Some(batch) = config.fit_batch(positions) {
                 eprintln!(
@@ -131,7 +136,7 @@ pub fn run(args: TrainArgs) -> Result<()> {
                 );
                 config.batch = batch;
             }
-            let mut model_config = args.model_config(corpus.vocab.len());
+            let mut model_config = args.model_config(corpus.vocab.len(), &recipe);
             if let Some((_, m, _, _, _)) = &init {
                 model_config = ModelConfig {
                     vocab_size: corpus.vocab.len(),
@@ -182,7 +187,7 @@ pub fn run(args: TrainArgs) -> Result<()> {
             }
             let optimizer = Optimizer::new(config.optimizer, model.param_count());
             let progress = Trainer::fresh_progress(&model, &config);
-            (model, optimizer, config, progress, None)
+            (model, optimizer, config, progress, None, recipe.epochs)
         }
     };
     let mut trainer = Trainer::new(model, optimizer, config, &corpus.train, progress);
@@ -193,10 +198,15 @@ pub fn run(args: TrainArgs) -> Result<()> {
             trainer.progress.window
         );
     }
+    // Every half epoch; with a time budget, about VALIDATIONS times in it, so that
+    // validating and saving (a few seconds each for a large model) cost a few percent.
     let eval_every = args
         .eval_every
         .or(eval_every_saved)
-        .unwrap_or((windows / 2).clamp(10, 1000));
+        .unwrap_or_else(|| match budget_epochs {
+            Some(e) => ((e * windows as f64 / VALIDATIONS) as u64).max(10),
+            None => (windows / 2).clamp(10, 1000),
+        });
     // A run stops at --epochs, --max-steps or --time-limit, whichever comes first; with
     // none of them, after DEFAULT_EPOCHS. A time limit alone is the whole budget.
     let epoch_steps = match (args.epochs, args.max_steps, args.time_limit) {
@@ -398,4 +408,35 @@ fn check_length(positions: usize, corpus: &Corpus, seq_len: usize) -> Result<()>
         );
     }
     Ok(())
+}
+
+/// The defaults of a fresh run (see `charrnn::train::recipe`): with --time-limit, the width
+/// the budget allows on this machine (measured in about half a second); dropout and
+/// learning rate for the model and the corpus. Says on stderr what it chose.
+fn choose_recipe(args: &TrainArgs, corpus: &Corpus, fixed_hidden: Option<usize>) -> Recipe {
+    let v = corpus.vocab.len();
+    let threads = args.threads.unwrap_or_else(|| super::default_threads(64));
+    let calibration = args.time_limit.map(|s| (s, recipe::calibrate(v, threads)));
+    let hidden = fixed_hidden.or(args.hidden);
+    let r = recipe::choose(
+        corpus.info.train_chars,
+        v,
+        calibration.as_ref().map(|(s, c)| (*s, c)),
+        hidden,
+    );
+    if let Some((seconds, c)) = &calibration {
+        eprintln!(
+            "charrnn: {seconds:.0} s on this machine ({:.0} GFLOP/s of training): width {}{}, dropout {}, lr {:.1e} falling over the last {:.0}% of the run to {:.1e} (about {:.0} epochs of {} characters)",
+            c.flops_per_s / 1e9,
+            r.hidden,
+            if hidden.is_some() { " (given)" } else { "" },
+            args.dropout.unwrap_or(r.dropout),
+            args.lr.unwrap_or(r.lr.base),
+            100.0 * args.lr_tail.unwrap_or(r.lr.tail),
+            args.lr.unwrap_or(r.lr.base) * args.lr_floor.unwrap_or(r.lr.floor),
+            r.epochs.unwrap_or(0.0),
+            corpus.info.train_chars
+        );
+    }
+    r
 }

@@ -111,6 +111,19 @@ impl ModelConfig {
             .checked_add(head)
     }
 
+    /// Multiply-adds x 2 of one character's forward pass: the recurrent and input products
+    /// of every layer (the first layer's input is a gather, free) and the output layer.
+    /// Training costs about three times this (forward, and two products backward).
+    pub fn forward_flops(&self) -> f64 {
+        let (h, v, l) = (
+            self.hidden as f64,
+            self.vocab_size as f64,
+            self.layers as f64,
+        );
+        let gh = self.cell.gates() as f64 * h;
+        2.0 * (gh * h * l + gh * h * (l - 1.0) + h * v)
+    }
+
     /// Checks that the config describes a model that can exist; errors name the field as in
     /// a checkpoint's `model` section.
     pub fn validate(&self) -> Result<(), String> {

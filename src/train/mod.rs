@@ -2,6 +2,7 @@
 //! batch shards (the [`Trainer`]), and the loop that runs steps, validates and checkpoints.
 
 pub mod optim;
+pub mod recipe;
 pub mod run;
 pub mod schedule;
 pub mod trainer;

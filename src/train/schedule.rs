@@ -30,6 +30,18 @@ pub struct LrSchedule {
     /// Cosine: the rate at the end of the run, as a fraction of `base`.
     #[serde(default, rename = "lr_floor", skip_serializing_if = "is_zero")]
     pub floor: f32,
+    /// Cosine: the fraction of the run at its end over which the rate falls (1: the whole
+    /// run after the warm-up; less holds `base` until then).
+    #[serde(default = "one", rename = "lr_tail", skip_serializing_if = "is_one")]
+    pub tail: f32,
+}
+
+fn one() -> f32 {
+    1.0
+}
+
+fn is_one(x: &f32) -> bool {
+    *x == 1.0
 }
 
 fn is_zero(x: &f32) -> bool {
@@ -76,18 +88,20 @@ impl Default for LrSchedule {
             shape: Shape::Epochs,
             warmup: 0.0,
             floor: 0.0,
+            tail: 1.0,
         }
     }
 }
 
 impl LrSchedule {
     /// A cosine schedule from `base` with the given warm-up and floor fractions.
-    pub fn cosine(base: f32, warmup: f32, floor: f32) -> LrSchedule {
+    pub fn cosine(base: f32, warmup: f32, floor: f32, tail: f32) -> LrSchedule {
         LrSchedule {
             base,
             shape: Shape::Cosine,
             warmup,
             floor,
+            tail,
             ..LrSchedule::default()
         }
     }
@@ -108,7 +122,12 @@ impl LrSchedule {
                     return (base * (0.1 + 0.9 * p / w)) as f32;
                 }
                 let floor = base * self.floor as f64;
-                let t = ((p - w) / (1.0 - w)).min(1.0);
+                // The fall starts at the later of the warm-up's end and 1 - tail.
+                let start = w.max(1.0 - self.tail.clamp(0.0, 1.0) as f64);
+                if p < start {
+                    return self.base;
+                }
+                let t = ((p - start) / (1.0 - start).max(1e-12)).min(1.0);
                 (floor + (base - floor) * 0.5 * (1.0 + (std::f64::consts::PI * t).cos())) as f32
             }
         }
@@ -135,13 +154,17 @@ mod tests {
 
     #[test]
     fn cosine_warms_up_then_reaches_its_floor_at_the_end() {
-        let s = LrSchedule::cosine(1.0, 0.1, 0.05);
+        let s = LrSchedule::cosine(1.0, 0.1, 0.05, 1.0);
         assert!((s.lr(0, 0.0) - 0.1).abs() < 1e-6);
         assert!((s.lr(0, 0.05) - 0.55).abs() < 1e-6);
         assert!((s.lr(0, 0.1) - 1.0).abs() < 1e-6);
         assert!((s.lr(7, 0.55) - 0.525).abs() < 1e-6, "{}", s.lr(7, 0.55));
         assert!((s.lr(7, 1.0) - 0.05).abs() < 1e-6);
         assert!((s.lr(7, 3.0) - 0.05).abs() < 1e-6);
+        // With a tail, the rate holds until the tail starts.
+        let h = LrSchedule::cosine(1.0, 0.1, 0.05, 0.3);
+        assert_eq!((h.lr(0, 0.5), h.lr(0, 0.7)), (1.0, 1.0));
+        assert!((h.lr(0, 0.85) - 0.525).abs() < 1e-6 && (h.lr(0, 1.0) - 0.05).abs() < 1e-6);
         // Monotone after the warm-up.
         let mut last = f32::INFINITY;
         for i in 10..=100 {

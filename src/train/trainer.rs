@@ -107,6 +107,24 @@ impl TrainConfig {
             self.grad_clip >= 0.0,
             "0 or more",
         )?;
+        check(
+            "lr_warmup",
+            lr.warmup,
+            (0.0..1.0).contains(&lr.warmup),
+            "in [0, 1)",
+        )?;
+        check(
+            "lr_floor",
+            lr.floor,
+            (0.0..1.0).contains(&lr.floor),
+            "in [0, 1)",
+        )?;
+        check(
+            "lr_tail",
+            lr.tail,
+            lr.tail > 0.0 && lr.tail <= 1.0,
+            "in (0, 1]",
+        )?;
         Ok(())
     }
 }

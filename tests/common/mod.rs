@@ -131,7 +131,7 @@ pub fn spawn_training(
     let mut line = String::new();
     while reader.read_line(&mut line).unwrap() > 0 {
         seen.push_str(&line);
-        if line.starts_with("charrnn: lstm") {
+        if line.starts_with("charrnn: ") && line.contains(" parameters, ") {
             break;
         }
         line.clear();

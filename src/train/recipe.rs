@@ -1,0 +1,193 @@
+//! Defaults that fit the corpus and the time given: the model's width, dropout and learning
+//! rate chosen from how many epochs the budget allows, measured on this machine.
+//!
+//! A larger LSTM reaches a lower loss if it sees the corpus often enough, and over-fits a
+//! small corpus unless dropout holds it back. So with a time budget the width is the largest
+//! whose training speed (measured here, see [`Calibration`]) covers the corpus at least
+//! [`MIN_EPOCHS`] times in the budget, and dropout grows with the number of parameters per
+//! character of the corpus. The measurements behind the numbers are in the README's table
+//! of defaults (and `bench/results/`).
+
+use crate::nn::{CellKind, ModelConfig};
+use crate::train::schedule::LrSchedule;
+
+/// Widths tried, smallest first.
+pub const WIDTHS: [usize; 5] = [128, 256, 512, 768, 1024];
+/// The widest model a budget allows must see the corpus at least this often.
+pub const MIN_EPOCHS: f64 = 12.0;
+/// Fraction of a budget spent training (the rest validates and saves).
+const TRAINING_SHARE: f64 = 0.93;
+
+/// How fast this machine trains: characters per second of a 2-layer LSTM of width
+/// `hidden`, batch 64 x 100, estimated from one measured width by the ratio of arithmetic.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Calibration {
+    /// Training FLOP/s measured (3 x forward FLOPs per character x characters per second).
+    pub flops_per_s: f64,
+}
+
+impl Calibration {
+    pub fn chars_per_s(&self, config: &ModelConfig) -> f64 {
+        self.flops_per_s / (3.0 * config.forward_flops())
+    }
+}
+
+/// Measures this machine: a few training steps of a 2x256 LSTM over `vocab_size` symbols
+/// (batch 64 x 100, on `threads` shards, random text), about half a second.
+pub fn calibrate(vocab_size: usize, threads: usize) -> Calibration {
+    use crate::train::{Optimizer, TrainConfig, Trainer};
+    use rand::{RngExt, SeedableRng};
+    let config = ModelConfig {
+        cell: CellKind::Lstm,
+        layers: 2,
+        hidden: 256,
+        vocab_size,
+        dropout: 0.0,
+    };
+    let mut model = crate::nn::Model::new(config);
+    let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(0);
+    model.init(&mut rng);
+    let tc = TrainConfig {
+        threads,
+        ..TrainConfig::default()
+    };
+    let n = tc.batch * tc.seq_len * 4 + 1;
+    let tokens = crate::text::Tokens::from(
+        (0..n)
+            .map(|_| rng.random_range(2..vocab_size as u32))
+            .collect::<Vec<u32>>(),
+    );
+    let opt = Optimizer::new(tc.optimizer, model.param_count());
+    let progress = Trainer::fresh_progress(&model, &tc);
+    let mut t = Trainer::new(model, opt, tc, &tokens, progress);
+    let _ = t.step();
+    let start = std::time::Instant::now();
+    let mut chars = 0;
+    for _ in 0..3 {
+        chars += t.step().map_or(0, |r| r.chars);
+    }
+    let cps = chars as f64 / start.elapsed().as_secs_f64().max(1e-9);
+    Calibration {
+        flops_per_s: cps * 3.0 * config.forward_flops(),
+    }
+}
+
+/// What the recipe chose, and why.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Recipe {
+    pub hidden: usize,
+    pub dropout: f32,
+    pub lr: LrSchedule,
+    /// Epochs of the corpus the budget allows at this width (estimated), if there is a
+    /// budget.
+    pub epochs: Option<f64>,
+}
+
+/// The model and schedule for `train_chars` characters of training text and a 2-layer LSTM
+/// over `vocab_size` symbols: with a `budget` (seconds, and how fast this machine trains),
+/// the widest model that sees the corpus [`MIN_EPOCHS`] times in it; without one, width 256.
+/// `hidden`: a width fixed by the user (then only dropout and rate are chosen).
+pub fn choose(
+    train_chars: usize,
+    vocab_size: usize,
+    budget: Option<(f64, &Calibration)>,
+    hidden: Option<usize>,
+) -> Recipe {
+    let config = |hidden| ModelConfig {
+        cell: CellKind::Lstm,
+        layers: 2,
+        hidden,
+        vocab_size,
+        dropout: 0.0,
+    };
+    let epochs = |hidden| {
+        budget.map(|(seconds, speed)| {
+            seconds * TRAINING_SHARE * speed.chars_per_s(&config(hidden))
+                / train_chars.max(1) as f64
+        })
+    };
+    let hidden = hidden.unwrap_or_else(|| match budget {
+        None => 256,
+        Some(_) => WIDTHS
+            .iter()
+            .rev()
+            .copied()
+            .find(|&h| epochs(h).is_some_and(|e| e >= MIN_EPOCHS))
+            .unwrap_or(WIDTHS[0]),
+    });
+    let params = config(hidden).param_count().unwrap_or(usize::MAX) as f64;
+    // Over-fitting grows with the parameters per character and with how often the model
+    // sees each character: without a budget, a run is 20 epochs.
+    let passes = epochs(hidden).unwrap_or(DEFAULT_EPOCHS) / DEFAULT_EPOCHS;
+    let exposure = params / train_chars.max(1) as f64 * passes;
+    Recipe {
+        hidden,
+        dropout: dropout_for(exposure),
+        lr: LrSchedule::cosine(lr_for(hidden), 0.02, 0.05, tail_for(exposure)),
+        epochs: epochs(hidden),
+    }
+}
+
+/// Dropout between layers for `ratio` = parameters per character of training text x
+/// epochs / 20: none when there is plenty of text, up to 0.5 when the model could memorise
+/// it. Fitted to two measured points on tinyshakespeare (bench/results/2026-11-25-recipe.md):
+/// a 2x128 LSTM for 18 epochs (ratio 0.19) does better with 0.1 than with none, a 2x512 for
+/// 22 (ratio 3.5) better with 0.5 than with 0.4 or 0.25.
+pub fn dropout_for(ratio: f64) -> f32 {
+    let d = 0.33 + 0.31 * ratio.max(1e-9).log10();
+    ((d * 20.0).round() / 20.0).clamp(0.0, 0.5) as f32
+}
+
+/// The part of the run over which the learning rate falls (it holds at its peak before),
+/// for the same `ratio` as [`dropout_for`]. A model that cannot memorise its text in the
+/// run is still learning fast at the end and needs the full rate for as long as possible
+/// (plays.txt, 2x128, one minute, ratio 0.9: falling over the last 40% gave 0.812, over the
+/// whole run 0.879); one that could memorise it is held back by a rate that falls all along
+/// (tinyshakespeare, 2x512, twenty minutes, ratio 3.5: over the whole run 1.445, over the
+/// last 40% 1.467, over-fitting while the rate was held).
+pub fn tail_for(ratio: f64) -> f32 {
+    let t = 0.4 + 0.3 * ratio.max(1e-9).log2();
+    ((t * 10.0).round() / 10.0).clamp(0.4, 1.0) as f32
+}
+
+/// Epochs of a run without --epochs, --max-steps or --time-limit.
+pub const DEFAULT_EPOCHS: f64 = 20.0;
+
+/// The peak learning rate: narrow models take larger steps.
+pub fn lr_for(hidden: usize) -> f32 {
+    match hidden {
+        0..=128 => 4e-3,
+        129..=256 => 3e-3,
+        _ => 2e-3,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn more_time_or_less_text_gives_a_wider_model() {
+        let speed = Calibration { flops_per_s: 350e9 };
+        let short = choose(1_000_000, 67, Some((60.0, &speed)), None);
+        let long = choose(1_000_000, 67, Some((1200.0, &speed)), None);
+        assert!(short.hidden < long.hidden, "{short:?} {long:?}");
+        assert!(long.epochs.unwrap() >= MIN_EPOCHS);
+        let huge = choose(1_000_000_000, 67, Some((1200.0, &speed)), None);
+        assert_eq!(huge.hidden, WIDTHS[0]);
+        assert_eq!(choose(1_000_000, 67, None, None).hidden, 256);
+        assert_eq!(
+            choose(1_000_000, 67, Some((60.0, &speed)), Some(99)).hidden,
+            99
+        );
+        // Dropout grows with parameters per character.
+        assert!(dropout_for(0.01) < dropout_for(1.0) && dropout_for(1.0) < dropout_for(10.0));
+        assert_eq!(dropout_for(1e-6), 0.0);
+        assert_eq!(
+            (tail_for(0.2), tail_for(0.9), tail_for(3.5)),
+            (0.4, 0.4, 0.9)
+        );
+        assert_eq!(tail_for(100.0), 1.0);
+        assert!(dropout_for(1e6) <= 0.5);
+    }
+}
