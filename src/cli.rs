@@ -57,7 +57,7 @@ pub enum Command {
     Viz(VizArgs),
     /// Draw the loss curves of one or more run directories in one SVG.
     #[command(
-        after_help = "Examples:\n  charrnn plot checkpoints --output loss.svg\n  charrnn plot run-128 run-256 run-512 --output compare.svg --title \"width\""
+        after_help = "Examples:\n  charrnn plot checkpoints --output loss.svg\n  charrnn plot run-128 run-256 run-512 --output compare.svg --title \"width\" --x time"
     )]
     Plot(PlotArgs),
     /// Measure training, evaluation and sampling speed and peak memory.
@@ -414,6 +414,10 @@ pub struct PlotArgs {
     /// Title of the plot [default: "charrnn: loss"]
     #[arg(long)]
     pub title: Option<String>,
+    /// Horizontal axis: optimizer steps, or training time (to compare runs of different
+    /// speed: another width, batch or program)
+    #[arg(long, value_enum, default_value = "steps")]
+    pub x: charrnn::io::plot::XAxis,
 }
 
 #[derive(Debug, Args)]

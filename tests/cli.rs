@@ -591,6 +591,16 @@ fn narrower_instruction_sets_train_the_same_model() {
             .output()
             .unwrap();
         assert!(o.status.success(), "{isa}: {}", stderr(&o));
+        // The cap took effect (or the CPU is narrower than asked for).
+        let used = ["avx512", "avx2", "portable"]
+            .into_iter()
+            .find(|k| stderr(&o).contains(&format!("({k} kernels)")))
+            .unwrap_or_else(|| panic!("no kernel level in: {}", stderr(&o)));
+        let rank = |k: &str| ["portable", "avx2", "avx512"].iter().position(|x| *x == k);
+        assert!(rank(used) <= rank(isa), "asked for {isa}, got {used}");
+        if isa == "portable" {
+            assert_eq!(used, "portable");
+        }
         let ck = json(&dir.path().join(isa).join("latest.json"));
         losses.push(ck["progress"]["best_val_loss"].as_f64().unwrap());
     }

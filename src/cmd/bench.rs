@@ -135,9 +135,11 @@ pub fn run(args: BenchArgs) -> Result<()> {
         "{} {}x{} B{} T{} threads {}",
         args.cell, args.layers, args.hidden, args.batch_size, args.seq_len, threads
     );
+    // Figures mean something only with the CPU and the kernels that produced them.
+    let isa = charrnn::kernels::isa().name();
     if args.json {
         let doc = serde_json::json!({
-            "config": cfg, "cell": args.cell, "layers": args.layers, "hidden": args.hidden,
+            "config": cfg, "isa": isa, "cell": args.cell, "layers": args.layers, "hidden": args.hidden,
             "batch": args.batch_size, "seq_len": args.seq_len, "threads": threads,
             "corpus": path.display().to_string(), "vocab": vocab.len(),
             "train_chars_per_s": train_cps, "train_steps": steps, "train_seconds": train_secs,
@@ -149,7 +151,7 @@ pub fn run(args: BenchArgs) -> Result<()> {
         println!("{doc}");
     } else {
         println!(
-            "charrnn bench: {cfg}, vocabulary {} ({})",
+            "charrnn bench: {cfg}, {isa} kernels, vocabulary {} ({})",
             vocab.len(),
             path.display()
         );

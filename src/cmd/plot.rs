@@ -24,7 +24,7 @@ pub fn run(args: PlotArgs) -> Result<()> {
         bail!("no run directory given has any validation yet");
     }
     let title = args.title.unwrap_or_else(|| "charrnn: loss".into());
-    let doc = svg(&runs, &title);
+    let doc = svg(&runs, &title, args.x);
     write_atomic(&args.output, |f| Ok(f.write_all(doc.as_bytes())?))?;
     eprintln!("charrnn: wrote {}", args.output.display());
     Ok(())

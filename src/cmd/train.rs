@@ -240,7 +240,7 @@ pub fn run(args: TrainArgs) -> Result<()> {
 
     let c = &trainer.model.config;
     eprintln!(
-        "charrnn: {} {}x{}, {} parameters, vocabulary {} | {} train / {} validation chars, {} mode | batch {} x {} steps, {} threads, {} windows per epoch",
+        "charrnn: {} {}x{}, {} parameters, vocabulary {} | {} train / {} validation chars, {} mode | batch {} x {} steps, {} threads ({} kernels), {} windows per epoch",
         c.cell,
         c.layers,
         c.hidden,
@@ -252,6 +252,7 @@ pub fn run(args: TrainArgs) -> Result<()> {
         config.batch,
         config.seq_len,
         config.threads.min(config.batch),
+        charrnn::kernels::isa().name(),
         windows
     );
     if trainer.progress.step > 0 {

@@ -7,7 +7,7 @@
 //! trained again. A line cut short by a crash is skipped when the log is read.
 
 use crate::io::fs::write_atomic;
-use crate::io::plot::{Run, svg};
+use crate::io::plot::{Run, XAxis, svg};
 use crate::train::run::Event;
 use anyhow::{Context, Result};
 use serde::{Deserialize, Serialize};
@@ -166,7 +166,7 @@ impl MetricsLog {
             label: self.label.clone(),
             records: self.records.clone(),
         };
-        let doc = svg(&[run], &format!("charrnn: {}", self.label));
+        let doc = svg(&[run], &format!("charrnn: {}", self.label), XAxis::Steps);
         write_atomic(&self.dir.join(PLOT), |f| Ok(f.write_all(doc.as_bytes())?))
     }
 

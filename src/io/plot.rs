@@ -1,10 +1,21 @@
-//! Loss curves as a self-contained SVG: training and validation loss against steps, one
-//! colour per run, training loss thin and dashed, validation loss solid with a point per
-//! validation whose tooltip gives the step, the training time and both losses. With one
-//! run, the top axis gives the training time. No scripts, fonts or other files are needed.
+//! Loss curves as a self-contained SVG: training and validation loss against steps or
+//! training time, one colour per run, training loss thin and dashed, validation loss solid
+//! with a point per validation whose tooltip gives the step, the training time and both
+//! losses. Against steps with one run, the top axis gives the training time. No scripts,
+//! fonts or other files are needed.
 
 use crate::io::metrics::Record;
 use std::fmt::Write;
+
+/// What the horizontal axis measures. Steps compare runs of one configuration; runs whose
+/// steps differ in size or speed (another batch, another width, another program) compare
+/// fairly only by the time they took.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, clap::ValueEnum)]
+pub enum XAxis {
+    #[default]
+    Steps,
+    Time,
+}
 
 /// One run's records, labelled (by its directory, say).
 #[derive(Debug, Clone)]
@@ -23,15 +34,20 @@ const COLOURS: [&str; 8] = [
     "#1f77b4", "#d62728", "#2ca02c", "#9467bd", "#ff7f0e", "#17becf", "#8c564b", "#e377c2",
 ];
 
-/// The SVG document for `runs`, titled `title`.
-pub fn svg(runs: &[Run], title: &str) -> String {
+/// The SVG document for `runs`, titled `title`, with `axis` along the bottom.
+pub fn svg(runs: &[Run], title: &str, axis: XAxis) -> String {
+    let at = |r: &Record| match axis {
+        XAxis::Steps => r.step as f64,
+        XAxis::Time => r.seconds,
+    };
     let points = runs.iter().flat_map(|r| &r.records);
-    let max_step = points.clone().map(|r| r.step).max().unwrap_or(1).max(1) as f64;
+    let max_x = points.clone().map(at).fold(0.0, f64::max);
+    let max_x = if max_x > 0.0 { max_x } else { 1.0 };
     // The first steps' losses (about ln V) would flatten the rest of the curve: the y range
-    // covers the values after the first 3% of steps, and everything is clipped to it.
+    // covers the values after the first 3% of the axis, and everything is clipped to it.
     let late: Vec<f64> = points
         .clone()
-        .filter(|r| r.step as f64 >= 0.03 * max_step)
+        .filter(|r| at(r) >= 0.03 * max_x)
         .flat_map(|r| std::iter::once(r.train_loss).chain(r.val_loss))
         .filter(|v| v.is_finite())
         .collect();
@@ -51,7 +67,7 @@ pub fn svg(runs: &[Run], title: &str) -> String {
     } else {
         (0.0, 1.0)
     };
-    let x = |step: f64| LEFT + step / max_step * (W - LEFT - RIGHT);
+    let x = |v: f64| LEFT + v / max_x * (W - LEFT - RIGHT);
     let y = |v: f64| {
         let v = v.clamp(lo, hi);
         H - BOTTOM - (v - lo) / (hi - lo) * (H - TOP - BOTTOM)
@@ -78,37 +94,49 @@ pub fn svg(runs: &[Run], title: &str) -> String {
             yy + 4.0
         );
     }
-    for v in nice_ticks(0.0, max_step, 8) {
+    let bottom = match axis {
+        XAxis::Steps => nice_ticks(0.0, max_x, 8),
+        XAxis::Time => time_ticks(max_x, 8),
+    };
+    for v in bottom {
         let xx = x(v);
+        let label = match axis {
+            XAxis::Steps => thousands(v),
+            XAxis::Time => clock(v),
+        };
         let _ = writeln!(
             s,
             r##"<line x1="{xx:.1}" x2="{xx:.1}" y1="{TOP}" y2="{}" stroke="#f0f0f0"/><text x="{xx:.1}" y="{}" text-anchor="middle">{}</text>"##,
             H - BOTTOM,
             H - BOTTOM + 18.0,
-            thousands(v)
+            label
         );
     }
     let _ = writeln!(
         s,
         r##"<rect x="{LEFT}" y="{TOP}" width="{}" height="{}" fill="none" stroke="#444"/>
-<text x="{}" y="{}" text-anchor="middle">optimizer steps</text>
+<text x="{}" y="{}" text-anchor="middle">{}</text>
 <text x="18" y="{}" text-anchor="middle" transform="rotate(-90 18 {})">loss (nats per character)</text>"##,
         W - LEFT - RIGHT,
         H - TOP - BOTTOM,
         (LEFT + W - RIGHT) / 2.0,
         H - 16.0,
+        match axis {
+            XAxis::Steps => "optimizer steps",
+            XAxis::Time => "training time (validation excluded)",
+        },
         (TOP + H - BOTTOM) / 2.0,
         (TOP + H - BOTTOM) / 2.0
     );
-    // With one run, its training time on the top axis.
-    if let [run] = runs {
+    // Against steps with one run, its training time on the top axis.
+    if let ([run], XAxis::Steps) = (runs, axis) {
         let timed: Vec<(f64, f64)> = run
             .records
             .iter()
             .map(|r| (r.step as f64, r.seconds))
             .collect();
         if let Some(&(_, total)) = timed.last().filter(|(_, t)| *t > 0.0) {
-            for t in nice_ticks(0.0, total, 6) {
+            for t in time_ticks(total, 6) {
                 if let Some(step) = step_at(&timed, t) {
                     let xx = x(step);
                     let _ = writeln!(
@@ -135,7 +163,7 @@ pub fn svg(runs: &[Run], title: &str) -> String {
             .records
             .iter()
             .filter(|r| r.train_loss.is_finite())
-            .map(|r| format!("{:.1},{:.1}", x(r.step as f64), y(r.train_loss)))
+            .map(|r| format!("{:.1},{:.1}", x(at(r)), y(r.train_loss)))
             .collect();
         let val: Vec<&Record> = run
             .records
@@ -152,7 +180,7 @@ pub fn svg(runs: &[Run], title: &str) -> String {
         if !val.is_empty() {
             let pts: Vec<String> = val
                 .iter()
-                .map(|r| format!("{:.1},{:.1}", x(r.step as f64), y(r.val_loss.unwrap())))
+                .map(|r| format!("{:.1},{:.1}", x(at(r)), y(r.val_loss.unwrap())))
                 .collect();
             let _ = writeln!(
                 s,
@@ -163,7 +191,7 @@ pub fn svg(runs: &[Run], title: &str) -> String {
                 let _ = writeln!(
                     s,
                     r#"<circle cx="{:.1}" cy="{:.1}" r="3.5" fill="{c}"><title>{}: step {}, {} of training, validation {:.4}, training {:.4}</title></circle>"#,
-                    x(r.step as f64),
+                    x(at(r)),
                     y(r.val_loss.unwrap()),
                     escape(&run.label),
                     r.step,
@@ -176,7 +204,13 @@ pub fn svg(runs: &[Run], title: &str) -> String {
     }
     // Legend: one row per run and split.
     let mut ly = TOP + 18.0;
-    let lx = W - RIGHT - 250.0;
+    // Wide enough for the longest label (about 7 px per character at 13 px).
+    let longest = runs
+        .iter()
+        .map(|r| r.label.chars().count() + " validation".len())
+        .max()
+        .unwrap_or(0);
+    let lx = (W - RIGHT - 12.0 - 36.0 - 7.2 * longest as f64).max(LEFT + 12.0);
     for (i, run) in runs.iter().enumerate() {
         let c = COLOURS[i % COLOURS.len()];
         for (dash, width, what) in [("", 2.2, "validation"), ("5 3", 1.2, "training")] {
@@ -241,6 +275,23 @@ fn thousands(v: f64) -> String {
 }
 
 /// `45s`, `12m`, `1h20m`.
+/// Ticks from 0 to `hi` seconds at a step a clock reads well (10 s, 1 min, 5 min, 1 h, …),
+/// at most `max` + 1 of them.
+fn time_ticks(hi: f64, max: usize) -> Vec<f64> {
+    const STEPS: [f64; 16] = [
+        1.0, 2.0, 5.0, 10.0, 15.0, 30.0, 60.0, 120.0, 300.0, 600.0, 900.0, 1800.0, 3600.0,
+        7200.0, 21600.0, 86400.0,
+    ];
+    let step = STEPS
+        .into_iter()
+        .find(|s| hi / s <= max as f64)
+        .unwrap_or_else(|| (hi / max as f64 / 86400.0).ceil() * 86400.0);
+    (0..=max)
+        .map(|i| i as f64 * step)
+        .take_while(|t| *t <= hi + 1e-9 * step)
+        .collect()
+}
+
 fn clock(secs: f64) -> String {
     let s = secs.round() as u64;
     match s {
@@ -285,7 +336,7 @@ mod tests {
                     .collect(),
             })
             .collect();
-        let s = svg(&runs, "two runs");
+        let s = svg(&runs, "two runs", XAxis::Steps);
         assert!(s.starts_with("<svg") && s.trim_end().ends_with("</svg>"));
         assert_eq!(s.matches("<polyline").count(), 4);
         assert!(s.contains("a&lt;b validation") && s.contains("second training"));
@@ -295,8 +346,28 @@ mod tests {
             "self-contained"
         );
         // One run: the time axis.
-        let s = svg(&runs[..1], "one");
+        let s = svg(&runs[..1], "one", XAxis::Steps);
         assert!(s.contains("training time"));
+        // Against time, a run twice as slow per step ends twice as far to the right.
+        let mut slow = runs[1].clone();
+        for r in &mut slow.records {
+            r.seconds *= 2.0;
+        }
+        let s = svg(&[runs[0].clone(), slow], "time", XAxis::Time);
+        assert!(
+            s.contains("training time (validation excluded)") && !s.contains("optimizer steps")
+        );
+        let ends: Vec<f64> = s
+            .lines()
+            .filter(|l| l.contains("stroke-width=\"2.2\" points="))
+            .map(|l| {
+                let last = l.rsplit(' ').next().unwrap().trim_end_matches("\"/>");
+                last.split(',').next().unwrap().parse().unwrap()
+            })
+            .collect();
+        assert_eq!(ends.len(), 2);
+        let (a, b) = (ends[0] - LEFT, ends[1] - LEFT);
+        assert!((b / a - 2.0).abs() < 0.01, "{ends:?}");
     }
 
     #[test]
@@ -308,5 +379,11 @@ mod tests {
         let t = nice_ticks(1.23, 1.91, 6);
         assert!(t.first().unwrap() >= &1.23 && t.last().unwrap() <= &1.91 && t.len() >= 3);
         assert_eq!(step_at(&[(10.0, 5.0), (20.0, 10.0)], 7.5), Some(15.0));
+        // Time: whole minutes for a 20-minute run, and labels that say so.
+        let t = time_ticks(1200.0, 8);
+        assert_eq!(t, (0..=4).map(|i| i as f64 * 300.0).collect::<Vec<_>>());
+        assert_eq!(t.iter().map(|&v| clock(v)).collect::<Vec<_>>()[1..3], ["5m", "10m"]);
+        assert_eq!(time_ticks(50.0, 6), vec![0.0, 10.0, 20.0, 30.0, 40.0, 50.0]);
+        assert!(time_ticks(1e7, 8).len() <= 9);
     }
 }
