@@ -279,8 +279,8 @@ fn thousands(v: f64) -> String {
 /// at most `max` + 1 of them.
 fn time_ticks(hi: f64, max: usize) -> Vec<f64> {
     const STEPS: [f64; 16] = [
-        1.0, 2.0, 5.0, 10.0, 15.0, 30.0, 60.0, 120.0, 300.0, 600.0, 900.0, 1800.0, 3600.0,
-        7200.0, 21600.0, 86400.0,
+        1.0, 2.0, 5.0, 10.0, 15.0, 30.0, 60.0, 120.0, 300.0, 600.0, 900.0, 1800.0, 3600.0, 7200.0,
+        21600.0, 86400.0,
     ];
     let step = STEPS
         .into_iter()
@@ -382,7 +382,10 @@ mod tests {
         // Time: whole minutes for a 20-minute run, and labels that say so.
         let t = time_ticks(1200.0, 8);
         assert_eq!(t, (0..=4).map(|i| i as f64 * 300.0).collect::<Vec<_>>());
-        assert_eq!(t.iter().map(|&v| clock(v)).collect::<Vec<_>>()[1..3], ["5m", "10m"]);
+        assert_eq!(
+            t.iter().map(|&v| clock(v)).collect::<Vec<_>>()[1..3],
+            ["5m", "10m"]
+        );
         assert_eq!(time_ticks(50.0, 6), vec![0.0, 10.0, 20.0, 30.0, 40.0, 50.0]);
         assert!(time_ticks(1e7, 8).len() <= 9);
     }
