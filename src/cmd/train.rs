@@ -419,9 +419,13 @@ fn choose_recipe(args: &TrainArgs, corpus: &Corpus, fixed_hidden: Option<usize>)
     let threads = args.threads.unwrap_or_else(|| super::default_threads(64));
     let calibration = args.time_limit.map(|s| (s, recipe::calibrate(v, threads)));
     let hidden = fixed_hidden.or(args.hidden);
+    let d = TrainConfig::default();
+    let chars_per_step =
+        (args.batch_size.unwrap_or(d.batch)).saturating_mul(args.seq_len.unwrap_or(d.seq_len));
     let r = recipe::choose(
         corpus.info.train_chars,
         v,
+        chars_per_step,
         calibration.as_ref().map(|(s, c)| (*s, c)),
         hidden,
     );

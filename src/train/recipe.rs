@@ -4,7 +4,7 @@
 //! A larger LSTM reaches a lower loss if it sees the corpus often enough, and over-fits a
 //! small corpus unless dropout holds it back. So with a time budget the width is the largest
 //! whose training speed (measured here, see [`Calibration`]) covers the corpus at least
-//! [`MIN_EPOCHS`] times in the budget, and dropout grows with the number of parameters per
+//! [`MIN_EPOCHS`] times in at least [`MIN_STEPS`] updates, and dropout grows with the number of parameters per
 //! character of the corpus. The measurements behind the numbers are in the README's table
 //! of defaults (and `bench/results/`).
 
@@ -15,6 +15,10 @@ use crate::train::schedule::LrSchedule;
 pub const WIDTHS: [usize; 5] = [128, 256, 512, 768, 1024];
 /// The widest model a budget allows must see the corpus at least this often.
 pub const MIN_EPOCHS: f64 = 12.0;
+/// ... and make at least this many optimizer steps: on a small corpus many epochs can be
+/// few steps (data/names.txt, 25 K characters, one minute: a 2x768 made 71 steps and
+/// reached 2.71 nats/char, a 2x128 1.97 in 2,673).
+pub const MIN_STEPS: f64 = 2000.0;
 /// Fraction of a budget spent training (the rest validates and saves).
 const TRAINING_SHARE: f64 = 0.93;
 
@@ -84,12 +88,15 @@ pub struct Recipe {
 }
 
 /// The model and schedule for `train_chars` characters of training text and a 2-layer LSTM
-/// over `vocab_size` symbols: with a `budget` (seconds, and how fast this machine trains),
-/// the widest model that sees the corpus [`MIN_EPOCHS`] times in it; without one, width 256.
-/// `hidden`: a width fixed by the user (then only dropout and rate are chosen).
+/// over `vocab_size` symbols, trained `chars_per_step` characters at a time (batch x
+/// window): with a `budget` (seconds, and how fast this machine trains), the widest model
+/// that sees the corpus [`MIN_EPOCHS`] times in it in at least [`MIN_STEPS`] steps; without
+/// one, width 256. `hidden`: a width fixed by the user (then only dropout and rate are
+/// chosen).
 pub fn choose(
     train_chars: usize,
     vocab_size: usize,
+    chars_per_step: usize,
     budget: Option<(f64, &Calibration)>,
     hidden: Option<usize>,
 ) -> Recipe {
@@ -106,13 +113,19 @@ pub fn choose(
                 / train_chars.max(1) as f64
         })
     };
+    // A corpus smaller than a step is one step per epoch (the batch is cut to fit it).
+    let per_step = chars_per_step.min(train_chars).max(1) as f64;
+    let steps = |hidden| epochs(hidden).map(|e| e * train_chars.max(1) as f64 / per_step);
     let hidden = hidden.unwrap_or_else(|| match budget {
         None => 256,
         Some(_) => WIDTHS
             .iter()
             .rev()
             .copied()
-            .find(|&h| epochs(h).is_some_and(|e| e >= MIN_EPOCHS))
+            .find(|&h| {
+                epochs(h).is_some_and(|e| e >= MIN_EPOCHS)
+                    && steps(h).is_some_and(|s| s >= MIN_STEPS)
+            })
             .unwrap_or(WIDTHS[0]),
     });
     let params = config(hidden).param_count().unwrap_or(usize::MAX) as f64;
@@ -169,15 +182,20 @@ mod tests {
     #[test]
     fn more_time_or_less_text_gives_a_wider_model() {
         let speed = Calibration { flops_per_s: 350e9 };
-        let short = choose(1_000_000, 67, Some((60.0, &speed)), None);
-        let long = choose(1_000_000, 67, Some((1200.0, &speed)), None);
+        let short = choose(1_000_000, 67, 6400, Some((60.0, &speed)), None);
+        let long = choose(1_000_000, 67, 6400, Some((1200.0, &speed)), None);
         assert!(short.hidden < long.hidden, "{short:?} {long:?}");
         assert!(long.epochs.unwrap() >= MIN_EPOCHS);
-        let huge = choose(1_000_000_000, 67, Some((1200.0, &speed)), None);
+        let huge = choose(1_000_000_000, 67, 6400, Some((1200.0, &speed)), None);
         assert_eq!(huge.hidden, WIDTHS[0]);
-        assert_eq!(choose(1_000_000, 67, None, None).hidden, 256);
+        assert_eq!(choose(1_000_000, 67, 6400, None, None).hidden, 256);
+        // A small corpus: many epochs of any width in a minute, but few steps of a wide one.
+        let names = choose(25_000, 30, 6400, Some((60.0, &speed)), None);
+        assert_eq!(names.hidden, WIDTHS[0], "{names:?}");
+        // The same corpus with a long budget gets width again, once the steps are there.
+        assert!(choose(25_000, 30, 6400, Some((3600.0, &speed)), None).hidden > WIDTHS[0]);
         assert_eq!(
-            choose(1_000_000, 67, Some((60.0, &speed)), Some(99)).hidden,
+            choose(1_000_000, 67, 6400, Some((60.0, &speed)), Some(99)).hidden,
             99
         );
         // Dropout grows with parameters per character.
