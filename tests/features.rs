@@ -357,3 +357,47 @@ fn every_subcommand_has_an_example() {
         );
     }
 }
+
+/// A time-limited run ends where the machine's speed puts it; it prints the same recipe as
+/// flags with the steps it made, and that command gives the same model twice.
+#[test]
+fn a_time_limited_run_prints_a_command_that_repeats_its_recipe() {
+    let dir = TempDir::new().unwrap();
+    let c = corpus(&dir);
+    let o = charrnn()
+        .current_dir(dir.path())
+        .arg("train")
+        .arg(&c)
+        .args(["--time-limit", "1", "--dir", "timed", "--sample-len", "0"])
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", stderr(&o));
+    let err = stderr(&o);
+    let line = err
+        .lines()
+        .find(|l| l.contains("reproducible on any machine"))
+        .unwrap_or_else(|| panic!("no repeat command in: {err}"));
+    let command = line.split_once("): charrnn ").unwrap().1;
+    assert!(!command.contains("--time-limit"), "{command}");
+    let words: Vec<&str> = command.split_whitespace().collect();
+    let timed = json(&dir.path().join("timed/latest.json"));
+    let mut again = Vec::new();
+    for out in ["again", "again2"] {
+        let args: Vec<&str> = words
+            .iter()
+            .map(|w| if *w == "timed" { out } else { w })
+            .collect();
+        let o = run(&dir, &args);
+        assert!(o.status.success(), "{command}: {}", stderr(&o));
+        again.push(json(&dir.path().join(out).join("latest.json")));
+    }
+    assert_eq!(again[0]["model"], timed["model"], "the recipe's model");
+    assert_eq!(again[0]["progress"]["step"], timed["progress"]["step"]);
+    for key in ["lr", "lr_tail", "lr_schedule"] {
+        assert_eq!(again[0]["training"][key], timed["training"][key], "{key}");
+    }
+    assert_eq!(
+        again[0]["tensors"], again[1]["tensors"],
+        "the repeat is reproducible"
+    );
+}

@@ -29,6 +29,7 @@ const MIN_DEFAULT_STEPS: u64 = 2000;
 const VALIDATIONS: f64 = 15.0;
 
 pub fn run(args: TrainArgs) -> Result<()> {
+    let fresh = args.resume.is_none();
     let resumed = match &args.resume {
         Some(path) => Some(Checkpoint::load(path)?.restore()?),
         None => None,
@@ -318,6 +319,14 @@ pub fn run(args: TrainArgs) -> Result<()> {
         best_val.map_or("n/a".into(), |v| format!("{v:.4}")),
         if best.is_file() { &best } else { &latest }.display(),
     );
+    if outcome.reason == StopReason::TimeLimit && fresh {
+        // Where a time limit ends, and the width it allows, depend on this machine's speed
+        // at the moment; the same recipe in steps repeats bit for bit with the same seed.
+        eprintln!(
+            "charrnn: the same recipe for the same steps, reproducible on any machine (another --dir): {}",
+            repeat_command(&args, &trainer)
+        );
+    }
     if let (true, Some(signal)) = (interrupted, signals.received()) {
         eprintln!(
             "charrnn: saved {}; resume with `charrnn train --resume {}`",
@@ -444,4 +453,45 @@ fn choose_recipe(args: &TrainArgs, corpus: &Corpus, fixed_hidden: Option<usize>)
         );
     }
     r
+}
+
+/// The command line of this run with --time-limit replaced by the steps it made and the
+/// recipe's choices written out as flags.
+fn repeat_command(args: &TrainArgs, trainer: &Trainer) -> String {
+    let (lr, tail) = (trainer.config.lr.base, trainer.config.lr.tail);
+    let mut words: Vec<String> = vec!["charrnn".into()];
+    let mut raw = std::env::args().skip(1);
+    while let Some(a) = raw.next() {
+        if a == "--time-limit" {
+            raw.next();
+        } else if !a.starts_with("--time-limit=") {
+            words.push(a);
+        }
+    }
+    let c = &trainer.model.config;
+    let chosen = [
+        ("--hidden", args.hidden.is_none(), c.hidden.to_string()),
+        ("--dropout", args.dropout.is_none(), c.dropout.to_string()),
+        ("--lr", args.lr.is_none(), lr.to_string()),
+        ("--lr-tail", args.lr_tail.is_none(), tail.to_string()),
+    ];
+    for (flag, add, value) in chosen {
+        if add {
+            words.extend([flag.to_string(), value]);
+        }
+    }
+    words.extend(["--max-steps".into(), trainer.progress.step.to_string()]);
+    words
+        .iter()
+        .map(|w| {
+            if w.chars()
+                .all(|ch| ch.is_ascii_alphanumeric() || "-_./=:,".contains(ch))
+            {
+                w.clone()
+            } else {
+                format!("'{}'", w.replace('\'', "'\\''"))
+            }
+        })
+        .collect::<Vec<_>>()
+        .join(" ")
 }
