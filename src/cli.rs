@@ -86,7 +86,7 @@ pub struct TrainArgs {
     /// Stacked recurrent layers [default: 2]
     #[arg(long, value_parser = positive::<usize>, allow_negative_numbers = true)]
     pub layers: Option<usize>,
-    /// Hidden units per layer [default: 256]
+    /// Hidden units per layer [default: 256; with --time-limit, the widest the budget allows]
     #[arg(long, value_parser = positive::<usize>, allow_negative_numbers = true)]
     pub hidden: Option<usize>,
     /// Time steps per window of truncated backpropagation through time [default: 100]
@@ -95,7 +95,8 @@ pub struct TrainArgs {
     /// Parallel streams per step [default: 64]
     #[arg(long, value_parser = positive::<usize>, allow_negative_numbers = true)]
     pub batch_size: Option<usize>,
-    /// Learning rate [default: 0.002]; with --resume, a new rate from here on
+    /// Learning rate [default: 0.004 for width ≤ 128, 0.003 for 256, 0.002 above]; with
+    /// --resume, a new rate from here on
     #[arg(long, value_parser = positive_f32, allow_negative_numbers = true)]
     pub lr: Option<f32>,
     /// Multiply the learning rate by this at the end of each epoch after --lr-decay-after
@@ -112,7 +113,8 @@ pub struct TrainArgs {
     #[arg(long, value_parser = unit_interval_open, allow_negative_numbers = true)]
     pub lr_floor: Option<f32>,
     /// Cosine schedule: the last fraction of the run over which the rate falls; before it
-    /// the rate holds at --lr [default: 0.4]
+    /// the rate holds at --lr [default: 0.4 to 1, more for a model that could memorise its
+    /// text]
     #[arg(long, value_parser = unit_interval_closed, allow_negative_numbers = true)]
     pub lr_tail: Option<f32>,
     /// Epochs before the learning rate starts to decay [default: 10]
@@ -127,7 +129,8 @@ pub struct TrainArgs {
     /// Clip the global gradient norm to this; 0 turns clipping off [default: 5]
     #[arg(long, value_parser = non_negative_f32, allow_negative_numbers = true)]
     pub grad_clip: Option<f32>,
-    /// Dropout between layers, in [0, 1) [default: 0]
+    /// Dropout between layers, in [0, 1) [default: 0 to 0.5, by parameters per character
+    /// of text and epochs]
     #[arg(long, value_parser = unit_interval_open, allow_negative_numbers = true)]
     pub dropout: Option<f32>,
     /// LSTM only: initial forget-gate bias (e.g. 1.0); default is PyTorch's uniform init
@@ -153,7 +156,8 @@ pub struct TrainArgs {
     /// Stop after this many optimizer steps in total
     #[arg(long, value_parser = positive::<u64>, allow_negative_numbers = true)]
     pub max_steps: Option<u64>,
-    /// Stop after this many seconds of this run
+    /// Stop after this many seconds of this run; the model, dropout and schedule are then
+    /// chosen to fit them (see the README's Defaults)
     #[arg(long, value_parser = positive_f64, allow_negative_numbers = true)]
     pub time_limit: Option<f64>,
     /// Characters of the validation split scored at each validation, in evenly spaced
