@@ -127,7 +127,7 @@ pub fn run(args: TrainArgs) -> Result<()> {
             )
         }
         None => {
-            let recipe = choose_recipe(&args, &corpus, init.as_ref().map(|i| i.1.config.hidden));
+            let recipe = choose_recipe(&args, &corpus, init.as_ref().map(|i| &i.1.config));
             let mut config = args.train_config(super::default_threads, &recipe);
             check_length(positions, &corpus, config.seq_len)?;
             if let Some(batch) = config.fit_batch(positions) {
@@ -423,21 +423,22 @@ fn check_length(positions: usize, corpus: &Corpus, seq_len: usize) -> Result<()>
 /// The defaults of a fresh run (see `charrnn::train::recipe`): with --time-limit, the width
 /// the budget allows on this machine (measured in about half a second); dropout and
 /// learning rate for the model and the corpus. Says on stderr what it chose.
-fn choose_recipe(args: &TrainArgs, corpus: &Corpus, fixed_hidden: Option<usize>) -> Recipe {
+/// `fixed`: the model fine-tuning starts from, whose shape is not chosen.
+fn choose_recipe(args: &TrainArgs, corpus: &Corpus, fixed: Option<&ModelConfig>) -> Recipe {
     let v = corpus.vocab.len();
     let threads = args.threads.unwrap_or_else(|| super::default_threads(64));
     let calibration = args.time_limit.map(|s| (s, recipe::calibrate(v, threads)));
-    let hidden = fixed_hidden.or(args.hidden);
-    let d = TrainConfig::default();
-    let chars_per_step =
-        (args.batch_size.unwrap_or(d.batch)).saturating_mul(args.seq_len.unwrap_or(d.seq_len));
-    let r = recipe::choose(
-        corpus.info.train_chars,
-        v,
-        chars_per_step,
-        calibration.as_ref().map(|(s, c)| (*s, c)),
-        hidden,
-    );
+    let hidden = fixed.map(|f| f.hidden).or(args.hidden);
+    let (d, m) = (TrainConfig::default(), fixed.copied().unwrap_or_default());
+    let task = recipe::Task {
+        train_chars: corpus.info.train_chars,
+        vocab_size: v,
+        cell: args.cell.unwrap_or(m.cell),
+        layers: args.layers.unwrap_or(m.layers),
+        chars_per_step: (args.batch_size.unwrap_or(d.batch))
+            .saturating_mul(args.seq_len.unwrap_or(d.seq_len)),
+    };
+    let r = recipe::choose(&task, calibration.as_ref().map(|(s, c)| (*s, c)), hidden);
     if let Some((seconds, c)) = &calibration {
         eprintln!(
             "charrnn: {seconds:.0} s on this machine ({:.0} GFLOP/s of training): width {}{}, dropout {}, lr {:.1e} falling over the last {:.0}% of the run to {:.1e} (about {:.0} epochs of {} characters)",

@@ -22,8 +22,8 @@ pub const MIN_STEPS: f64 = 2000.0;
 /// Fraction of a budget spent training (the rest validates and saves).
 const TRAINING_SHARE: f64 = 0.93;
 
-/// How fast this machine trains: characters per second of a 2-layer LSTM of width
-/// `hidden`, batch 64 x 100, estimated from one measured width by the ratio of arithmetic.
+/// How fast this machine trains: characters per second of a model, batch 64 x 100,
+/// estimated from one measured 2x256 LSTM by the ratio of arithmetic.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct Calibration {
     /// Training FLOP/s measured (3 x forward FLOPs per character x characters per second).
@@ -76,6 +76,30 @@ pub fn calibrate(vocab_size: usize, threads: usize) -> Calibration {
     }
 }
 
+/// What is to be trained: the text's size and the model's shape, which the user may fix.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Task {
+    pub train_chars: usize,
+    pub vocab_size: usize,
+    pub cell: CellKind,
+    pub layers: usize,
+    /// Characters per optimizer step (batch x window).
+    pub chars_per_step: usize,
+}
+
+impl Task {
+    /// The default model (a 2-layer LSTM) and batch (64 x 100) for a text.
+    pub fn lstm(train_chars: usize, vocab_size: usize) -> Task {
+        Task {
+            train_chars,
+            vocab_size,
+            cell: CellKind::Lstm,
+            layers: 2,
+            chars_per_step: 6400,
+        }
+    }
+}
+
 /// What the recipe chose, and why.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Recipe {
@@ -87,22 +111,21 @@ pub struct Recipe {
     pub epochs: Option<f64>,
 }
 
-/// The model and schedule for `train_chars` characters of training text and a 2-layer LSTM
-/// over `vocab_size` symbols, trained `chars_per_step` characters at a time (batch x
-/// window): with a `budget` (seconds, and how fast this machine trains), the widest model
-/// that sees the corpus [`MIN_EPOCHS`] times in it in at least [`MIN_STEPS`] steps; without
-/// one, width 256. `hidden`: a width fixed by the user (then only dropout and rate are
-/// chosen).
-pub fn choose(
-    train_chars: usize,
-    vocab_size: usize,
-    chars_per_step: usize,
-    budget: Option<(f64, &Calibration)>,
-    hidden: Option<usize>,
-) -> Recipe {
+/// The width and schedule for `task`: with a `budget` (seconds, and how fast this machine
+/// trains), the widest model that sees the corpus [`MIN_EPOCHS`] times in it in at least
+/// [`MIN_STEPS`] steps; without one, width 256. `hidden`: a width fixed by the user (then
+/// only dropout and rate are chosen).
+pub fn choose(task: &Task, budget: Option<(f64, &Calibration)>, hidden: Option<usize>) -> Recipe {
+    let Task {
+        train_chars,
+        vocab_size,
+        cell,
+        layers,
+        chars_per_step,
+    } = *task;
     let config = |hidden| ModelConfig {
-        cell: CellKind::Lstm,
-        layers: 2,
+        cell,
+        layers,
         hidden,
         vocab_size,
         dropout: 0.0,
@@ -182,22 +205,26 @@ mod tests {
     #[test]
     fn more_time_or_less_text_gives_a_wider_model() {
         let speed = Calibration { flops_per_s: 350e9 };
-        let short = choose(1_000_000, 67, 6400, Some((60.0, &speed)), None);
-        let long = choose(1_000_000, 67, 6400, Some((1200.0, &speed)), None);
+        let text = Task::lstm(1_000_000, 67);
+        let short = choose(&text, Some((60.0, &speed)), None);
+        let long = choose(&text, Some((1200.0, &speed)), None);
         assert!(short.hidden < long.hidden, "{short:?} {long:?}");
         assert!(long.epochs.unwrap() >= MIN_EPOCHS);
-        let huge = choose(1_000_000_000, 67, 6400, Some((1200.0, &speed)), None);
+        let huge = choose(&Task::lstm(1_000_000_000, 67), Some((1200.0, &speed)), None);
         assert_eq!(huge.hidden, WIDTHS[0]);
-        assert_eq!(choose(1_000_000, 67, 6400, None, None).hidden, 256);
+        assert_eq!(choose(&text, None, None).hidden, 256);
+        // A cheaper cell is given a wider model for the same time.
+        let rnn = Task {
+            cell: CellKind::Rnn,
+            ..text
+        };
+        assert!(choose(&rnn, Some((1200.0, &speed)), None).hidden > long.hidden);
         // A small corpus: many epochs of any width in a minute, but few steps of a wide one.
-        let names = choose(25_000, 30, 6400, Some((60.0, &speed)), None);
+        let names = choose(&Task::lstm(25_000, 30), Some((60.0, &speed)), None);
         assert_eq!(names.hidden, WIDTHS[0], "{names:?}");
         // The same corpus with a long budget gets width again, once the steps are there.
-        assert!(choose(25_000, 30, 6400, Some((3600.0, &speed)), None).hidden > WIDTHS[0]);
-        assert_eq!(
-            choose(1_000_000, 67, 6400, Some((60.0, &speed)), Some(99)).hidden,
-            99
-        );
+        assert!(choose(&Task::lstm(25_000, 30), Some((3600.0, &speed)), None).hidden > WIDTHS[0]);
+        assert_eq!(choose(&text, Some((60.0, &speed)), Some(99)).hidden, 99);
         // Dropout grows with parameters per character.
         assert!(dropout_for(0.01) < dropout_for(1.0) && dropout_for(1.0) < dropout_for(10.0));
         assert_eq!(dropout_for(1e-6), 0.0);
