@@ -178,15 +178,22 @@ def quality(py, seconds, isa):
 
 def cpu():
     """The CPU's model name and the widest vector extension charrnn uses on it."""
-    name, flags = "unknown", set()
+    name, flags, ids = "unknown", set(), {}
     try:
         for line in open("/proc/cpuinfo"):
-            if line.startswith("model name") and name == "unknown":
-                name = line.split(":", 1)[1].strip()
-            if line.startswith("flags") and not flags:
-                flags = set(line.split(":", 1)[1].split())
+            key, _, value = line.partition(":")
+            key, value = key.strip(), value.strip()
+            if key == "model name" and name == "unknown":
+                name = value
+            elif key in ("cpu family", "model") and key not in ids:
+                ids[key] = value
+            elif key == "flags" and not flags:
+                flags = set(value.split())
     except OSError:
         pass
+    # Virtual machines often report only "AMD EPYC": the family and model tell the generations apart.
+    if ids:
+        name += " (family %s, model %s)" % (ids.get("cpu family", "?"), ids.get("model", "?"))
     isa = "avx512" if {"avx512f", "avx512vl"} <= flags else "avx2" if {"avx2", "fma"} <= flags else "portable"
     return {"model": name, "isa": isa, "cores": os.cpu_count()}
 
