@@ -120,7 +120,7 @@ impl DirLock {
                     format!(" (pid {pid})")
                 };
                 bail!(
-                    "{} is in use by another charrnn run{by}; wait for it to finish or choose another --out",
+                    "{} is in use by another charrnn run{by}; wait for it to finish or choose another --dir",
                     dir.display()
                 );
             }

@@ -51,10 +51,10 @@ impl RunDir {
         if existing && !own && !force {
             let what = describe(&latest).unwrap_or_else(|| "a checkpoint".into());
             let hint = if resumed.is_some() {
-                "choose another --out for the resumed run".to_string()
+                "choose another --dir for the resumed run".to_string()
             } else {
                 format!(
-                    "continue it with `charrnn train --resume {}`, or choose another --out",
+                    "continue it with `charrnn train --resume {}`, or choose another --dir",
                     latest.display()
                 )
             };
