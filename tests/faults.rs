@@ -44,6 +44,11 @@ fn a_new_run_does_not_replace_another_runs_checkpoints() {
         std::fs::read(dir.path().join("ck/latest.json")).unwrap(),
         before
     );
+    // The refusal comes before the text is read (a large corpus would take seconds): a file
+    // that could not be decoded is not even looked at.
+    std::fs::write(dir.path().join("bad.txt"), b"abc \xff def").unwrap();
+    let o = run(&dir, &["train", "bad.txt", "--dir", "ck"]);
+    assert_one_line_error(&o, "already holds another run");
     // Resuming it is fine, and so is replacing it on purpose.
     let o = run(
         &dir,

@@ -9,7 +9,7 @@ use charrnn::decode::sample::{SampleConfig, Sampler};
 use charrnn::io::checkpoint::Checkpoint;
 use charrnn::io::fs::check_fits;
 use charrnn::io::metrics::MetricsLog;
-use charrnn::io::rundir::RunDir;
+use charrnn::io::rundir::Claim;
 use charrnn::nn::{CellKind, Model, ModelConfig};
 use charrnn::text::Mode;
 use charrnn::text::corpus::{Corpus, VocabSource};
@@ -73,12 +73,27 @@ pub fn run(args: TrainArgs) -> Result<()> {
         None => None,
     };
 
-    // The text.
+    // The text's files (names only: what a typo or a wrong path gets is this error).
     let paths: Vec<PathBuf> = match (&resumed, args.corpus.is_empty()) {
         (_, false) => args.corpus.clone(),
         (Some(r), true) => r.data.sources.iter().map(PathBuf::from).collect(),
         (None, true) => bail!("no corpus given: usage is `charrnn train <file or directory>...`"),
     };
+    charrnn::text::corpus::list_files(&paths)?;
+
+    // The run directory, claimed before the text is read: a directory in use or holding
+    // another run is refused at once, however large the corpus.
+    let out = match (&args.out, &args.resume) {
+        (Some(o), _) => o.clone(),
+        (None, Some(r)) => charrnn::io::fs::parent_dir(r).to_path_buf(),
+        (None, None) => PathBuf::from("checkpoints"),
+    };
+    let resumed_from = args
+        .resume
+        .as_deref()
+        .zip(resumed.as_ref().map(|r| r.progress.step));
+    let claim = Claim::new(&out, resumed_from, args.force)?;
+
     let (mode, val_fraction) = match &resumed {
         Some(r) => (r.data.mode, r.data.val_fraction),
         None => (
@@ -224,20 +239,7 @@ pub fn run(args: TrainArgs) -> Result<()> {
             ..EvalConfig::default()
         },
     };
-    let resumed_from = args.resume.as_deref().map(|p| (p, trainer.progress.step));
-    let out = match (&args.out, &args.resume) {
-        (Some(o), _) => o.clone(),
-        (None, Some(r)) => charrnn::io::fs::parent_dir(r).to_path_buf(),
-        (None, None) => PathBuf::from("checkpoints"),
-    };
-    let mut dir = RunDir::open(
-        &out,
-        resumed_from,
-        args.force,
-        corpus.vocab.clone(),
-        corpus.info.clone(),
-        eval_every,
-    )?;
+    let mut dir = claim.into_run(corpus.vocab.clone(), corpus.info.clone(), eval_every);
 
     let c = &trainer.model.config;
     eprintln!(

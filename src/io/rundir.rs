@@ -27,19 +27,20 @@ pub struct RunDir {
     last_saved: Option<u64>,
 }
 
-impl RunDir {
+/// A run directory locked and checked for this run, before the run has its data: claimed
+/// first, so that a refusal comes before a large corpus is read.
+pub struct Claim {
+    dir: PathBuf,
+    lock: DirLock,
+    last_saved: Option<u64>,
+}
+
+impl Claim {
     /// Creates `dir` if needed, locks it and removes stale temporary files.
     ///
     /// `resumed`: the checkpoint this run continues, and its step. If the directory holds
     /// checkpoints that are not that run's own, it is refused unless `force`.
-    pub fn open(
-        dir: &Path,
-        resumed: Option<(&Path, u64)>,
-        force: bool,
-        vocab: Vocab,
-        data: DataSection,
-        eval_every: u64,
-    ) -> Result<RunDir> {
+    pub fn new(dir: &Path, resumed: Option<(&Path, u64)>, force: bool) -> Result<Claim> {
         std::fs::create_dir_all(dir)
             .with_context(|| format!("cannot create output directory {}", dir.display()))?;
         let lock = DirLock::acquire(dir)
@@ -63,14 +64,37 @@ impl RunDir {
                 dir.display()
             );
         }
-        Ok(RunDir {
+        Ok(Claim {
             dir: dir.to_path_buf(),
-            _lock: lock,
+            lock,
+            last_saved: resumed.filter(|_| own).map(|(_, step)| step),
+        })
+    }
+
+    /// The run directory, now that the run's vocabulary, data and cadence are known.
+    pub fn into_run(self, vocab: Vocab, data: DataSection, eval_every: u64) -> RunDir {
+        RunDir {
+            dir: self.dir,
+            _lock: self.lock,
             vocab,
             data,
             eval_every,
-            last_saved: resumed.filter(|_| own).map(|(_, step)| step),
-        })
+            last_saved: self.last_saved,
+        }
+    }
+}
+
+impl RunDir {
+    /// [`Claim::new`] and [`Claim::into_run`] in one call.
+    pub fn open(
+        dir: &Path,
+        resumed: Option<(&Path, u64)>,
+        force: bool,
+        vocab: Vocab,
+        data: DataSection,
+        eval_every: u64,
+    ) -> Result<RunDir> {
+        Ok(Claim::new(dir, resumed, force)?.into_run(vocab, data, eval_every))
     }
 
     pub fn latest(&self) -> PathBuf {
