@@ -82,7 +82,13 @@
 //! let opt = Optimizer::new(tc.optimizer, model.param_count());
 //! let progress = Trainer::fresh_progress(&model, &tc);
 //! let mut trainer = Trainer::new(model, opt, tc, &tokens, progress);
-//! let rc = RunConfig { max_steps: 100, time_limit: None, eval_every: 50, eval };
+//! let rc = RunConfig {
+//!     max_steps: 100,
+//!     time_limit: None,
+//!     eval_every: 50,
+//!     eval,
+//!     stop_when_overfitting: false,
+//! };
 //! let mut validations = 0;
 //! let outcome = run::run(&mut trainer, &tokens, &rc, &mut NoCheckpoints, &|| false, &mut |e| {
 //!     if let run::Event::Validated { .. } = e { validations += 1; }

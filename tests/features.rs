@@ -401,3 +401,76 @@ fn a_time_limited_run_prints_a_command_that_repeats_its_recipe() {
         "the repeat is reproducible"
     );
 }
+
+/// A run whose length charrnn chose stops once the model plainly over-fits (random text:
+/// nothing to learn but the training characters themselves); a number of steps asked for
+/// is trained in full.
+#[test]
+fn an_overfitting_run_stops_early_unless_its_length_was_asked_for() {
+    let dir = TempDir::new().unwrap();
+    // A fixed pseudo-random text over eight letters.
+    let mut x: u64 = 1;
+    let text: String = (0..4000)
+        .map(|_| {
+            x = x
+                .wrapping_mul(6364136223846793005)
+                .wrapping_add(1442695040888963407);
+            (b'a' + (x >> 61) as u8) as char
+        })
+        .collect();
+    std::fs::write(dir.path().join("rand.txt"), text).unwrap();
+    let flags = [
+        "--hidden",
+        "64",
+        "--seq-len",
+        "16",
+        "--batch-size",
+        "4",
+        "--eval-every",
+        "20",
+        "--sample-len",
+        "0",
+    ];
+    let timed = run(
+        &dir,
+        &[
+            &["train", "rand.txt", "--time-limit", "60", "--dir", "timed"][..],
+            &flags,
+        ]
+        .concat(),
+    );
+    assert!(timed.status.success(), "{}", stderr(&timed));
+    assert!(
+        stderr(&timed).contains("stopped early"),
+        "{}",
+        stderr(&timed)
+    );
+    let ck = json(&dir.path().join("timed/latest.json"));
+    let vals: Vec<f64> = ck["progress"]["history"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|h| h["val_loss"].as_f64())
+        .collect();
+    let best = vals.iter().copied().fold(f64::INFINITY, f64::min);
+    assert!(
+        vals[vals.len() - 3..].iter().all(|v| *v > best * 1.05),
+        "{vals:?}"
+    );
+    let steps = ck["progress"]["step"].as_u64().unwrap();
+    let asked = (steps + 200).to_string();
+    let full = run(
+        &dir,
+        &[
+            &["train", "rand.txt", "--max-steps", &asked, "--dir", "full"][..],
+            &flags,
+        ]
+        .concat(),
+    );
+    assert!(full.status.success(), "{}", stderr(&full));
+    assert!(!stderr(&full).contains("stopped early"));
+    assert_eq!(
+        json(&dir.path().join("full/latest.json"))["progress"]["step"].as_u64(),
+        Some(steps + 200)
+    );
+}

@@ -234,6 +234,8 @@ pub fn run(args: TrainArgs) -> Result<()> {
         max_steps: args.max_steps.unwrap_or(u64::MAX).min(epoch_steps),
         time_limit: args.time_limit,
         eval_every,
+        // A number of steps or epochs asked for is trained in full.
+        stop_when_overfitting: args.max_steps.is_none() && args.epochs.is_none(),
         eval: EvalConfig {
             max_chars: (args.val_chars > 0).then_some(args.val_chars),
             ..EvalConfig::default()
@@ -321,7 +323,19 @@ pub fn run(args: TrainArgs) -> Result<()> {
         best_val.map_or("n/a".into(), |v| format!("{v:.4}")),
         if best.is_file() { &best } else { &latest }.display(),
     );
-    if outcome.reason == StopReason::TimeLimit && fresh {
+    if outcome.reason == StopReason::Overfitting {
+        eprintln!(
+            "charrnn: stopped early: the last {} validation losses were each more than {:.0}% above the best ({}); more training would not bring it back (--epochs or --max-steps train in full)",
+            run::OVERFIT_VALIDATIONS,
+            100.0 * run::OVERFIT_MARGIN,
+            best_val.map_or("n/a".into(), |v| format!("{v:.4}")),
+        );
+    }
+    let timed = matches!(
+        outcome.reason,
+        StopReason::TimeLimit | StopReason::Overfitting
+    );
+    if timed && args.time_limit.is_some() && fresh {
         // Where a time limit ends, and the width it allows, depend on this machine's speed
         // at the moment; the same recipe in steps repeats bit for bit with the same seed.
         eprintln!(
