@@ -153,11 +153,12 @@ pub struct TrainArgs {
     /// 20 epochs, or 2000 steps if that is more]
     #[arg(long, value_parser = positive::<usize>, allow_negative_numbers = true)]
     pub epochs: Option<usize>,
-    /// Stop after this many optimizer steps in total
+    /// Stop after this many optimizer steps in total (trained in full: no early stop)
     #[arg(long, value_parser = positive::<u64>, allow_negative_numbers = true)]
     pub max_steps: Option<u64>,
     /// Stop after this many seconds of this run; the model, dropout and schedule are then
-    /// chosen to fit them (see the README's Defaults)
+    /// chosen to fit them, and the run stops early if the model plainly over-fits (see the
+    /// README's Defaults)
     #[arg(long, value_parser = positive_f64, allow_negative_numbers = true)]
     pub time_limit: Option<f64>,
     /// Characters of the validation split scored at each validation, in evenly spaced
