@@ -44,11 +44,12 @@
 //! - [`io`]: [`checkpoint`](io::checkpoint) (versioned JSON, checked on load),
 //!   [`rundir`](io::rundir) (a run's directory: locked, best before latest),
 //!   [`fs`](io::fs) (atomic writes, locks, bounded readers).
+//! - [`bench`]: one configuration's speed, memory and checkpoint cost, measured.
 //!
 //! Dependencies run one way, file by file: `kernels` and `io::fs` use nothing of the crate;
 //! `text` uses `io::fs`; `nn` uses `text` and `kernels`; `train` uses `nn` (and
-//! `analysis::eval` to validate); `decode`, `analysis` and `io` use those. No two files
-//! import each other.
+//! `analysis::eval` to validate); `decode`, `analysis` and `io` use those; `bench` uses
+//! everything and nothing uses it. No two files import each other.
 //!
 //! # Example
 //!
@@ -107,6 +108,7 @@
 #![allow(rustdoc::broken_intra_doc_links, rustdoc::private_intra_doc_links)]
 
 pub mod analysis;
+pub mod bench;
 pub mod decode;
 pub mod io;
 pub mod kernels;

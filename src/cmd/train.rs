@@ -7,26 +7,17 @@ use anyhow::{Result, bail};
 use charrnn::analysis::eval::EvalConfig;
 use charrnn::decode::sample::{SampleConfig, Sampler};
 use charrnn::io::checkpoint::Checkpoint;
-use charrnn::io::fs::check_fits;
 use charrnn::io::metrics::MetricsLog;
 use charrnn::io::rundir::Claim;
-use charrnn::nn::{CellKind, Model, ModelConfig};
+use charrnn::nn::ModelConfig;
 use charrnn::text::Mode;
 use charrnn::text::corpus::{Corpus, VocabSource};
 use charrnn::train::recipe::{self, Recipe};
 use charrnn::train::run::{self, RunConfig, StopReason};
-use charrnn::train::{Optimizer, TrainConfig, Trainer};
-use rand::SeedableRng;
+use charrnn::train::setup::{self, Start};
+use charrnn::train::{TrainConfig, Trainer};
 use std::io::Write;
-use std::path::{Path, PathBuf};
-
-const DEFAULT_EPOCHS: usize = 20;
-/// Without --epochs, a small corpus still gets this many steps: 20 epochs of a 30 KB list of
-/// names would be about a hundred steps, far from a trained model (`best.json` keeps the
-/// lowest validation loss if it over-fits).
-const MIN_DEFAULT_STEPS: u64 = 2000;
-/// Validations in a run with a time budget (see `eval_every`).
-const VALIDATIONS: f64 = 15.0;
+use std::path::PathBuf;
 
 pub fn run(args: TrainArgs) -> Result<()> {
     let fresh = args.resume.is_none();
@@ -42,32 +33,13 @@ pub fn run(args: TrainArgs) -> Result<()> {
         Some(path) => {
             let ck = Checkpoint::load(path)?;
             let (model, vocab) = ck.model()?;
-            let c = model.config;
-            for (flag, given, has) in [
-                (
-                    "--cell",
-                    args.cell.map(|x| x.to_string()),
-                    c.cell.to_string(),
-                ),
-                (
-                    "--layers",
-                    args.layers.map(|x| x.to_string()),
-                    c.layers.to_string(),
-                ),
-                (
-                    "--hidden",
-                    args.hidden.map(|x| x.to_string()),
-                    c.hidden.to_string(),
-                ),
-            ] {
-                if given.as_ref().is_some_and(|g| *g != has) {
-                    bail!(
-                        "{flag} {} differs from the model of {} ({has}); leave it out with --init-from",
-                        given.unwrap(),
-                        path.display()
-                    );
-                }
-            }
+            setup::check_fine_tune_shape(
+                &model.config,
+                &path.display().to_string(),
+                args.cell,
+                args.layers,
+                args.hidden,
+            )?;
             Some((path, model, vocab, ck.data.mode, ck.progress.step))
         }
         None => None,
@@ -119,57 +91,34 @@ pub fn run(args: TrainArgs) -> Result<()> {
         );
     }
     if paths.iter().any(|p| p.is_dir()) {
-        eprintln!("charrnn: {}", describe_files(&corpus));
+        eprintln!("charrnn: {}", corpus.describe_files());
     }
 
-    // The model, optimizer and training state; nothing of the model's size is allocated
-    // before the memory it needs is known to be there.
-    let positions = corpus.train.len().saturating_sub(1);
-    let (model, optimizer, config, progress, eval_every_saved, budget_epochs) = match resumed {
+    // The trainer; nothing of the model's size is allocated before the memory it needs is
+    // known to be there.
+    let (mut trainer, eval_every_saved, budget_epochs) = match resumed {
         Some(mut r) => {
             if let Some(lr) = args.lr {
                 r.train.lr.base = lr;
             }
-            check_length(positions, &corpus, r.train.seq_len)?;
-            check_memory(&r.model.config, &r.train)?;
-            (
-                r.model,
-                r.optimizer,
-                r.train,
-                r.progress,
-                Some(r.eval_every),
-                None,
-            )
+            let t = setup::resumed(&corpus, r.model, r.optimizer, r.train, r.progress)?;
+            (t, Some(r.eval_every), None)
         }
         None => {
             let recipe = choose_recipe(&args, &corpus, init.as_ref().map(|i| &i.1.config));
-            let mut config = args.train_config(super::default_threads, &recipe);
-            check_length(positions, &corpus, config.seq_len)?;
-            if let Some(batch) = config.fit_batch(positions) {
-                eprintln!(
-                    "note: {} characters of training text fill only {batch} streams of --seq-len {}; using --batch-size {batch}",
-                    corpus.info.train_chars, config.seq_len
-                );
-                config.batch = batch;
-            }
+            let config = args.train_config(super::default_threads, &recipe);
             let mut model_config = args.model_config(corpus.vocab.len(), &recipe);
-            if let Some((_, m, _, _, _)) = &init {
-                model_config = ModelConfig {
-                    vocab_size: corpus.vocab.len(),
-                    dropout: args.dropout.unwrap_or(m.config.dropout),
-                    ..m.config
-                };
-            }
-            check_memory(&model_config, &config)?;
-            model_config.validate().map_err(anyhow::Error::msg)?;
-            let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(config.seed);
-            let mut model = match &init {
+            let start = match &init {
                 Some((path, m, old, _, step)) => {
+                    model_config = ModelConfig {
+                        vocab_size: corpus.vocab.len(),
+                        dropout: args.dropout.unwrap_or(m.config.dropout),
+                        ..m.config
+                    };
                     let new: Vec<String> = corpus
                         .vocab
-                        .chars()
+                        .chars_not_in(old)
                         .iter()
-                        .filter(|c| old.id(**c).is_none())
                         .map(|c| format!("{c:?}"))
                         .collect();
                     eprintln!(
@@ -185,53 +134,31 @@ pub fn run(args: TrainArgs) -> Result<()> {
                             )
                         }
                     );
-                    let mut m = m.with_vocab(old, &corpus.vocab, &mut rng);
-                    m.config.dropout = model_config.dropout;
-                    m
+                    Start::From {
+                        model: m,
+                        vocab: old,
+                    }
                 }
-                None => {
-                    let mut m = Model::new(model_config);
-                    m.init(&mut rng);
-                    m
-                }
+                None => Start::New,
             };
-            if let Some(b) = args.forget_bias {
-                if model.config.cell != CellKind::Lstm {
-                    bail!("--forget-bias applies to --cell lstm only");
-                }
-                model.set_forget_bias(b);
+            let t = setup::fresh(&corpus, model_config, config, start, args.forget_bias)?;
+            if t.config.batch < config.batch {
+                eprintln!(
+                    "note: {} characters of training text fill only {} streams of --seq-len {}; using --batch-size {}",
+                    corpus.info.train_chars, t.config.batch, config.seq_len, t.config.batch
+                );
             }
-            let optimizer = Optimizer::new(config.optimizer, model.param_count());
-            let progress = Trainer::fresh_progress(&model, &config);
-            (model, optimizer, config, progress, None, recipe.epochs)
+            (t, None, recipe.epochs)
         }
     };
-    let mut trainer = Trainer::new(model, optimizer, config, &corpus.train, progress);
+    let config = trainer.config;
     let windows = trainer.batches().windows as u64;
-    if trainer.progress.window as u64 >= windows {
-        bail!(
-            "the corpus has changed since the checkpoint was written: it resumes at window {} of an epoch that now has {windows}",
-            trainer.progress.window
-        );
-    }
-    // Every half epoch; with a time budget, about VALIDATIONS times in it, so that
-    // validating and saving (a few seconds each for a large model) cost a few percent.
     let eval_every = args
         .eval_every
         .or(eval_every_saved)
-        .unwrap_or_else(|| match budget_epochs {
-            Some(e) => ((e * windows as f64 / VALIDATIONS) as u64).max(10),
-            None => (windows / 2).clamp(10, 1000),
-        });
-    // A run stops at --epochs, --max-steps or --time-limit, whichever comes first; with
-    // none of them, after DEFAULT_EPOCHS. A time limit alone is the whole budget.
-    let epoch_steps = match (args.epochs, args.max_steps, args.time_limit) {
-        (Some(e), _, _) => (e as u64).saturating_mul(windows),
-        (None, None, None) => (DEFAULT_EPOCHS as u64 * windows).max(MIN_DEFAULT_STEPS),
-        _ => u64::MAX,
-    };
+        .unwrap_or_else(|| recipe::eval_every(windows, budget_epochs));
     let run_config = RunConfig {
-        max_steps: args.max_steps.unwrap_or(u64::MAX).min(epoch_steps),
+        max_steps: recipe::max_steps(args.epochs, args.max_steps, args.time_limit, windows),
         time_limit: args.time_limit,
         eval_every,
         // A number of steps or epochs asked for is trained in full.
@@ -371,71 +298,6 @@ pub fn run(args: TrainArgs) -> Result<()> {
     Ok(())
 }
 
-/// Refuses a model and batch whose parameters and buffers would not fit in memory, before
-/// anything of their size is allocated.
-fn check_memory(model: &ModelConfig, config: &TrainConfig) -> Result<()> {
-    check_fits(
-        Trainer::memory_bytes(model, config),
-        &format!(
-            "training a {}x{} {} with batch {} x {} on {} threads",
-            model.layers,
-            model.hidden,
-            model.cell,
-            config.batch,
-            config.seq_len,
-            config.threads.min(config.batch)
-        ),
-        "use a smaller --hidden, --layers, --batch-size, --seq-len or --threads",
-    )
-}
-
-/// "read 3 files: a.txt, b.txt, c.txt; skipped 1: notes.md (not .txt)", at most ten names each.
-fn describe_files(corpus: &Corpus) -> String {
-    let name = |p: &Path| {
-        p.file_name().map_or(p.display().to_string(), |n| {
-            n.to_string_lossy().into_owned()
-        })
-    };
-    let some = |names: Vec<String>| {
-        let n = names.len();
-        let mut s = names.into_iter().take(10).collect::<Vec<_>>().join(", ");
-        if n > 10 {
-            s.push_str(&format!(", … ({} more)", n - 10));
-        }
-        s
-    };
-    let used = corpus
-        .info
-        .sources
-        .iter()
-        .map(|p| name(Path::new(p)))
-        .collect();
-    let mut s = format!("read {} files: {}", corpus.info.sources.len(), some(used));
-    if !corpus.skipped.is_empty() {
-        let skipped = corpus
-            .skipped
-            .iter()
-            .map(|(p, why)| format!("{} ({why})", name(p)))
-            .collect();
-        s.push_str(&format!(
-            "; skipped {}: {}",
-            corpus.skipped.len(),
-            some(skipped)
-        ));
-    }
-    s
-}
-
-fn check_length(positions: usize, corpus: &Corpus, seq_len: usize) -> Result<()> {
-    if positions < seq_len {
-        bail!(
-            "the corpus is too short: {} characters of training text, but one window is {seq_len} (--seq-len); use more text or a smaller --seq-len",
-            corpus.info.train_chars
-        );
-    }
-    Ok(())
-}
-
 /// The defaults of a fresh run (see `charrnn::train::recipe`): with --time-limit, the width
 /// the budget allows on this machine (measured in about half a second); dropout and
 /// learning rate for the model and the corpus. Says on stderr what it chose.
@@ -473,42 +335,21 @@ fn choose_recipe(args: &TrainArgs, corpus: &Corpus, fixed: Option<&ModelConfig>)
 }
 
 /// The command line of this run with --time-limit replaced by the steps it made and the
-/// recipe's choices written out as flags.
+/// recipe's choices written out as flags (the flags the user gave are kept as given).
 fn repeat_command(args: &TrainArgs, trainer: &Trainer) -> String {
-    let (lr, tail) = (trainer.config.lr.base, trainer.config.lr.tail);
-    let mut words: Vec<String> = vec!["charrnn".into()];
-    let mut raw = std::env::args().skip(1);
-    while let Some(a) = raw.next() {
-        if a == "--time-limit" {
-            raw.next();
-        } else if !a.starts_with("--time-limit=") {
-            words.push(a);
-        }
-    }
-    let c = &trainer.model.config;
+    let (c, lr) = (&trainer.model.config, &trainer.config.lr);
     let chosen = [
         ("--hidden", args.hidden.is_none(), c.hidden.to_string()),
         ("--dropout", args.dropout.is_none(), c.dropout.to_string()),
-        ("--lr", args.lr.is_none(), lr.to_string()),
-        ("--lr-tail", args.lr_tail.is_none(), tail.to_string()),
+        ("--lr", args.lr.is_none(), lr.base.to_string()),
+        ("--lr-tail", args.lr_tail.is_none(), lr.tail.to_string()),
     ];
-    for (flag, add, value) in chosen {
-        if add {
-            words.extend([flag.to_string(), value]);
-        }
-    }
-    words.extend(["--max-steps".into(), trainer.progress.step.to_string()]);
-    words
-        .iter()
-        .map(|w| {
-            if w.chars()
-                .all(|ch| ch.is_ascii_alphanumeric() || "-_./=:,".contains(ch))
-            {
-                w.clone()
-            } else {
-                format!("'{}'", w.replace('\'', "'\\''"))
-            }
-        })
-        .collect::<Vec<_>>()
-        .join(" ")
+    recipe::repeat_command(
+        std::env::args().skip(1),
+        chosen
+            .into_iter()
+            .filter(|(_, add, _)| *add)
+            .map(|(flag, _, value)| (flag, value)),
+        trainer.progress.step,
+    )
 }

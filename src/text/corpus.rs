@@ -37,6 +37,55 @@ pub struct Corpus {
 }
 
 impl Corpus {
+    /// "read 3 files: a.txt, b.txt, c.txt; skipped 1: notes.md (not .txt)", at most ten
+    /// names each.
+    pub fn describe_files(&self) -> String {
+        let name = |p: &Path| {
+            p.file_name().map_or(p.display().to_string(), |n| {
+                n.to_string_lossy().into_owned()
+            })
+        };
+        let some = |names: Vec<String>| {
+            let n = names.len();
+            let mut s = names.into_iter().take(10).collect::<Vec<_>>().join(", ");
+            if n > 10 {
+                s.push_str(&format!(", … ({} more)", n - 10));
+            }
+            s
+        };
+        let used = self
+            .info
+            .sources
+            .iter()
+            .map(|p| name(Path::new(p)))
+            .collect();
+        let mut s = format!("read {} files: {}", self.info.sources.len(), some(used));
+        if !self.skipped.is_empty() {
+            let skipped = self
+                .skipped
+                .iter()
+                .map(|(p, why)| format!("{} ({why})", name(p)))
+                .collect();
+            s.push_str(&format!(
+                "; skipped {}: {}",
+                self.skipped.len(),
+                some(skipped)
+            ));
+        }
+        s
+    }
+
+    /// Errors unless the training text holds at least one window of `seq_len` predictions.
+    pub fn check_window(&self, seq_len: usize) -> Result<()> {
+        if self.train.len().saturating_sub(1) < seq_len {
+            bail!(
+                "the corpus is too short: {} characters of training text, but one window is {seq_len} (--seq-len); use more text or a smaller --seq-len",
+                self.info.train_chars
+            );
+        }
+        Ok(())
+    }
+
     /// Reads `paths` (see [`read`]), cuts them into sequences and a validation split, and
     /// encodes them with the vocabulary `vocab` says.
     pub fn load(

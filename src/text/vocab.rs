@@ -77,6 +77,15 @@ impl Vocab {
         &self.chars
     }
 
+    /// The characters of this vocabulary that `other` lacks, in id order.
+    pub fn chars_not_in(&self, other: &Vocab) -> Vec<char> {
+        self.chars
+            .iter()
+            .copied()
+            .filter(|c| other.id(*c).is_none())
+            .collect()
+    }
+
     /// V: characters plus the two special tokens.
     pub fn len(&self) -> usize {
         self.chars.len() + SPECIALS

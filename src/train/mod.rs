@@ -5,6 +5,7 @@ pub mod optim;
 pub mod recipe;
 pub mod run;
 pub mod schedule;
+pub mod setup;
 pub mod trainer;
 
 pub use optim::{OptimConfig, Optimizer, OptimizerKind};

@@ -188,6 +188,39 @@ pub fn tail_for(ratio: f64) -> f32 {
 
 /// Epochs of a run without --epochs, --max-steps or --time-limit.
 pub const DEFAULT_EPOCHS: f64 = 20.0;
+/// Without --epochs, a small corpus still gets this many steps: 20 epochs of a 30 KB list of
+/// names would be about a hundred steps, far from a trained model (`best.json` keeps the
+/// lowest validation loss if it over-fits).
+pub const MIN_DEFAULT_STEPS: u64 = 2000;
+/// Validations in a run with a time budget (see [`eval_every`]).
+pub const VALIDATIONS: f64 = 15.0;
+
+/// The step at which a run stops, for an epoch of `windows` steps: `epochs` or `max_steps`,
+/// whichever comes first, or no step limit when a time limit alone bounds the run; with
+/// none of them, [`DEFAULT_EPOCHS`] (at least [`MIN_DEFAULT_STEPS`]).
+pub fn max_steps(
+    epochs: Option<usize>,
+    max_steps: Option<u64>,
+    time_limit: Option<f64>,
+    windows: u64,
+) -> u64 {
+    let epoch_steps = match (epochs, max_steps, time_limit) {
+        (Some(e), _, _) => (e as u64).saturating_mul(windows),
+        (None, None, None) => (DEFAULT_EPOCHS as u64 * windows).max(MIN_DEFAULT_STEPS),
+        _ => u64::MAX,
+    };
+    max_steps.unwrap_or(u64::MAX).min(epoch_steps)
+}
+
+/// Steps between validations: every half epoch (10 to 1,000 steps); with a time budget of
+/// `budget_epochs`, about [`VALIDATIONS`] times in it, so that validating and saving (a few
+/// seconds each for a large model) cost a few percent.
+pub fn eval_every(windows: u64, budget_epochs: Option<f64>) -> u64 {
+    match budget_epochs {
+        Some(e) => ((e * windows as f64 / VALIDATIONS) as u64).max(10),
+        None => (windows / 2).clamp(10, 1000),
+    }
+}
 
 /// The peak learning rate: narrow models take larger steps.
 pub fn lr_for(hidden: usize) -> f32 {
@@ -196,6 +229,39 @@ pub fn lr_for(hidden: usize) -> f32 {
         129..=256 => 3e-3,
         _ => 2e-3,
     }
+}
+
+/// `charrnn <args>` without `--time-limit` (and its value), with the `chosen` flags and
+/// `--max-steps steps` added: the command that repeats a time-limited run's recipe for the
+/// steps it made. Words a shell would split or expand are quoted.
+pub fn repeat_command(
+    args: impl IntoIterator<Item = String>,
+    chosen: impl IntoIterator<Item = (&'static str, String)>,
+    steps: u64,
+) -> String {
+    let mut words: Vec<String> = vec!["charrnn".into()];
+    let mut args = args.into_iter();
+    while let Some(a) = args.next() {
+        if a == "--time-limit" {
+            args.next();
+        } else if !a.starts_with("--time-limit=") {
+            words.push(a);
+        }
+    }
+    for (flag, value) in chosen {
+        words.extend([flag.to_string(), value]);
+    }
+    words.extend(["--max-steps".into(), steps.to_string()]);
+    let quote = |w: &String| {
+        if w.chars()
+            .all(|ch| ch.is_ascii_alphanumeric() || "-_./=:,".contains(ch))
+        {
+            w.clone()
+        } else {
+            format!("'{}'", w.replace('\'', "'\\''"))
+        }
+    };
+    words.iter().map(quote).collect::<Vec<_>>().join(" ")
 }
 
 #[cfg(test)]

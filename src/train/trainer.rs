@@ -267,6 +267,24 @@ impl<'a> Trainer<'a> {
         }
     }
 
+    /// Refuses a model and batch whose parameters and buffers would not fit in memory,
+    /// before anything of their size is allocated.
+    pub fn check_memory(model: &ModelConfig, config: &TrainConfig) -> anyhow::Result<()> {
+        crate::io::fs::check_fits(
+            Trainer::memory_bytes(model, config),
+            &format!(
+                "training a {}x{} {} with batch {} x {} on {} threads",
+                model.layers,
+                model.hidden,
+                model.cell,
+                config.batch,
+                config.seq_len,
+                config.threads.min(config.batch)
+            ),
+            "use a smaller --hidden, --layers, --batch-size, --seq-len or --threads",
+        )
+    }
+
     /// An upper bound on the bytes a trainer for `model` under `config` holds (parameters,
     /// optimizer moments, packed weights, and per shard a gradient buffer and a workspace),
     /// with checked arithmetic; `None` if it overflows.
