@@ -4,7 +4,6 @@
 use crate::cli::TrainArgs;
 use crate::cmd::progress::Reporter;
 use anyhow::{Result, bail};
-use charrnn::analysis::eval::EvalConfig;
 use charrnn::decode::sample::{SampleConfig, Sampler};
 use charrnn::io::checkpoint::Checkpoint;
 use charrnn::io::metrics::MetricsLog;
@@ -13,7 +12,7 @@ use charrnn::nn::ModelConfig;
 use charrnn::text::Mode;
 use charrnn::text::corpus::{Corpus, VocabSource};
 use charrnn::train::recipe::{self, Recipe};
-use charrnn::train::run::{self, RunConfig, StopReason};
+use charrnn::train::run::{self, StopReason};
 use charrnn::train::setup::{self, Start};
 use charrnn::train::{TrainConfig, Trainer};
 use std::io::Write;
@@ -157,17 +156,14 @@ pub fn run(args: TrainArgs) -> Result<()> {
         .eval_every
         .or(eval_every_saved)
         .unwrap_or_else(|| recipe::eval_every(windows, budget_epochs));
-    let run_config = RunConfig {
-        max_steps: recipe::max_steps(args.epochs, args.max_steps, args.time_limit, windows),
-        time_limit: args.time_limit,
+    let run_config = recipe::run_config(
+        args.epochs,
+        args.max_steps,
+        args.time_limit,
+        windows,
         eval_every,
-        // A number of steps or epochs asked for is trained in full.
-        stop_when_overfitting: args.max_steps.is_none() && args.epochs.is_none(),
-        eval: EvalConfig {
-            max_chars: (args.val_chars > 0).then_some(args.val_chars),
-            ..EvalConfig::default()
-        },
-    };
+        args.val_chars,
+    );
     let mut dir = claim.into_run(corpus.vocab.clone(), corpus.info.clone(), eval_every);
 
     let c = &trainer.model.config;
@@ -303,21 +299,19 @@ pub fn run(args: TrainArgs) -> Result<()> {
 /// learning rate for the model and the corpus. Says on stderr what it chose.
 /// `fixed`: the model fine-tuning starts from, whose shape is not chosen.
 fn choose_recipe(args: &TrainArgs, corpus: &Corpus, fixed: Option<&ModelConfig>) -> Recipe {
-    let v = corpus.vocab.len();
     let threads = args.threads.unwrap_or_else(|| super::default_threads(64));
-    let calibration = args.time_limit.map(|s| (s, recipe::calibrate(v, threads)));
     let hidden = fixed.map(|f| f.hidden).or(args.hidden);
     let (d, m) = (TrainConfig::default(), fixed.copied().unwrap_or_default());
     let task = recipe::Task {
         train_chars: corpus.info.train_chars,
-        vocab_size: v,
+        vocab_size: corpus.vocab.len(),
         cell: args.cell.unwrap_or(m.cell),
         layers: args.layers.unwrap_or(m.layers),
         chars_per_step: (args.batch_size.unwrap_or(d.batch))
             .saturating_mul(args.seq_len.unwrap_or(d.seq_len)),
     };
-    let r = recipe::choose(&task, calibration.as_ref().map(|(s, c)| (*s, c)), hidden);
-    if let Some((seconds, c)) = &calibration {
+    let (r, calibration) = recipe::plan(&task, args.time_limit, threads, hidden);
+    if let (Some(seconds), Some(c)) = (args.time_limit, calibration) {
         eprintln!(
             "charrnn: {seconds:.0} s on this machine ({:.0} GFLOP/s of training): width {}{}, dropout {}, lr {:.1e} falling over the last {:.0}% of the run to {:.1e} (about {:.0} epochs of {} characters)",
             c.flops_per_s / 1e9,

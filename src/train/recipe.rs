@@ -231,6 +231,42 @@ pub fn lr_for(hidden: usize) -> f32 {
     }
 }
 
+/// The run's limits and cadence: it stops at [`max_steps`] or `time_limit`, and early on
+/// plain over-fitting only if its length was not asked for in steps or epochs; it validates
+/// every `eval_every` steps on at most `val_chars` characters (0: all of them).
+pub fn run_config(
+    epochs: Option<usize>,
+    steps: Option<u64>,
+    time_limit: Option<f64>,
+    windows: u64,
+    eval_every: u64,
+    val_chars: usize,
+) -> crate::train::run::RunConfig {
+    crate::train::run::RunConfig {
+        max_steps: max_steps(epochs, steps, time_limit, windows),
+        time_limit,
+        eval_every,
+        stop_when_overfitting: steps.is_none() && epochs.is_none(),
+        eval: crate::analysis::eval::EvalConfig {
+            max_chars: (val_chars > 0).then_some(val_chars),
+            ..Default::default()
+        },
+    }
+}
+
+/// [`choose`] for `task`, with this machine measured first (on `threads` shards) when there
+/// is a `time_limit`; returns the measurement too.
+pub fn plan(
+    task: &Task,
+    time_limit: Option<f64>,
+    threads: usize,
+    hidden: Option<usize>,
+) -> (Recipe, Option<Calibration>) {
+    let calibration = time_limit.map(|_| calibrate(task.vocab_size, threads));
+    let budget = time_limit.zip(calibration.as_ref());
+    (choose(task, budget, hidden), calibration)
+}
+
 /// `charrnn <args>` without `--time-limit` (and its value), with the `chosen` flags and
 /// `--max-steps steps` added: the command that repeats a time-limited run's recipe for the
 /// steps it made. Words a shell would split or expand are quoted.
