@@ -85,18 +85,6 @@ impl Claim {
 }
 
 impl RunDir {
-    /// [`Claim::new`] and [`Claim::into_run`] in one call.
-    pub fn open(
-        dir: &Path,
-        resumed: Option<(&Path, u64)>,
-        force: bool,
-        vocab: Vocab,
-        data: DataSection,
-        eval_every: u64,
-    ) -> Result<RunDir> {
-        Ok(Claim::new(dir, resumed, force)?.into_run(vocab, data, eval_every))
-    }
-
     pub fn latest(&self) -> PathBuf {
         self.dir.join(LATEST)
     }
@@ -210,7 +198,9 @@ mod tests {
             train_chars: 6,
             val_chars: 0,
         };
-        let mut rd = RunDir::open(dir.path(), None, false, vocab, data, 1).unwrap();
+        let mut rd = Claim::new(dir.path(), None, false)
+            .unwrap()
+            .into_run(vocab, data, 1);
         t.step().unwrap();
         rd.save(&mut t, true).unwrap();
         // A directory where latest.json should go makes its rename fail.
