@@ -9,11 +9,10 @@ use charrnn::io::checkpoint::Checkpoint;
 use charrnn::io::metrics::MetricsLog;
 use charrnn::io::rundir::Claim;
 use charrnn::nn::ModelConfig;
-use charrnn::text::Mode;
-use charrnn::text::corpus::{Corpus, VocabSource};
+use charrnn::text::corpus::Corpus;
 use charrnn::train::recipe::{self, Recipe};
 use charrnn::train::run::{self, StopReason};
-use charrnn::train::setup::{self, Start};
+use charrnn::train::setup::{self, Origin, Start};
 use charrnn::train::{TrainConfig, Trainer};
 use std::io::Write;
 use std::path::PathBuf;
@@ -45,12 +44,22 @@ pub fn run(args: TrainArgs) -> Result<()> {
     };
 
     // The text's files (names only: what a typo or a wrong path gets is this error).
-    let paths: Vec<PathBuf> = match (&resumed, args.corpus.is_empty()) {
-        (_, false) => args.corpus.clone(),
-        (Some(r), true) => r.data.sources.iter().map(PathBuf::from).collect(),
-        (None, true) => bail!("no corpus given: usage is `charrnn train <file or directory>...`"),
+    let origin = match (&resumed, &init) {
+        (Some(r), _) => Origin::Resumed {
+            sources: &r.data.sources,
+            mode: r.data.mode,
+            val_fraction: r.data.val_fraction,
+            vocab: &r.vocab,
+        },
+        (None, Some(i)) => Origin::FineTune {
+            mode: i.3,
+            vocab: &i.2,
+        },
+        (None, None) => Origin::New,
     };
-    charrnn::text::corpus::list_files(&paths)?;
+    let reading = setup::reading(&args.corpus, args.mode, args.val_fraction, origin)?;
+    let (paths, mode) = (&reading.paths, reading.mode);
+    charrnn::text::corpus::list_files(paths)?;
 
     // The run directory, claimed before the text is read: a directory in use or holding
     // another run is refused at once, however large the corpus.
@@ -65,22 +74,8 @@ pub fn run(args: TrainArgs) -> Result<()> {
         .zip(resumed.as_ref().map(|r| r.progress.step));
     let claim = Claim::new(&out, resumed_from, args.force)?;
 
-    let (mode, val_fraction) = match &resumed {
-        Some(r) => (r.data.mode, r.data.val_fraction),
-        None => (
-            args.mode
-                .or(init.as_ref().map(|i| i.3))
-                .unwrap_or(Mode::Stream),
-            args.val_fraction.unwrap_or(0.1),
-        ),
-    };
-    let source = match (&resumed, &init) {
-        (Some(r), _) => VocabSource::Fixed(&r.vocab),
-        (None, Some(i)) => VocabSource::Extend(&i.2),
-        (None, None) => VocabSource::Corpus,
-    };
     let t0 = std::time::Instant::now();
-    let corpus = Corpus::load(&paths, mode, val_fraction, source)?;
+    let corpus = Corpus::load(paths, mode, reading.val_fraction, reading.vocab)?;
     let chars = corpus.info.train_chars + corpus.info.val_chars;
     if chars > 10_000_000 {
         eprintln!(

@@ -305,6 +305,34 @@ mod tests {
     use super::*;
 
     #[test]
+    fn run_length_cadence_and_the_repeat_command() {
+        assert_eq!(max_steps(None, None, None, 10), MIN_DEFAULT_STEPS);
+        assert_eq!(max_steps(None, None, None, 1000), 20_000);
+        assert_eq!(max_steps(Some(3), Some(25), None, 10), 25);
+        assert_eq!(max_steps(None, None, Some(60.0), 10), u64::MAX);
+        assert_eq!(eval_every(100, None), 50);
+        assert_eq!(eval_every(157, Some(21.0)), 219);
+        let args = [
+            "train",
+            "my corpus.txt",
+            "--time-limit",
+            "60",
+            "--time-limit=5",
+            "--seed",
+            "3",
+        ];
+        let cmd = repeat_command(
+            args.iter().map(|s| s.to_string()),
+            [("--hidden", "128".to_string())],
+            2334,
+        );
+        assert_eq!(
+            cmd,
+            "charrnn train 'my corpus.txt' --seed 3 --hidden 128 --max-steps 2334"
+        );
+    }
+
+    #[test]
     fn more_time_or_less_text_gives_a_wider_model() {
         let speed = Calibration { flops_per_s: 350e9 };
         let text = Task::lstm(1_000_000, 67);

@@ -3,11 +3,13 @@
 //! vocabulary), and the checks a resumed run must pass on today's corpus.
 
 use crate::nn::{CellKind, Model, ModelConfig};
-use crate::text::corpus::Corpus;
+use crate::text::Mode;
+use crate::text::corpus::{Corpus, VocabSource};
 use crate::text::vocab::Vocab;
 use crate::train::{Optimizer, Progress, TrainConfig, Trainer};
 use anyhow::{Result, bail};
 use rand::SeedableRng;
+use std::path::PathBuf;
 
 /// Where a fresh run's weights come from.
 pub enum Start<'a> {
@@ -130,4 +132,105 @@ pub fn resumed<'a>(
         );
     }
     Ok(trainer)
+}
+
+/// What a run continues from, as far as reading its text is concerned.
+pub enum Origin<'a> {
+    /// A new run from new weights.
+    New,
+    /// A resumed run: its checkpoint's files, mode, split and vocabulary.
+    Resumed {
+        sources: &'a [String],
+        mode: Mode,
+        val_fraction: f64,
+        vocab: &'a Vocab,
+    },
+    /// Fine-tuning: the starting model's mode (unless given) and vocabulary, extended.
+    FineTune { mode: Mode, vocab: &'a Vocab },
+}
+
+/// What a run reads, and how.
+pub struct Reading<'a> {
+    pub paths: Vec<PathBuf>,
+    pub mode: Mode,
+    pub val_fraction: f64,
+    pub vocab: VocabSource<'a>,
+}
+
+/// The files, mode, split and vocabulary of a run: a resumed run keeps its checkpoint's
+/// (and may name other files); otherwise what was `given`, by default stream mode and a
+/// tenth held out.
+pub fn reading<'a>(
+    given: &[PathBuf],
+    mode: Option<Mode>,
+    val_fraction: Option<f64>,
+    origin: Origin<'a>,
+) -> Result<Reading<'a>> {
+    let paths = match (&origin, given.is_empty()) {
+        (_, false) => given.to_vec(),
+        (Origin::Resumed { sources, .. }, true) => sources.iter().map(PathBuf::from).collect(),
+        (_, true) => bail!("no corpus given: usage is `charrnn train <file or directory>...`"),
+    };
+    let val_fraction = val_fraction.unwrap_or(0.1);
+    Ok(match origin {
+        Origin::Resumed {
+            mode,
+            val_fraction,
+            vocab,
+            ..
+        } => Reading {
+            paths,
+            mode,
+            val_fraction,
+            vocab: VocabSource::Fixed(vocab),
+        },
+        Origin::FineTune { mode: m, vocab } => Reading {
+            paths,
+            mode: mode.unwrap_or(m),
+            val_fraction,
+            vocab: VocabSource::Extend(vocab),
+        },
+        Origin::New => Reading {
+            paths,
+            mode: mode.unwrap_or(Mode::Stream),
+            val_fraction,
+            vocab: VocabSource::Corpus,
+        },
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn reading_follows_the_run_it_continues() {
+        let vocab = Vocab::from_texts(["abc"]);
+        let given = [PathBuf::from("new.txt")];
+        let sources = ["/data/old.txt".to_string()];
+        let resumed = || Origin::Resumed {
+            sources: &sources,
+            mode: Mode::Lines,
+            val_fraction: 0.2,
+            vocab: &vocab,
+        };
+        let r = reading(&[], None, None, resumed()).unwrap();
+        assert_eq!(r.paths, [PathBuf::from("/data/old.txt")]);
+        assert_eq!((r.mode, r.val_fraction), (Mode::Lines, 0.2));
+        assert!(matches!(r.vocab, VocabSource::Fixed(_)));
+        assert_eq!(reading(&given, None, None, resumed()).unwrap().paths, given);
+        let tune = |mode| Origin::FineTune {
+            mode,
+            vocab: &vocab,
+        };
+        let r = reading(&given, None, Some(0.05), tune(Mode::Lines)).unwrap();
+        assert_eq!((r.mode, r.val_fraction), (Mode::Lines, 0.05));
+        assert!(matches!(r.vocab, VocabSource::Extend(_)));
+        let r = reading(&given, Some(Mode::Stream), None, tune(Mode::Lines)).unwrap();
+        assert_eq!((r.mode, r.val_fraction), (Mode::Stream, 0.1));
+        let r = reading(&given, None, None, Origin::New).unwrap();
+        assert!(r.mode == Mode::Stream && matches!(r.vocab, VocabSource::Corpus));
+        let e = reading(&[], None, None, Origin::New).err().unwrap();
+        assert!(e.to_string().contains("no corpus given"), "{e}");
+    }
 }
