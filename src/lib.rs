@@ -38,7 +38,10 @@
 //! - [`train`]: [`optim`](train::optim) (clipping, Adam, RMSprop, SGD),
 //!   [`schedule`](train::schedule) (the learning rate), [`trainer`](train::trainer) (one
 //!   optimizer step over batch shards), [`run`](train::run) (the loop: stop rules, validation
-//!   cadence, best checkpoint, divergence; emits events).
+//!   cadence, best checkpoint, divergence, early stop; emits events),
+//!   [`recipe`](train::recipe) (the defaults for a corpus and a time budget, the run's length
+//!   and cadence), [`setup`](train::setup) (what a new, resumed or fine-tuned run reads and
+//!   starts from, checked before it is built).
 //! - [`decode`]: generating text ([`sample`](decode::sample)).
 //! - [`analysis`]: measuring a model on text ([`eval`](analysis::eval)).
 //! - [`io`]: [`checkpoint`](io::checkpoint) (versioned JSON, checked on load),
