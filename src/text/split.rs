@@ -21,7 +21,7 @@ pub enum Mode {
     /// Each file is one long text: classic char-rnn
     Stream,
     /// Each non-empty line is its own sequence (names, words, one-liners); the model learns
-    /// where a line ends by predicting <end>
+    /// where a line ends by predicting `<end>`
     Lines,
 }
 
