@@ -20,6 +20,9 @@
 //! `[B, ·]` block: the recurrent product of a step is a single matrix product on it.
 //!
 //! # Code map
+//! - [`fs`]: file-system primitives (atomic writes with the directory flushed, the lock that
+//!   gives a directory to one process, readers of regular files of a bounded size, the
+//!   memory check). The ground floor: it uses nothing of the crate.
 //! - [`text`]: the text side.
 //!   [`vocab`](text::vocab): characters plus `<start>`/`<end>`, sorted; encode, decode,
 //!   one-hot. [`corpus`](text::corpus): reading files and directories, the token streams of
@@ -45,14 +48,14 @@
 //! - [`decode`]: generating text ([`sample`](decode::sample)).
 //! - [`analysis`]: measuring a model on text ([`eval`](analysis::eval)).
 //! - [`io`]: [`checkpoint`](io::checkpoint) (versioned JSON, checked on load),
-//!   [`rundir`](io::rundir) (a run's directory: locked, best before latest),
-//!   [`fs`](io::fs) (atomic writes, locks, bounded readers).
+//!   [`rundir`](io::rundir) (a run's directory: locked, best before latest), the metrics
+//!   log, plots, exports and the activation page.
 //! - [`bench`]: one configuration's speed, memory and checkpoint cost, measured.
 //!
-//! Dependencies run one way, file by file: `kernels` and `io::fs` use nothing of the crate;
-//! `text` uses `io::fs`; `nn` uses `text` and `kernels`; `train` uses `nn` (and
-//! `analysis::eval` to validate); `decode`, `analysis` and `io` use those; `bench` uses
-//! everything and nothing uses it. No two files import each other.
+//! Dependencies run one way, folder by folder and file by file: `fs` and `kernels` use
+//! nothing of the crate; `text` uses `fs`; `nn` uses `text` and `kernels`; `analysis` uses
+//! `nn`; `train` uses `nn` and `analysis::eval` (to validate); `decode` and `io` use those;
+//! `bench` uses everything and nothing uses it. No two files import each other.
 //!
 //! # Example
 //!
@@ -113,6 +116,7 @@
 pub mod analysis;
 pub mod bench;
 pub mod decode;
+pub mod fs;
 pub mod io;
 pub mod kernels;
 pub mod nn;

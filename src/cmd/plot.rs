@@ -2,8 +2,8 @@
 
 use crate::cli::PlotArgs;
 use anyhow::{Result, bail};
+use charrnn::fs::write_atomic;
 use charrnn::io::checkpoint::Checkpoint;
-use charrnn::io::fs::write_atomic;
 use charrnn::io::metrics::{METRICS, Record, read};
 use charrnn::io::plot::{Run, svg};
 use std::io::Write;

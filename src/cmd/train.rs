@@ -65,7 +65,7 @@ pub fn run(args: TrainArgs) -> Result<()> {
     // another run is refused at once, however large the corpus.
     let out = match (&args.out, &args.resume) {
         (Some(o), _) => o.clone(),
-        (None, Some(r)) => charrnn::io::fs::parent_dir(r).to_path_buf(),
+        (None, Some(r)) => charrnn::fs::parent_dir(r).to_path_buf(),
         (None, None) => PathBuf::from("checkpoints"),
     };
     let resumed_from = args

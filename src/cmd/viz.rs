@@ -3,8 +3,8 @@
 use crate::cli::VizArgs;
 use anyhow::{Result, anyhow};
 use charrnn::analysis::viz::activations;
+use charrnn::fs::write_atomic;
 use charrnn::io::checkpoint::Checkpoint;
-use charrnn::io::fs::write_atomic;
 use charrnn::io::viz_page::{PageInfo, render};
 use charrnn::text::corpus::read_utf8;
 use std::io::Write;

@@ -12,7 +12,7 @@
 //! command line validates its flags, and names from the file are escaped before they are
 //! printed.
 
-use crate::io::fs::{ReadLimit, available_memory, read_regular, write_atomic};
+use crate::fs::{ReadLimit, available_memory, read_regular, write_atomic};
 use crate::nn::{Model, ModelConfig, State};
 use crate::text::corpus::CorpusInfo;
 use crate::text::vocab::Vocab;

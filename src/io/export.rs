@@ -6,7 +6,7 @@
 //! `start_id` and `end_id` of the two special tokens, and `vocab`, a JSON array of the
 //! characters in id order from id 2.
 
-use crate::io::fs::write_atomic;
+use crate::fs::write_atomic;
 use crate::nn::Model;
 use crate::text::vocab::{END, START, Vocab};
 use anyhow::{Context, Result};

@@ -6,7 +6,7 @@
 //! (written between that checkpoint and a crash) are dropped first, since those steps are
 //! trained again. A line cut short by a crash is skipped when the log is read.
 
-use crate::io::fs::write_atomic;
+use crate::fs::write_atomic;
 use crate::io::plot::{Run, XAxis, svg};
 use crate::train::run::Event;
 use anyhow::{Context, Result};

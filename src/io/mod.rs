@@ -1,8 +1,8 @@
-//! Files: checkpoints, run directories, and the file-system primitives that keep them safe.
+//! Files: checkpoints, run directories, metrics, plots and exports (the file-system
+//! primitives they stand on are in [`crate::fs`]).
 
 pub mod checkpoint;
 pub mod export;
-pub mod fs;
 pub mod metrics;
 pub mod plot;
 pub mod rundir;

@@ -7,8 +7,8 @@
 //!   two never leaves the best model in no file.
 //! - Temporary files of a process killed mid-save are removed when the next run opens it.
 
+use crate::fs::{DirLock, remove_stale_temps, write_atomic};
 use crate::io::checkpoint::{Checkpoint, DataSection};
-use crate::io::fs::{DirLock, remove_stale_temps, write_atomic};
 use crate::text::vocab::Vocab;
 use crate::train::run::Checkpointer;
 use crate::train::trainer::Trainer;
@@ -118,7 +118,7 @@ fn describe(path: &Path) -> Option<String> {
 }
 
 fn same_dir(file: &Path, dir: &Path) -> bool {
-    let parent = crate::io::fs::parent_dir(file);
+    let parent = crate::fs::parent_dir(file);
     match (std::fs::canonicalize(parent), std::fs::canonicalize(dir)) {
         (Ok(a), Ok(b)) => a == b,
         _ => false,

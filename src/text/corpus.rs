@@ -1,7 +1,7 @@
 //! Reading a corpus from files and directories, with errors that say what is wrong where,
 //! and turning it into the token streams of training and validation.
 
-use crate::io::fs::{ReadLimit, available_memory, check_regular, read_regular};
+use crate::fs::{ReadLimit, available_memory, check_regular, read_regular};
 use crate::text::reader::read_corpus;
 use crate::text::split::Mode;
 use crate::text::tokens::Tokens;

@@ -12,7 +12,7 @@
 //! the byte offset), a leading byte-order mark dropped, `\r\n` read as `\n`; in stream mode
 //! each non-empty file one sequence, in lines mode each line with a non-space character.
 
-use crate::io::fs::human_bytes;
+use crate::fs::human_bytes;
 use crate::text::split::Mode;
 use crate::text::tokens::Tokens;
 use crate::text::vocab::{END, SPECIALS, START, Vocab};

@@ -270,7 +270,7 @@ impl<'a> Trainer<'a> {
     /// Refuses a model and batch whose parameters and buffers would not fit in memory,
     /// before anything of their size is allocated.
     pub fn check_memory(model: &ModelConfig, config: &TrainConfig) -> anyhow::Result<()> {
-        crate::io::fs::check_fits(
+        crate::fs::check_fits(
             Trainer::memory_bytes(model, config),
             &format!(
                 "training a {}x{} {} with batch {} x {} on {} threads",
