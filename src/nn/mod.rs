@@ -1,7 +1,9 @@
 //! The network: flat parameters with named views, the loss, the three recurrent cells, the
-//! stacked model with its forward pass and backpropagation through time, and inference.
+//! stacked model with its forward pass and backpropagation through time, inference, and the
+//! many-to-one classifier (optionally bidirectional) on the same cells.
 
 pub mod cell;
+pub mod classifier;
 pub mod infer;
 pub mod loss;
 pub mod model;

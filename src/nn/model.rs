@@ -11,7 +11,7 @@
 //! is applied to the input of every layer above the first, as in `torch.nn.LSTM(dropout=p)`;
 //! it is off whenever no random generator is passed.
 
-use crate::kernels::{PackedMatrix, add_assign, add_row_sums, matmul};
+use crate::kernels::{PackedMatrix, add_row_sums, matmul};
 use crate::nn::cell::{self, CellKind};
 use crate::nn::loss::{
     softmax_cross_entropy, softmax_cross_entropy_backward, softmax_cross_entropy_each,
@@ -393,15 +393,8 @@ impl Model {
             }
             let w_hh_t = &packed.w_hh_t[l];
             let b_hh = self.vec(ids.b_hh);
-            let h0 = state.h_mut(l);
-            match kind {
-                CellKind::Rnn => cell::rnn::forward(w_hh_t, b_hh, cache, h0, &ws.reset, t_len, bs),
-                CellKind::Gru => cell::gru::forward(w_hh_t, b_hh, cache, h0, &ws.reset, t_len, bs),
-                CellKind::Lstm => {
-                    let (h0, c0) = state.hc_mut(l);
-                    cell::lstm::forward(w_hh_t, b_hh, cache, h0, c0, &ws.reset, t_len, bs)
-                }
-            }
+            let (h0, c0) = state.hc_mut(l);
+            cell::forward(kind, w_hh_t, b_hh, cache, h0, c0, &ws.reset, t_len, bs);
         }
 
         let top = &ws.layers[self.config.layers - 1].h[..n * hid];
@@ -508,28 +501,13 @@ impl Model {
             let cache = &mut this[0];
             let w_hh = &packed.w_hh[l];
             let dh = &mut ws.dh[..n * hid];
-            match kind {
-                CellKind::Rnn => cell::rnn::backward(w_hh, cache, dh, &ws.reset, t_len, bs),
-                CellKind::Lstm => cell::lstm::backward(w_hh, cache, dh, &ws.reset, t_len, bs),
-                CellKind::Gru => cell::gru::backward(w_hh, cache, dh, &ws.reset, t_len, bs),
+            cell::backward(kind, w_hh, cache, dh, &ws.reset, t_len, bs);
+            {
+                let [g_hh, g_bih, g_bhh] = lay.slices_mut(grads, [ids.w_hh, ids.b_ih, ids.b_hh]);
+                let mut dw_hh = ArrayViewMut2::from_shape((gh, hid), g_hh).unwrap();
+                cell::weight_grads(cache, n, &mut dw_hh, g_bih, g_bhh, &mut ws.db);
             }
             let dgx = &cache.dgx()[..n * gh];
-            let dgh = &cache.dgh()[..n * gh];
-            // Weight gradients of the whole window in one product each, outside the time loop.
-            let h_prev = ArrayView2::from_shape((n, hid), &cache.h_prev[..n * hid]).unwrap();
-            let dgh_m = ArrayView2::from_shape((n, gh), dgh).unwrap();
-            matmul(&mut lay.mat_mut(grads, ids.w_hh), dgh_m.t(), h_prev, true);
-            if std::ptr::eq(dgx, dgh) {
-                // One buffer (RNN, LSTM): both biases get the same gradient; sum it once.
-                let db = &mut ws.db[..gh];
-                db.fill(0.0);
-                add_row_sums(db, dgh);
-                add_assign(lay.slice_mut(grads, ids.b_hh), db);
-                add_assign(lay.slice_mut(grads, ids.b_ih), db);
-            } else {
-                add_row_sums(lay.slice_mut(grads, ids.b_hh), dgh);
-                add_row_sums(lay.slice_mut(grads, ids.b_ih), dgx);
-            }
             let dgx_m = ArrayView2::from_shape((n, gh), dgx).unwrap();
             if l > 0 {
                 let input: &[f32] = if ws.dropout_active {

@@ -69,6 +69,25 @@ impl Layout {
         &mut buf[self.tensors[id].range()]
     }
 
+    /// Mutable slices of several tensors at once, `ids` in increasing order of offset (as
+    /// [`Layout::push`] made them): the gradients of a layer's tensors, filled side by side.
+    pub fn slices_mut<'a, const K: usize>(
+        &self,
+        mut buf: &'a mut [f32],
+        ids: [TensorId; K],
+    ) -> [&'a mut [f32]; K] {
+        let mut start = 0;
+        ids.map(|id| {
+            let r = self.tensors[id].range();
+            assert!(r.start >= start, "slices_mut: tensors out of order");
+            let rest = std::mem::take(&mut buf);
+            let (this, rest) = rest[r.start - start..].split_at_mut(r.len());
+            buf = rest;
+            start = r.end;
+            this
+        })
+    }
+
     /// A 2-D tensor as a matrix view.
     pub fn mat<'a>(&self, buf: &'a [f32], id: TensorId) -> ArrayView2<'a, f32> {
         let s = &self.tensors[id];
@@ -133,6 +152,8 @@ mod tests {
         let mut buf: Vec<f32> = (0..10).map(|i| i as f32).collect();
         assert_eq!(layout.mat(&buf, a)[[1, 2]], 5.0);
         layout.slice_mut(&mut buf, b)[0] = -1.0;
+        let [sa, sb] = layout.slices_mut(&mut buf, [a, b]);
+        assert_eq!((sa.len(), sa[5], sb[0]), (6, 5.0, -1.0));
         assert_eq!(buf[6], -1.0);
         assert_eq!(l2_norm(&[3.0, 4.0]), 5.0);
         // Lanes and tail: 1² + 2² + … + 21².

@@ -39,14 +39,15 @@ impl State {
         l * n..(l + 1) * n
     }
 
-    pub(crate) fn h_mut(&mut self, l: usize) -> &mut [f32] {
-        let r = self.layer(l);
-        &mut self.h[r]
-    }
-
+    /// Layer `l`'s `h` and `c` (empty unless the cell is an LSTM).
     pub(crate) fn hc_mut(&mut self, l: usize) -> (&mut [f32], &mut [f32]) {
         let r = self.layer(l);
-        (&mut self.h[r.clone()], &mut self.c[r])
+        let c = if self.c.is_empty() {
+            &mut self.c[..]
+        } else {
+            &mut self.c[r.clone()]
+        };
+        (&mut self.h[r], c)
     }
 
     /// The streams `rows` of this state as a state of their own.

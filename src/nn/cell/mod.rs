@@ -26,6 +26,9 @@ pub mod gru;
 pub mod lstm;
 pub mod rnn;
 
+use crate::kernels::{PackedMatrix, add_assign, add_row_sums, matmul};
+use ndarray::{ArrayView2, ArrayViewMut2};
+
 /// Which recurrent cell a model stacks. The names (`rnn`, `lstm`, `gru`) are those of the
 /// command line and of checkpoints.
 #[derive(
@@ -136,6 +139,82 @@ impl LayerCache {
         } else {
             &self.dgh
         }
+    }
+}
+
+/// Runs one layer's recurrence over steps `0..t_len` with the cell `kind` (its `forward`):
+/// on entry `cache.gates` holds `x · W_ihᵀ + b_ih`, [T, B, G·H]; `h0` (and for the LSTM
+/// `c0`), [B, H], are the state before the window and become the state after it.
+#[allow(clippy::too_many_arguments)]
+pub fn forward(
+    kind: CellKind,
+    w_hh_t: &PackedMatrix,
+    b_hh: &[f32],
+    cache: &mut LayerCache,
+    h0: &mut [f32],
+    c0: &mut [f32],
+    reset: &[bool],
+    t_len: usize,
+    batch: usize,
+) {
+    match kind {
+        CellKind::Rnn => rnn::forward(w_hh_t, b_hh, cache, h0, reset, t_len, batch),
+        CellKind::Gru => gru::forward(w_hh_t, b_hh, cache, h0, reset, t_len, batch),
+        CellKind::Lstm => lstm::forward(w_hh_t, b_hh, cache, h0, c0, reset, t_len, batch),
+    }
+}
+
+/// The reverse recurrence of the cell `kind` (its `backward`): consumes `dh` ([T, B, H], the
+/// gradient arriving at each output) and leaves the gate gradients in the cache (see
+/// [`LayerCache::dgx`], [`LayerCache::dgh`]).
+pub fn backward(
+    kind: CellKind,
+    w_hh: &PackedMatrix,
+    cache: &mut LayerCache,
+    dh: &mut [f32],
+    reset: &[bool],
+    t_len: usize,
+    batch: usize,
+) {
+    match kind {
+        CellKind::Rnn => rnn::backward(w_hh, cache, dh, reset, t_len, batch),
+        CellKind::Lstm => lstm::backward(w_hh, cache, dh, reset, t_len, batch),
+        CellKind::Gru => gru::backward(w_hh, cache, dh, reset, t_len, batch),
+    }
+}
+
+/// After [`backward`] over `n` = T·B positions, the gradients of the recurrent weights and
+/// of both biases, each one product or sum over the whole window, outside the time loop:
+///
+/// ```text
+/// dW_hh += dghᵀ · h_prev      db_hh += Σ_n dgh      db_ih += Σ_n dgx
+/// ```
+///
+/// dw_hh: [G·H, H]; db_ih, db_hh, and the scratch `db`: [G·H].
+pub fn weight_grads(
+    cache: &LayerCache,
+    n: usize,
+    dw_hh: &mut ArrayViewMut2<f32>,
+    db_ih: &mut [f32],
+    db_hh: &mut [f32],
+    db: &mut [f32],
+) {
+    let (gh, hid) = dw_hh.dim();
+    let dgx = &cache.dgx()[..n * gh];
+    let dgh = &cache.dgh()[..n * gh];
+    let h_prev = ArrayView2::from_shape((n, hid), &cache.h_prev[..n * hid]).unwrap();
+    let dgh_m = ArrayView2::from_shape((n, gh), dgh).unwrap();
+    matmul(dw_hh, dgh_m.t(), h_prev, true);
+    if std::ptr::eq(dgx, dgh) {
+        // One buffer (RNN, LSTM): both biases get the same gradient; sum it once.
+        let db = &mut db[..gh];
+        db.fill(0.0);
+        add_row_sums(db, dgh);
+        add_assign(db_hh, db);
+        add_assign(db_ih, db);
+    } else {
+        add_row_sums(db_hh, dgh);
+        add_row_sums(db_ih, dgx);
     }
 }
 
