@@ -50,6 +50,7 @@ fn records(dir: &Path) -> Result<Vec<Record>> {
             seconds: h.seconds,
             train_loss: h.train_loss,
             val_loss: h.val_loss,
+            val_accuracy: h.val_accuracy,
             lr: ck.training.config.lr.base,
             chars_per_s: 0.0,
         })

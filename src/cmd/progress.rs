@@ -32,11 +32,15 @@ impl Reporter {
 
     pub fn event(&mut self, e: &Event) {
         let Event::Step(s) = e else { return };
+        // A classifier's validation is shown as accuracy, what its user reads.
+        let val = match (s.last_accuracy, s.last_val) {
+            (Some(a), _) => format!("val acc {:.2}%", 100.0 * a),
+            (None, v) => format!("val {}", v.map_or("-".into(), |v| format!("{v:.4}"))),
+        };
         let msg = format!(
-            "epoch {:.2} | loss {:.4} | val {} | {:.1}k chars/s | lr {:.2e} | ETA {}",
+            "epoch {:.2} | loss {:.4} | {val} | {:.1}k chars/s | lr {:.2e} | ETA {}",
             s.epoch,
             s.smoothed_loss,
-            s.last_val.map_or("-".into(), |v| format!("{v:.4}")),
             s.chars_per_s / 1000.0,
             s.report.lr,
             hms(s.eta_seconds)

@@ -166,13 +166,12 @@ impl Checkpoint {
 
     /// Reads and checks a checkpoint; errors name the file and the field at fault.
     pub fn load(path: &Path) -> Result<Checkpoint> {
-        // The parsed numbers take less memory than their text, so a file that fits in the
-        // available memory can be parsed; a larger one is refused before it is read.
-        let limit = ReadLimit {
-            max_bytes: available_memory(),
-        };
-        let bytes = read_regular(path, "checkpoint", limit)?;
-        let ck: Checkpoint = match serde_json::from_slice(&bytes) {
+        Checkpoint::parse(&read_checkpoint_bytes(path)?, path)
+    }
+
+    /// Parses and checks the bytes of a checkpoint read from `path`.
+    pub fn parse(bytes: &[u8], path: &Path) -> Result<Checkpoint> {
+        let ck: Checkpoint = match serde_json::from_slice(bytes) {
             Ok(ck) => ck,
             Err(e) => {
                 #[derive(Deserialize)]
@@ -180,9 +179,12 @@ impl Checkpoint {
                     format: Option<String>,
                     version: Option<u64>,
                 }
-                let what = match serde_json::from_slice::<Header>(&bytes) {
+                let what = match serde_json::from_slice::<Header>(bytes) {
                     Err(_) if e.is_eof() => format!("is truncated ({e})"),
                     Err(_) if e.is_syntax() => format!("is not valid JSON ({e})"),
+                    Ok(h) if h.format.as_deref() == Some(CLASSIFIER_FORMAT) => {
+                        "holds a classifier (charrnn train --task classify), not a language model: it labels lines and has no next-character distribution to sample, score or show; use `charrnn predict` or `charrnn eval` with it".to_string()
+                    }
                     Ok(h) if h.format.as_deref() != Some(FORMAT) => {
                         format!("is not a charrnn checkpoint (no \"format\": \"{FORMAT}\")")
                     }
@@ -216,26 +218,7 @@ impl Checkpoint {
     }
 
     fn vocab_(&self) -> Result<Vocab> {
-        let mut chars = Vec::with_capacity(self.vocab.len());
-        for (i, s) in self.vocab.iter().enumerate() {
-            let mut it = s.chars();
-            match (it.next(), it.next()) {
-                (Some(c), None) => chars.push(c),
-                _ => bail!(
-                    "vocab[{i}] is \"{}\", expected exactly one character",
-                    printable(s)
-                ),
-            }
-        }
-        let vocab = Vocab::from_chars(chars).map_err(|e| anyhow!("vocab: {e}"))?;
-        if vocab.len() != self.model.vocab_size {
-            bail!(
-                "model.vocab_size is {} but vocab has {} characters (+2 special tokens)",
-                self.model.vocab_size,
-                self.vocab.len()
-            );
-        }
-        Ok(vocab)
+        vocab_of(&self.vocab, self.model.vocab_size)
     }
 
     /// Every check of a loaded checkpoint. Sizes are compared against the data present, with
@@ -245,85 +228,22 @@ impl Checkpoint {
         config.validate().map_err(|e| anyhow!(e))?;
         self.vocab_()?;
 
-        // Tensors: the count first (so that `model.layers` is bounded by the file), then
-        // each one's name and shape against the config, and its data against its shape.
         let want = config.tensor_count().context("model.layers is too large")?;
-        let mut n_params = 0usize;
-        for (i, t) in self.tensors.iter().enumerate() {
-            let Some((name, shape)) = config.tensor_spec(i).filter(|_| i < want) else {
-                bail!(
-                    "tensors[{i}] ({}) is not part of the model",
-                    printable(&t.name)
-                );
-            };
-            if name != t.name || shape != t.shape {
-                bail!(
-                    "tensors[{i}] is {} {:?}, the model config needs {name} {shape:?}",
-                    printable(&t.name),
-                    t.shape
-                );
-            }
-            let len = shape.iter().try_fold(1usize, |a, &d| a.checked_mul(d));
-            if len != Some(t.data.len()) {
-                bail!(
-                    "tensor {name} has {} values for shape {shape:?}",
-                    t.data.len()
-                );
-            }
-            if let Some(j) = t.data.iter().position(|x| !x.is_finite()) {
-                bail!("tensor {name} has a non-finite value at index {j}");
-            }
-            n_params += t.data.len();
-        }
-        if self.tensors.len() < want {
-            let (name, _) = config.tensor_spec(self.tensors.len()).unwrap();
-            bail!("tensor {name} is missing");
-        }
-
+        let n_params = check_tensors(&self.tensors, want, |i| config.tensor_spec(i))?;
         let t = &self.training.config;
-        t.validate().map_err(|e| anyhow!(e))?;
-        if self.training.eval_every == 0 {
-            bail!("training.eval_every must be positive");
-        }
-        if self.optimizer.kind != t.optimizer.kind {
-            bail!(
-                "optimizer.kind is {} but training.optimizer is {}: the file was edited or damaged",
-                self.optimizer.kind,
-                t.optimizer.kind
-            );
-        }
-        let (m_len, v_len) = Optimizer::moment_lens(self.optimizer.kind, n_params);
-        for (name, got, want) in [
-            ("m", &self.optimizer.m, m_len),
-            ("v", &self.optimizer.v, v_len),
-        ] {
-            if got.len() != want {
-                bail!("optimizer.{name} has {} values, expected {want}", got.len());
-            }
-            if got.iter().any(|x| !x.is_finite()) {
-                bail!("optimizer.{name} has a non-finite value");
-            }
-        }
-        if self.optimizer.step > self.progress.step {
-            bail!(
-                "optimizer.step is {}, more than progress.step {}",
-                self.optimizer.step,
-                self.progress.step
-            );
-        }
+        check_training(
+            &self.training,
+            &self.optimizer,
+            n_params,
+            self.progress.step,
+        )?;
 
         let d = &self.data;
         if !(0.0..1.0).contains(&d.val_fraction) {
             bail!("data.val_fraction is {}, must be in [0, 1)", d.val_fraction);
         }
 
-        let p = &self.progress;
-        if !p.elapsed.is_finite() || p.elapsed < 0.0 {
-            bail!("progress.elapsed_seconds is {}", p.elapsed);
-        }
-        if p.best_val_loss.is_some_and(|v| !v.is_finite()) {
-            bail!("progress.best_val_loss is not finite");
-        }
+        check_progress(&self.progress)?;
 
         let h = &self.hidden;
         let len = config
@@ -385,6 +305,134 @@ impl Checkpoint {
             data: self.data.clone(),
         })
     }
+}
+
+/// Format name of a classifier's checkpoint (see `crate::io::classifier`), which this reader
+/// recognises to say so.
+pub const CLASSIFIER_FORMAT: &str = "charrnn-classifier";
+
+/// The bytes of a checkpoint file. The parsed numbers take less memory than their text, so a
+/// file that fits in the available memory can be parsed; a larger one is refused before it
+/// is read.
+pub fn read_checkpoint_bytes(path: &Path) -> Result<Vec<u8>> {
+    let limit = ReadLimit {
+        max_bytes: available_memory(),
+    };
+    read_regular(path, "checkpoint", limit)
+}
+
+/// The vocabulary stored as one string per character, checked against `vocab_size`.
+pub(crate) fn vocab_of(strings: &[String], vocab_size: usize) -> Result<Vocab> {
+    let mut chars = Vec::with_capacity(strings.len());
+    for (i, s) in strings.iter().enumerate() {
+        let mut it = s.chars();
+        match (it.next(), it.next()) {
+            (Some(c), None) => chars.push(c),
+            _ => bail!(
+                "vocab[{i}] is \"{}\", expected exactly one character",
+                printable(s)
+            ),
+        }
+    }
+    let vocab = Vocab::from_chars(chars).map_err(|e| anyhow!("vocab: {e}"))?;
+    if vocab.len() != vocab_size {
+        bail!(
+            "model.vocab_size is {vocab_size} but vocab has {} characters (+2 special tokens)",
+            strings.len()
+        );
+    }
+    Ok(vocab)
+}
+
+/// Checks stored tensors against a model's `want` tensors (`spec(i)`: name and shape of the
+/// i-th): the count first (so that a size in the config is bounded by the file), then each
+/// one's name and shape, its data against its shape, and that every value is finite.
+/// Returns the number of parameters.
+pub(crate) fn check_tensors(
+    tensors: &[TensorData],
+    want: usize,
+    spec: impl Fn(usize) -> Option<(String, Vec<usize>)>,
+) -> Result<usize> {
+    let mut n_params = 0usize;
+    for (i, t) in tensors.iter().enumerate() {
+        let Some((name, shape)) = spec(i).filter(|_| i < want) else {
+            bail!(
+                "tensors[{i}] ({}) is not part of the model",
+                printable(&t.name)
+            );
+        };
+        if name != t.name || shape != t.shape {
+            bail!(
+                "tensors[{i}] is {} {:?}, the model config needs {name} {shape:?}",
+                printable(&t.name),
+                t.shape
+            );
+        }
+        let len = shape.iter().try_fold(1usize, |a, &d| a.checked_mul(d));
+        if len != Some(t.data.len()) {
+            bail!(
+                "tensor {name} has {} values for shape {shape:?}",
+                t.data.len()
+            );
+        }
+        if let Some(j) = t.data.iter().position(|x| !x.is_finite()) {
+            bail!("tensor {name} has a non-finite value at index {j}");
+        }
+        n_params += t.data.len();
+    }
+    if tensors.len() < want {
+        let (name, _) = spec(tensors.len()).context("tensor count")?;
+        bail!("tensor {name} is missing");
+    }
+    Ok(n_params)
+}
+
+/// Checks the training section and the optimizer's moments against `n_params` parameters
+/// and the progress's step.
+pub(crate) fn check_training(
+    training: &TrainingSection,
+    optimizer: &OptimizerSection,
+    n_params: usize,
+    step: u64,
+) -> Result<()> {
+    let t = &training.config;
+    t.validate().map_err(|e| anyhow!(e))?;
+    if training.eval_every == 0 {
+        bail!("training.eval_every must be positive");
+    }
+    if optimizer.kind != t.optimizer.kind {
+        bail!(
+            "optimizer.kind is {} but training.optimizer is {}: the file was edited or damaged",
+            optimizer.kind,
+            t.optimizer.kind
+        );
+    }
+    let (m_len, v_len) = Optimizer::moment_lens(optimizer.kind, n_params);
+    for (name, got, want) in [("m", &optimizer.m, m_len), ("v", &optimizer.v, v_len)] {
+        if got.len() != want {
+            bail!("optimizer.{name} has {} values, expected {want}", got.len());
+        }
+        if got.iter().any(|x| !x.is_finite()) {
+            bail!("optimizer.{name} has a non-finite value");
+        }
+    }
+    if optimizer.step > step {
+        bail!(
+            "optimizer.step is {}, more than progress.step {step}",
+            optimizer.step
+        );
+    }
+    Ok(())
+}
+
+pub(crate) fn check_progress(p: &Progress) -> Result<()> {
+    if !p.elapsed.is_finite() || p.elapsed < 0.0 {
+        bail!("progress.elapsed_seconds is {}", p.elapsed);
+    }
+    if p.best_val_loss.is_some_and(|v| !v.is_finite()) {
+        bail!("progress.best_val_loss is not finite");
+    }
+    Ok(())
 }
 
 #[cfg(test)]

@@ -30,6 +30,9 @@ pub struct Record {
     pub train_loss: f64,
     #[serde(skip_serializing_if = "Option::is_none", default)]
     pub val_loss: Option<f64>,
+    /// A classifier's validation accuracy.
+    #[serde(skip_serializing_if = "Option::is_none", default)]
+    pub val_accuracy: Option<f64>,
     pub lr: f32,
     pub chars_per_s: f64,
 }
@@ -119,6 +122,7 @@ impl MetricsLog {
                         seconds: s.seconds,
                         train_loss: self.sum / self.n as f64,
                         val_loss: None,
+                        val_accuracy: None,
                         lr: s.report.lr,
                         chars_per_s: s.chars_per_s,
                     };
@@ -140,6 +144,7 @@ impl MetricsLog {
                     seconds: point.seconds,
                     train_loss: point.train_loss,
                     val_loss: point.val_loss,
+                    val_accuracy: point.val_accuracy,
                     lr: *lr,
                     chars_per_s: *chars_per_s,
                 };

@@ -1,7 +1,9 @@
-//! Files: checkpoints, run directories, metrics, plots and exports (the file-system
-//! primitives they stand on are in [`crate::fs`]).
+//! Files: checkpoints (of language models and of classifiers), run directories, metrics,
+//! plots and exports (the
+//! file-system primitives they stand on are in [`crate::fs`]).
 
 pub mod checkpoint;
+pub mod classifier;
 pub mod export;
 pub mod metrics;
 pub mod plot;

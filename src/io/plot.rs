@@ -320,6 +320,7 @@ mod tests {
             seconds: step as f64 * 0.5,
             train_loss: 3.0 / (1.0 + step as f64 / 50.0),
             val_loss: val,
+            val_accuracy: None,
             lr: 2e-3,
             chars_per_s: 1e5,
         }

@@ -18,20 +18,22 @@ use std::path::{Path, PathBuf};
 pub const LATEST: &str = "latest.json";
 pub const BEST: &str = "best.json";
 
+/// A language model's run directory: the claimed directory and what its checkpoints record
+/// besides the trainer.
 pub struct RunDir {
-    pub dir: PathBuf,
-    _lock: DirLock,
+    claim: Claim,
     vocab: Vocab,
     data: DataSection,
     eval_every: u64,
-    last_saved: Option<u64>,
 }
 
 /// A run directory locked and checked for this run, before the run has its data: claimed
-/// first, so that a refusal comes before a large corpus is read.
+/// first, so that a refusal comes before a large corpus is read. It writes the run's
+/// checkpoints ([`Claim::save_with`]) for a model of any kind.
 pub struct Claim {
     dir: PathBuf,
-    lock: DirLock,
+    /// Held for the life of the run: the directory is this process's until it is dropped.
+    _lock: DirLock,
     last_saved: Option<u64>,
 }
 
@@ -66,25 +68,26 @@ impl Claim {
         }
         Ok(Claim {
             dir: dir.to_path_buf(),
-            lock,
+            _lock: lock,
             last_saved: resumed.filter(|_| own).map(|(_, step)| step),
         })
     }
 
-    /// The run directory, now that the run's vocabulary, data and cadence are known.
+    /// The run directory of a language model, now that the run's vocabulary, data and
+    /// cadence are known.
     pub fn into_run(self, vocab: Vocab, data: DataSection, eval_every: u64) -> RunDir {
         RunDir {
-            dir: self.dir,
-            _lock: self.lock,
+            claim: self,
             vocab,
             data,
             eval_every,
-            last_saved: self.last_saved,
         }
     }
-}
 
-impl RunDir {
+    pub fn dir(&self) -> &Path {
+        &self.dir
+    }
+
     pub fn latest(&self) -> PathBuf {
         self.dir.join(LATEST)
     }
@@ -97,6 +100,46 @@ impl RunDir {
     /// resumed from in this directory).
     pub fn last_saved(&self) -> Option<u64> {
         self.last_saved
+    }
+
+    /// Writes the checkpoint of `step`: `write` writes it atomically to the path it is
+    /// given. With `best`, to `best.json` first and then the same bytes to `latest.json`, so
+    /// that a crash between the two never leaves the best model in no file.
+    pub fn save_with(
+        &mut self,
+        step: u64,
+        best: bool,
+        write: impl FnOnce(&Path) -> Result<()>,
+    ) -> Result<()> {
+        let (latest, best_path) = (self.latest(), self.best());
+        if best {
+            write(&best_path)?;
+            // The same bytes, copied rather than serialised twice.
+            write_atomic(&latest, |file| {
+                std::io::copy(&mut std::fs::File::open(&best_path)?, file)?;
+                Ok(())
+            })
+            .context("cannot write checkpoint")?;
+        } else {
+            write(&latest)?;
+        }
+        self.last_saved = Some(step);
+        Ok(())
+    }
+}
+
+impl RunDir {
+    pub fn latest(&self) -> PathBuf {
+        self.claim.latest()
+    }
+
+    pub fn best(&self) -> PathBuf {
+        self.claim.best()
+    }
+
+    /// See [`Claim::last_saved`].
+    pub fn last_saved(&self) -> Option<u64> {
+        self.claim.last_saved()
     }
 }
 
@@ -125,7 +168,7 @@ fn same_dir(file: &Path, dir: &Path) -> bool {
     }
 }
 
-impl Checkpointer for RunDir {
+impl Checkpointer<Trainer<'_>> for RunDir {
     fn save(&mut self, t: &mut Trainer, best: bool) -> Result<()> {
         let ck = Checkpoint::new(
             &t.model,
@@ -136,29 +179,17 @@ impl Checkpointer for RunDir {
             &t.optimizer,
             &t.progress,
         );
-        let (latest, best_path) = (self.latest(), self.best());
-        if best {
-            ck.save(&best_path)?;
-            // The same bytes, copied rather than serialised twice.
-            write_atomic(&latest, |file| {
-                std::io::copy(&mut std::fs::File::open(&best_path)?, file)?;
-                Ok(())
-            })
-            .context("cannot write checkpoint")?;
-        } else {
-            ck.save(&latest)?;
-        }
-        self.last_saved = Some(t.progress.step);
-        Ok(())
+        self.claim
+            .save_with(t.progress.step, best, |path| ck.save(path))
     }
 
     fn restore_last(&mut self, t: &mut Trainer) -> Result<Option<u64>> {
-        if self.last_saved.is_none() {
+        if self.last_saved().is_none() {
             return Ok(None);
         }
         let r = Checkpoint::load(&self.latest())?.restore()?;
         t.restore(&r.model.params, r.optimizer, r.progress);
-        Ok(self.last_saved)
+        Ok(self.last_saved())
     }
 }
 

@@ -1,6 +1,8 @@
 //! Training: optimizers and clipping, the learning-rate schedule, one optimizer step over
-//! batch shards (the [`Trainer`]), and the loop that runs steps, validates and checkpoints.
+//! batch shards (the [`Trainer`]), and the loop that runs steps, validates and checkpoints;
+//! a classifier's trainer ([`classify`]).
 
+pub mod classify;
 pub mod optim;
 pub mod recipe;
 pub mod run;

@@ -5,7 +5,7 @@
 //! `clip_grad_norm_`), operation for operation, so that a trajectory can be checked against
 //! PyTorch's numbers.
 
-use crate::nn::params::{chunks, chunks_mut, l2_norm};
+use crate::nn::params::{CHUNK, chunks, chunks_mut, l2_norm};
 use rayon::prelude::*;
 
 /// The update rule. The names (`adam`, `rmsprop`, `sgd`) are those of the command line and
@@ -62,6 +62,22 @@ impl OptimConfig {
             momentum: 0.9,
         }
     }
+}
+
+/// Sums the gradients of the other shards into `first` (all laid out alike) and returns the
+/// Euclidean norm of the sum, computed in the same pass while each chunk is in cache (it is
+/// needed for clipping). Chunks run on all cores; the result does not depend on scheduling.
+pub fn sum_shards(first: &mut [f32], rest: &[&[f32]]) -> f64 {
+    let squares: Vec<f64> = chunks_mut(first)
+        .enumerate()
+        .map(|(i, g)| {
+            for s in rest {
+                crate::kernels::add_assign(g, &s[i * CHUNK..i * CHUNK + g.len()]);
+            }
+            crate::nn::params::sum_squares(g)
+        })
+        .collect();
+    squares.iter().sum::<f64>().sqrt()
 }
 
 /// An optimizer and its state: `m` and `v` are laid out like the parameters.

@@ -2,13 +2,88 @@
 //! fixed cadence, the best validation loss tracked, divergence rolled back. It reports what
 //! happens as [`Event`]s and knows nothing of terminals or file formats: a progress bar, a
 //! plain log and a metrics file are each one consumer of the events, and where checkpoints
-//! go is a [`Checkpointer`].
+//! go is a [`Checkpointer`]. What it trains is a [`Learner`]: the language model's
+//! [`Trainer`], or a classifier's (see [`crate::train::classify`]).
 
 use crate::analysis::eval::{EvalConfig, evaluate};
 use crate::text::Tokens;
-use crate::train::trainer::{Diverged, HistoryPoint, StepReport, Trainer};
+use crate::train::trainer::{Diverged, HistoryPoint, Progress, StepReport, Trainer};
 use anyhow::Result;
 use std::time::Instant;
+
+/// What the run loop trains: one optimizer step at a time, a [`Progress`] to record, and a
+/// validation on held-out data of its own kind.
+pub trait Learner {
+    /// The held-out data [`Learner::validate`] reads.
+    type Val: ?Sized;
+    /// One optimizer step; on divergence nothing is updated (see [`Diverged`]).
+    fn step(&mut self) -> Result<StepReport, Diverged>;
+    fn progress(&self) -> &Progress;
+    fn progress_mut(&mut self) -> &mut Progress;
+    /// Epochs completed, with the fraction of the current one.
+    fn epoch_fraction(&self) -> f64;
+    /// How far through its run training is, in [0, 1], for the learning-rate schedule.
+    fn set_run_fraction(&mut self, fraction: f64);
+    /// The learning rate of the next step.
+    fn lr(&self) -> f32;
+    /// Scores `val` (with `eval`'s threads; a language model also reads its other fields);
+    /// `None` if there is nothing to score.
+    fn validate(&mut self, val: &Self::Val, eval: &EvalConfig) -> Option<Validation>;
+    /// Brings the progress's carried state up to date (before a checkpoint).
+    fn sync_progress_state(&mut self) {}
+}
+
+/// A validation's result.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Validation {
+    /// Mean loss: nats per character, or per example for a classifier.
+    pub loss: f64,
+    /// A classifier's fraction of examples labelled right.
+    pub accuracy: Option<f64>,
+}
+
+impl Learner for Trainer<'_> {
+    type Val = Tokens;
+
+    fn step(&mut self) -> Result<StepReport, Diverged> {
+        Trainer::step(self)
+    }
+
+    fn progress(&self) -> &Progress {
+        &self.progress
+    }
+
+    fn progress_mut(&mut self) -> &mut Progress {
+        &mut self.progress
+    }
+
+    fn epoch_fraction(&self) -> f64 {
+        Trainer::epoch_fraction(self)
+    }
+
+    fn set_run_fraction(&mut self, fraction: f64) {
+        self.run_fraction = fraction;
+    }
+
+    fn lr(&self) -> f32 {
+        self.config.lr.lr(self.progress.epoch, self.run_fraction)
+    }
+
+    fn validate(&mut self, val: &Tokens, eval: &EvalConfig) -> Option<Validation> {
+        let config = EvalConfig {
+            threads: self.config.threads,
+            ..*eval
+        };
+        (val.len() >= 2).then(|| Validation {
+            loss: evaluate(&self.model, val, &config).loss(),
+            accuracy: None,
+        })
+    }
+
+    fn sync_progress_state(&mut self) {
+        Trainer::sync_progress_state(self)
+    }
+}
 
 /// When a run stops, and how often it validates.
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -44,26 +119,26 @@ pub fn overfitting(history: &[HistoryPoint]) -> bool {
             .all(|&v| v > best * (1.0 + OVERFIT_MARGIN))
 }
 
-/// Where a run's checkpoints go.
-pub trait Checkpointer {
+/// Where a run's checkpoints go, for a learner of type `L`.
+pub trait Checkpointer<L: ?Sized> {
     /// Writes the trainer's state (its `progress` up to date, the validation just recorded
     /// in its history). `best`: this state has the lowest validation loss so far, and must
     /// be kept as the best model *before* the latest checkpoint that records it is written.
-    fn save(&mut self, trainer: &mut Trainer, best: bool) -> Result<()>;
+    fn save(&mut self, trainer: &mut L, best: bool) -> Result<()>;
 
     /// Puts the last state written back into `trainer` (after divergence); returns its
     /// step, or `None` if nothing was written yet.
-    fn restore_last(&mut self, trainer: &mut Trainer) -> Result<Option<u64>>;
+    fn restore_last(&mut self, trainer: &mut L) -> Result<Option<u64>>;
 }
 
 /// Checkpoints nowhere: for library users who keep the model in memory.
 pub struct NoCheckpoints;
 
-impl Checkpointer for NoCheckpoints {
-    fn save(&mut self, _: &mut Trainer, _: bool) -> Result<()> {
+impl<L: ?Sized> Checkpointer<L> for NoCheckpoints {
+    fn save(&mut self, _: &mut L, _: bool) -> Result<()> {
         Ok(())
     }
-    fn restore_last(&mut self, _: &mut Trainer) -> Result<Option<u64>> {
+    fn restore_last(&mut self, _: &mut L) -> Result<Option<u64>> {
         Ok(None)
     }
 }
@@ -106,6 +181,8 @@ pub struct StepInfo {
     pub eta_seconds: f64,
     /// The last validation loss measured, if any.
     pub last_val: Option<f64>,
+    /// A classifier's last validation accuracy, if any.
+    pub last_accuracy: Option<f64>,
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -147,19 +224,19 @@ impl Outcome {
 }
 
 /// Trains until a stop rule fires or `stop()` returns true (checked before every step):
-/// validates on `val_tokens` every `eval_every` steps and saves through `checkpoints`, and
+/// validates on `val` every `eval_every` steps and saves through `checkpoints`, and
 /// validates and saves once more at the end unless the last step was just saved. Errors are
 /// those of the checkpointer (a full disk, say); divergence is an [`Outcome`].
-pub fn run(
-    trainer: &mut Trainer,
-    val_tokens: &Tokens,
+pub fn run<L: Learner + ?Sized>(
+    trainer: &mut L,
+    val: &L::Val,
     config: &RunConfig,
-    checkpoints: &mut dyn Checkpointer,
+    checkpoints: &mut dyn Checkpointer<L>,
     stop: &dyn Fn() -> bool,
     on_event: &mut dyn FnMut(Event),
 ) -> Result<Outcome> {
     let start = Instant::now();
-    let first_step = trainer.progress.step;
+    let first_step = trainer.progress().step;
     let mut tracker = Tracker::new(trainer, config.eval);
     let (mut chars, mut train_secs) = (0usize, 0.0f64);
     let mut ema: Option<f64> = None;
@@ -168,7 +245,7 @@ pub fn run(
     let out_of_time = |start: &Instant| limit.is_some_and(|l| start.elapsed().as_secs_f64() >= l);
 
     let reason = loop {
-        if trainer.progress.step >= config.max_steps {
+        if trainer.progress().step >= config.max_steps {
             break StopReason::MaxSteps;
         }
         if out_of_time(&start) {
@@ -177,7 +254,7 @@ pub fn run(
         if stop() {
             break StopReason::Interrupted;
         }
-        trainer.run_fraction = run_fraction(config, trainer.progress.step, &start);
+        trainer.set_run_fraction(run_fraction(config, trainer.progress().step, &start));
         let t0 = Instant::now();
         let r = match trainer.step() {
             Ok(r) => r,
@@ -188,7 +265,7 @@ pub fn run(
                         error,
                         rolled_back_to,
                     },
-                    steps: trainer.progress.step.saturating_sub(first_step),
+                    steps: trainer.progress().step.saturating_sub(first_step),
                     chars,
                     train_seconds: train_secs,
                     wall_seconds: start.elapsed().as_secs_f64(),
@@ -197,47 +274,46 @@ pub fn run(
             }
         };
         let dt = t0.elapsed().as_secs_f64();
-        trainer.progress.elapsed += dt;
+        trainer.progress_mut().elapsed += dt;
         train_secs += dt;
         chars += r.chars;
         ema = Some(ema.map_or(r.loss, |e| 0.95 * e + 0.05 * r.loss));
         tracker.add(r.loss);
-        if trainer.progress.step.is_multiple_of(config.eval_every) {
+        if trainer.progress().step.is_multiple_of(config.eval_every) {
             let speed = chars as f64 / train_secs.max(1e-9);
-            tracker.validate_and_save(trainer, val_tokens, checkpoints, on_event, r.lr, speed)?;
-            last_saved = Some(trainer.progress.step);
-            if config.stop_when_overfitting && overfitting(&trainer.progress.history) {
+            tracker.validate_and_save(trainer, val, checkpoints, on_event, r.lr, speed)?;
+            last_saved = Some(trainer.progress().step);
+            if config.stop_when_overfitting && overfitting(&trainer.progress().history) {
                 break StopReason::Overfitting;
             }
         }
-        let steps_done = (trainer.progress.step - first_step).max(1) as f64;
+        let step = trainer.progress().step;
+        let steps_done = (step - first_step).max(1) as f64;
         let per_step = start.elapsed().as_secs_f64() / steps_done;
-        let mut eta = config.max_steps.saturating_sub(trainer.progress.step) as f64 * per_step;
+        let mut eta = config.max_steps.saturating_sub(step) as f64 * per_step;
         if let Some(l) = limit {
             eta = eta.min((l - start.elapsed().as_secs_f64()).max(0.0));
         }
         on_event(Event::Step(&StepInfo {
             report: r,
-            step: trainer.progress.step,
+            step,
             epoch: trainer.epoch_fraction(),
-            seconds: trainer.progress.elapsed,
+            seconds: trainer.progress().elapsed,
             smoothed_loss: ema.unwrap_or(r.loss),
             chars_per_s: chars as f64 / train_secs.max(1e-9),
             eta_seconds: eta,
             last_val: tracker.last_val,
+            last_accuracy: tracker.last_accuracy,
         }));
     };
-    if last_saved != Some(trainer.progress.step) {
+    if last_saved != Some(trainer.progress().step) {
         let speed = chars as f64 / train_secs.max(1e-9);
-        let lr = trainer
-            .config
-            .lr
-            .lr(trainer.progress.epoch, trainer.run_fraction);
-        tracker.validate_and_save(trainer, val_tokens, checkpoints, on_event, lr, speed)?;
+        let lr = trainer.lr();
+        tracker.validate_and_save(trainer, val, checkpoints, on_event, lr, speed)?;
     }
     Ok(Outcome {
         reason,
-        steps: trainer.progress.step - first_step,
+        steps: trainer.progress().step - first_step,
         chars,
         train_seconds: train_secs,
         wall_seconds: start.elapsed().as_secs_f64(),
@@ -268,20 +344,18 @@ struct Tracker {
     loss_sum: f64,
     loss_n: usize,
     last_val: Option<f64>,
+    last_accuracy: Option<f64>,
 }
 
 impl Tracker {
-    fn new(trainer: &Trainer, eval: EvalConfig) -> Tracker {
+    fn new<L: Learner + ?Sized>(trainer: &L, eval: EvalConfig) -> Tracker {
+        let history = &trainer.progress().history;
         Tracker {
             eval,
             loss_sum: 0.0,
             loss_n: 0,
-            last_val: trainer
-                .progress
-                .history
-                .iter()
-                .rev()
-                .find_map(|h| h.val_loss),
+            last_val: history.iter().rev().find_map(|h| h.val_loss),
+            last_accuracy: history.iter().rev().find_map(|h| h.val_accuracy),
         }
     }
 
@@ -292,39 +366,36 @@ impl Tracker {
 
     /// Validates, records a history point, and saves (as best if the validation loss
     /// improved, or if there is no validation text).
-    fn validate_and_save(
+    #[allow(clippy::too_many_arguments)]
+    fn validate_and_save<L: Learner + ?Sized>(
         &mut self,
-        t: &mut Trainer,
-        val_tokens: &Tokens,
-        checkpoints: &mut dyn Checkpointer,
+        t: &mut L,
+        val_data: &L::Val,
+        checkpoints: &mut dyn Checkpointer<L>,
         on_event: &mut dyn FnMut(Event),
         lr: f32,
         chars_per_s: f64,
     ) -> Result<()> {
-        let threads = t.config.threads;
-        let val = (val_tokens.len() >= 2).then(|| {
-            let config = EvalConfig {
-                threads,
-                ..self.eval
-            };
-            evaluate(&t.model, val_tokens, &config).loss()
-        });
-        let improved = match (val, t.progress.best_val_loss) {
+        let validation = t.validate(val_data, &self.eval);
+        let val = validation.map(|v| v.loss);
+        let accuracy = validation.and_then(|v| v.accuracy);
+        let improved = match (val, t.progress().best_val_loss) {
             (Some(v), Some(b)) => v < b,
             _ => true,
         };
         if improved && val.is_some() {
-            t.progress.best_val_loss = val;
+            t.progress_mut().best_val_loss = val;
         }
         if self.loss_n > 0 {
             let point = HistoryPoint {
-                step: t.progress.step,
+                step: t.progress().step,
                 epoch: t.epoch_fraction(),
-                seconds: t.progress.elapsed,
+                seconds: t.progress().elapsed,
                 train_loss: self.loss_sum / self.loss_n as f64,
                 val_loss: val,
+                val_accuracy: accuracy,
             };
-            t.progress.history.push(point);
+            t.progress_mut().history.push(point);
             on_event(Event::Validated {
                 point: &point,
                 best: improved,
@@ -335,10 +406,11 @@ impl Tracker {
         self.loss_sum = 0.0;
         self.loss_n = 0;
         self.last_val = val.or(self.last_val);
+        self.last_accuracy = accuracy.or(self.last_accuracy);
         t.sync_progress_state();
         checkpoints.save(t, improved)?;
         on_event(Event::Saved {
-            step: t.progress.step,
+            step: t.progress().step,
             best: improved,
         });
         Ok(())
@@ -358,6 +430,7 @@ mod tests {
                 seconds: i as f64,
                 train_loss: 1.0,
                 val_loss: Some(v),
+                val_accuracy: None,
             })
             .collect()
     }

@@ -159,6 +159,9 @@ pub struct HistoryPoint {
     /// Mean training loss since the previous point.
     pub train_loss: f64,
     pub val_loss: Option<f64>,
+    /// A classifier's validation accuracy (absent for a language model).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub val_accuracy: Option<f64>,
 }
 
 /// What one optimizer step did.
