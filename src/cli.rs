@@ -1,7 +1,11 @@
 //! Command-line definitions (clap) and the checks that turn raw flags into typed values.
 
+use charrnn::nn::classifier::{ClassifierConfig, Pool};
 use charrnn::nn::{CellKind, ModelConfig};
 use charrnn::text::Mode;
+use charrnn::text::labeled::LabelFormat;
+use charrnn::train::classify::ClassWeights;
+use charrnn::train::classify::setup as classify;
 use charrnn::train::optim::{OptimConfig, OptimizerKind};
 use charrnn::train::recipe::Recipe;
 use charrnn::train::schedule::{LrSchedule, Shape};
@@ -27,7 +31,7 @@ pub enum Command {
     /// Train a model on text files; writes latest.json, best.json, metrics.jsonl and
     /// loss.svg into --dir.
     #[command(
-        after_help = "Examples:\n  charrnn train data/plays.txt --time-limit 600          # ten minutes, the schedule fitted to them\n  charrnn train names.txt --mode lines --dir names        # one sequence per line\n  charrnn train corpus.txt --cell gru --layers 3 --hidden 512 --dropout 0.2\n  charrnn train --resume checkpoints/latest.json          # continue where it stopped\n  charrnn train new.txt --init-from checkpoints/best.json --dir tuned   # fine-tune"
+        after_help = "Examples:\n  charrnn train data/plays.txt --time-limit 600          # ten minutes, the schedule fitted to them\n  charrnn train names.txt --mode lines --dir names        # one sequence per line\n  charrnn train corpus.txt --cell gru --layers 3 --hidden 512 --dropout 0.2\n  charrnn train --resume checkpoints/latest.json          # continue where it stopped\n  charrnn train new.txt --init-from checkpoints/best.json --dir tuned   # fine-tune\n  charrnn train data/words/train.txt --task classify --bidirectional --dir langs   # a label per line"
     )]
     Train(Box<TrainArgs>),
     /// Generate text from a checkpoint, streamed to stdout.
@@ -35,11 +39,18 @@ pub enum Command {
         after_help = "Examples:\n  charrnn sample --len 500 --temperature 0.8\n  charrnn sample --prime \"ROMEO:\" --seed 7 --top-k 5\n  charrnn sample --dir names --num 20                     # 20 names, one per line\n  charrnn sample --prime-file start.txt --beam 8 --len 200 # the most probable continuation"
     )]
     Sample(SampleArgs),
-    /// Loss, bits per character and perplexity of a checkpoint on held-out text.
+    /// Loss, bits per character and perplexity of a checkpoint on held-out text; for a
+    /// classifier, accuracy, macro-F1, per-label precision and recall, confusion matrix.
     #[command(
         after_help = "Examples:\n  charrnn eval                                  # the validation split of the training corpus\n  charrnn eval other.txt --json\n  charrnn eval --checkpoint run/latest.json --warmup 0   # PyTorch's reference script's way"
     )]
     Eval(EvalArgs),
+    /// Label each line of a file with a classifier: the most probable labels and their
+    /// probabilities, as TSV or JSON.
+    #[command(
+        after_help = "Examples:\n  charrnn predict words.txt --dir langs > labels.tsv\n  echo bonjour | charrnn predict - --dir langs --top-k 3\n  charrnn predict test.txt --dir langs --json | jq -r .label"
+    )]
+    Predict(PredictArgs),
     /// Score each line of a file on its own: nats and bits per character, as TSV or JSON.
     #[command(
         after_help = "Examples:\n  charrnn score names.txt --dir names-model > scores.tsv\n  charrnn score names.txt | sort -t$'\\t' -k3,3g | head   # most likely lines first\n  charrnn score log.txt --json --per-char | jq 'select(.bits_per_char > 4)'   # anomalies"
@@ -86,13 +97,15 @@ pub struct TrainArgs {
     /// Stacked recurrent layers [default: 2]
     #[arg(long, value_parser = positive::<usize>, allow_negative_numbers = true)]
     pub layers: Option<usize>,
-    /// Hidden units per layer [default: 256; with --time-limit, the widest the budget allows]
+    /// Hidden units per layer [default: 256; with --time-limit, the widest the budget allows;
+    /// classify: 128 per direction]
     #[arg(long, value_parser = positive::<usize>, allow_negative_numbers = true)]
     pub hidden: Option<usize>,
-    /// Time steps per window of truncated backpropagation through time [default: 100]
+    /// Time steps per window of truncated backpropagation through time [default: 100];
+    /// classify: characters kept of each line [default: 256]
     #[arg(long, value_parser = positive::<usize>, allow_negative_numbers = true)]
     pub seq_len: Option<usize>,
-    /// Parallel streams per step [default: 64]
+    /// Parallel streams per step [default: 64]; classify: lines per step [default: 32]
     #[arg(long, value_parser = positive::<usize>, allow_negative_numbers = true)]
     pub batch_size: Option<usize>,
     /// Learning rate [default: 0.004 for width ≤ 128, 0.003 for 256, 0.002 above]; with
@@ -182,6 +195,21 @@ pub struct TrainArgs {
     /// Replace the checkpoints of another run in --out instead of refusing to
     #[arg(long)]
     pub force: bool,
+    /// What to learn: a language model of the text, or a label for each line
+    #[arg(long, value_enum, default_value = "lm")]
+    pub task: Task,
+    /// classify: how a line holds its label [default: fasttext]
+    #[arg(long)]
+    pub format: Option<LabelFormat>,
+    /// classify: run every layer over each line forwards and backwards and concatenate
+    #[arg(long)]
+    pub bidirectional: bool,
+    /// classify: how the top layer's outputs over a line become one vector [default: max]
+    #[arg(long)]
+    pub pool: Option<Pool>,
+    /// classify: how the loss weighs labels with different numbers of examples [default: none]
+    #[arg(long)]
+    pub class_weights: Option<ClassWeights>,
     /// Characters of sample text printed at the end; 0 for none
     #[arg(long, default_value_t = 300)]
     pub sample_len: usize,
@@ -237,6 +265,72 @@ impl TrainArgs {
         }
     }
 
+    /// A fresh classifier's shape: the flags given, the classifier's defaults for the rest
+    /// (see `charrnn::train::classify::setup`).
+    pub fn classifier_config(&self, vocab_size: usize, labels: usize) -> ClassifierConfig {
+        let d = ModelConfig::default();
+        ClassifierConfig {
+            cell: self.cell.unwrap_or(d.cell),
+            layers: self.layers.unwrap_or(d.layers),
+            hidden: self.hidden.unwrap_or(classify::HIDDEN),
+            bidirectional: self.bidirectional,
+            pool: self.pool.unwrap_or(classify::POOL),
+            vocab_size,
+            labels,
+            dropout: self.dropout.unwrap_or(0.0),
+        }
+    }
+
+    /// A fresh classifier's training configuration: `seq_len` is the characters kept of a
+    /// line; the rate is the language model's for the width, the schedule its default.
+    pub fn classifier_train_config(
+        &self,
+        default_threads: impl Fn(usize) -> usize,
+        hidden: usize,
+    ) -> TrainConfig {
+        let recipe = Recipe {
+            hidden,
+            dropout: 0.0,
+            lr: LrSchedule {
+                base: charrnn::train::recipe::lr_for(hidden),
+                ..LrSchedule::default()
+            },
+            epochs: None,
+        };
+        let batch = self.batch_size.unwrap_or(classify::BATCH);
+        TrainConfig {
+            batch,
+            seq_len: self.seq_len.unwrap_or(classify::MAX_LEN),
+            threads: self.threads.unwrap_or_else(|| default_threads(batch)),
+            ..self.train_config(default_threads, &recipe)
+        }
+    }
+
+    /// The first flag of classification given to a language model, or of the model's shape
+    /// and data given when resuming a classifier, with why it is refused.
+    pub fn refused_with_task(&self) -> Option<String> {
+        let classify_only = [
+            ("--format", self.format.is_some()),
+            ("--bidirectional", self.bidirectional),
+            ("--pool", self.pool.is_some()),
+            ("--class-weights", self.class_weights.is_some()),
+        ];
+        let given = classify_only.iter().find(|(_, g)| *g).map(|(f, _)| *f);
+        match (self.task, given) {
+            (Task::Lm, Some("--bidirectional")) => Some(
+                "--bidirectional applies to --task classify: a language model predicts each next character, and a backward pass would show it that very character".into(),
+            ),
+            (Task::Lm, Some(flag)) => Some(format!("{flag} applies to --task classify")),
+            (Task::Classify, _) if self.mode.is_some() || self.init_from.is_some() => Some(
+                "--mode and --init-from apply to language models (a classifier reads one line per example)".into(),
+            ),
+            (Task::Classify, Some(flag)) if self.resume.is_some() => Some(format!(
+                "{flag} is fixed by the checkpoint being resumed; leave it out with --resume"
+            )),
+            _ => None,
+        }
+    }
+
     /// Flags that define the model, the data or the optimisation, which a resumed run takes
     /// from its checkpoint: the first one given, if any.
     pub fn fixed_by_checkpoint(&self) -> Option<&'static str> {
@@ -264,6 +358,15 @@ impl TrainArgs {
         ];
         given.iter().find(|(_, g)| *g).map(|(flag, _)| *flag)
     }
+}
+
+/// What `charrnn train` learns.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum Task {
+    /// A character-level language model of the text (sample, score, eval)
+    Lm,
+    /// A label for each line, from its characters (predict, eval); lines as `__label__x text`
+    Classify,
 }
 
 #[derive(Debug, Args)]
@@ -314,7 +417,8 @@ pub struct SampleArgs {
 
 #[derive(Debug, Args)]
 pub struct EvalArgs {
-    /// Text file to score [default: the validation split of the checkpoint's corpus]
+    /// Text file to score [default: the validation split of the checkpoint's corpus]; for a
+    /// classifier, labelled lines in the format it was trained on
     pub file: Option<PathBuf>,
     /// Checkpoint to evaluate [default: <checkpoints>/best.json, else latest.json]
     #[arg(long)]
@@ -341,6 +445,28 @@ pub struct EvalArgs {
     #[arg(long, value_parser = positive::<usize>, allow_negative_numbers = true)]
     pub max_chars: Option<usize>,
     /// Threads (stream shards) [default: available cores, at most one per 16 streams]
+    #[arg(long, value_parser = threads, allow_negative_numbers = true)]
+    pub threads: Option<usize>,
+}
+
+#[derive(Debug, Args)]
+pub struct PredictArgs {
+    /// Lines to label, one per line ("-" reads stdin); __label__ tokens at a line's start are
+    /// ignored, so a labelled file can be given
+    pub file: PathBuf,
+    /// Classifier checkpoint [default: <dir>/best.json, else latest.json]
+    #[arg(long)]
+    pub checkpoint: Option<PathBuf>,
+    /// Directory searched when --checkpoint is not given
+    #[arg(long, default_value = "checkpoints")]
+    pub dir: PathBuf,
+    /// The k most probable labels of each line
+    #[arg(long, default_value_t = 1, value_parser = positive::<usize>, allow_negative_numbers = true)]
+    pub top_k: usize,
+    /// One JSON object per line instead of TSV
+    #[arg(long)]
+    pub json: bool,
+    /// Threads [default: available cores]
     #[arg(long, value_parser = threads, allow_negative_numbers = true)]
     pub threads: Option<usize>,
 }

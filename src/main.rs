@@ -15,6 +15,7 @@ fn main() -> ExitCode {
         cli::Command::Eval(args) => cmd::eval::run(args),
         cli::Command::Bench(args) => cmd::bench::run(args),
         cli::Command::Score(args) => cmd::score::run(args),
+        cli::Command::Predict(args) => cmd::predict::run(args),
         cli::Command::Plot(args) => cmd::plot::run(args),
         cli::Command::Export(args) => cmd::export::run(args),
         cli::Command::Viz(args) => cmd::viz::run(args),

@@ -138,6 +138,82 @@ impl ClassStats {
     }
 }
 
+impl ClassStats {
+    /// Per-label precision, recall, F1 and support, then the confusion matrix (rows: the
+    /// true label, columns: the predicted one), as aligned text.
+    pub fn table(&self, labels: &[String]) -> String {
+        let w = labels
+            .iter()
+            .map(|l| l.chars().count())
+            .max()
+            .unwrap_or(5)
+            .max(5);
+        let mut s = format!("{:w$}  precision  recall  f1      support\n", "label");
+        for (c, l) in labels.iter().enumerate() {
+            s += &format!(
+                "{l:w$}  {:.4}     {:.4}  {:.4}  {}\n",
+                self.precision(c),
+                self.recall(c),
+                self.f1(c),
+                self.actual(c)
+            );
+        }
+        let cw = self
+            .confusion
+            .iter()
+            .map(|n| n.to_string().len())
+            .max()
+            .unwrap_or(1)
+            .max(w.min(8));
+        s += "confusion matrix (rows: true label, columns: predicted)\n";
+        s += &format!("{:w$}", "");
+        for l in labels {
+            let short: String = l.chars().take(cw).collect();
+            s += &format!(" {short:>cw$}");
+        }
+        s.push('\n');
+        for (t, l) in labels.iter().enumerate() {
+            s += &format!("{l:w$}");
+            for p in 0..self.labels {
+                s += &format!(" {:>cw$}", self.cell(t, p));
+            }
+            s.push('\n');
+        }
+        s
+    }
+
+    /// Everything [`ClassStats::table`] shows, and the totals, as JSON.
+    pub fn json(&self, labels: &[String]) -> serde_json::Value {
+        let per_label: Vec<serde_json::Value> = labels
+            .iter()
+            .enumerate()
+            .map(|(c, l)| {
+                serde_json::json!({
+                    "label": l,
+                    "precision": self.precision(c),
+                    "recall": self.recall(c),
+                    "f1": self.f1(c),
+                    "support": self.actual(c),
+                })
+            })
+            .collect();
+        let confusion: Vec<Vec<u64>> = self
+            .confusion
+            .chunks_exact(self.labels)
+            .map(|r| r.to_vec())
+            .collect();
+        serde_json::json!({
+            "lines": self.count(),
+            "accuracy": self.accuracy(),
+            "macro_f1": self.macro_f1(),
+            "loss_nats_per_line": self.loss(),
+            "labels": labels,
+            "per_label": per_label,
+            "confusion": confusion,
+        })
+    }
+}
+
 /// Scores `examples`: the loss (weighted by `weights[label]` if given) and the confusion
 /// matrix of the most probable labels.
 pub fn evaluate(
@@ -189,6 +265,19 @@ mod tests {
         let f1_b = 2.0 * (2.0 / 3.0) / (2.0 / 3.0 + 1.0);
         assert!((s.macro_f1() - (0.75 + f1_b + 0.0) / 3.0).abs() < 1e-12);
         assert_eq!(top_k(&[-2.0, -0.1, -3.0], 2)[0].0, 1);
+        let names = ["a".to_string(), "bb".into(), "c".into()];
+        let table = s.table(&names);
+        assert!(
+            table.contains("bb     0.6667     1.0000  0.8000  2"),
+            "{table}"
+        );
+        assert!(
+            table.lines().last().unwrap().ends_with("1     0     0"),
+            "{table}"
+        );
+        let j = s.json(&names);
+        assert_eq!(j["confusion"][0], serde_json::json!([3, 1, 0]));
+        assert_eq!(j["per_label"][2]["support"], 1);
     }
 
     /// Batching, ordering and threads do not change a sequence's result.

@@ -1,16 +1,21 @@
-//! `charrnn eval`: loss, bits per character and perplexity on held-out text.
+//! `charrnn eval`: loss, bits per character and perplexity on held-out text; for a
+//! classifier, accuracy, macro-F1, per-label precision and recall, and the confusion matrix.
 
 use crate::cli::EvalArgs;
 use anyhow::{Context, Result, bail};
+use charrnn::analysis::classify;
 use charrnn::analysis::eval::{EvalConfig, evaluate};
-use charrnn::io::checkpoint::Checkpoint;
+use charrnn::io::classifier::{ClassifierCheckpoint, Loaded, load_any};
 use charrnn::text::corpus::{Corpus, VocabSource, read_utf8};
 use charrnn::text::split;
 use std::path::PathBuf;
 
 pub fn run(args: EvalArgs) -> Result<()> {
     let path = super::find_checkpoint(args.checkpoint.as_deref(), &args.dir)?;
-    let ck = Checkpoint::load(&path)?;
+    let ck = match load_any(&path)? {
+        Loaded::LanguageModel(ck) => ck,
+        Loaded::Classifier(ck) => return eval_classifier(&args, &path, &ck),
+    };
     let (model, vocab) = ck.model()?;
     let mode = ck.data.mode;
     let (what, tokens) = match &args.file {
@@ -84,6 +89,51 @@ pub fn run(args: EvalArgs) -> Result<()> {
             stats.count,
             stats.count as f64 / secs.max(1e-9)
         );
+    }
+    Ok(())
+}
+
+/// A classifier on labelled lines in the format it was trained on: a file's lines, or by
+/// default its validation split (re-read from its files and split as in training).
+fn eval_classifier(
+    args: &EvalArgs,
+    path: &std::path::Path,
+    ck: &ClassifierCheckpoint,
+) -> Result<()> {
+    let (model, vocab, labels) = ck.model()?;
+    let (what, data) = match &args.file {
+        Some(f) => {
+            let data = ck.data.read_other(f, &labels, &vocab)?.0.train;
+            (f.display().to_string(), data)
+        }
+        None => {
+            let data = ck.data.reload(&labels, &vocab).context(
+                "cannot re-read the data recorded in the checkpoint; pass a file to evaluate on",
+            )?;
+            ("validation split".to_string(), data.0.val)
+        }
+    };
+    if data.is_empty() {
+        bail!("{what} has no lines to evaluate on");
+    }
+    let threads = args
+        .threads
+        .unwrap_or_else(|| super::default_threads(usize::MAX));
+    let stats = classify::evaluate(&model, &data, None, threads);
+    if args.json {
+        let mut doc = stats.json(&labels);
+        doc["checkpoint"] = path.display().to_string().into();
+        doc["text"] = what.into();
+        println!("{doc}");
+    } else {
+        println!(
+            "{what}: accuracy {:.2}% | macro-F1 {:.4} | loss {:.4} nats/line | {} lines",
+            100.0 * stats.accuracy(),
+            stats.macro_f1(),
+            stats.loss(),
+            stats.count()
+        );
+        print!("{}", stats.table(&labels));
     }
     Ok(())
 }

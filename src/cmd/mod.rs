@@ -1,9 +1,11 @@
 //! One module per subcommand; each turns validated flags into library calls.
 
 pub mod bench;
+pub mod classify;
 pub mod eval;
 pub mod export;
 pub mod plot;
+pub mod predict;
 mod progress;
 pub mod sample;
 pub mod score;

@@ -18,6 +18,12 @@ use std::io::Write;
 use std::path::PathBuf;
 
 pub fn run(args: TrainArgs) -> Result<()> {
+    if let Some(refusal) = args.refused_with_task() {
+        bail!("{refusal}");
+    }
+    if args.task == crate::cli::Task::Classify {
+        return super::classify::train(args);
+    }
     let fresh = args.resume.is_none();
     let resumed = match &args.resume {
         Some(path) => Some(Checkpoint::load(path)?.restore()?),

@@ -96,6 +96,22 @@ pub fn unlabelled(line: &str) -> &str {
     rest
 }
 
+/// The ids of the first `max_len` characters of `text` that `vocab` knows, and how many of
+/// those characters it does not know (left out: a classifier reads what it can of a line).
+pub fn encode(vocab: &Vocab, text: &str, max_len: usize) -> (Vec<u32>, usize) {
+    let mut dropped = 0;
+    let ids = text
+        .chars()
+        .take(max_len)
+        .filter_map(|c| {
+            let id = vocab.id(c);
+            dropped += usize::from(id.is_none());
+            id
+        })
+        .collect();
+    (ids, dropped)
+}
+
 /// Sequences of character ids with a label each, stored end to end.
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct Examples {
@@ -151,6 +167,45 @@ pub struct LabeledInfo {
     pub max_len: usize,
     pub train_examples: usize,
     pub val_examples: usize,
+}
+
+impl LabeledInfo {
+    /// The data as this record says it was read and split (by a run being resumed, or to
+    /// evaluate on its validation split), with the model's labels and vocabulary; an error
+    /// if the files no longer give the split recorded.
+    pub fn reload(&self, labels: &[String], vocab: &Vocab) -> Result<(LabeledData, usize)> {
+        let paths: Vec<PathBuf> = self.sources.iter().map(PathBuf::from).collect();
+        let known = Known::Fixed { labels, vocab };
+        let loaded = LabeledData::load(
+            &paths,
+            self.format,
+            self.val_fraction,
+            self.split_seed,
+            self.max_len,
+            known,
+        )?;
+        let (tr, va) = (loaded.0.train.len(), loaded.0.val.len());
+        if (tr, va) != (self.train_examples, self.val_examples) {
+            bail!(
+                "the data has changed since training: its split now has {tr} training and {va} validation lines, the checkpoint recorded {} and {}",
+                self.train_examples,
+                self.val_examples
+            );
+        }
+        Ok(loaded)
+    }
+
+    /// Labelled lines of `path` in this record's format, all as `train`, for evaluation.
+    pub fn read_other(
+        &self,
+        path: &std::path::Path,
+        labels: &[String],
+        vocab: &Vocab,
+    ) -> Result<(LabeledData, usize)> {
+        let known = Known::Fixed { labels, vocab };
+        let paths = [path.to_path_buf()];
+        LabeledData::load(&paths, self.format, 0.0, 0, self.max_len, known)
+    }
 }
 
 /// A labelled data set read from files: label names (sorted), the vocabulary, and the split.
@@ -249,16 +304,8 @@ impl LabeledData {
             if l.text.chars().count() > max_len {
                 truncated += 1;
             }
-            let ids: Vec<u32> = l
-                .text
-                .chars()
-                .take(max_len)
-                .filter_map(|c| {
-                    let id = vocab.id(c);
-                    dropped += usize::from(id.is_none());
-                    id
-                })
-                .collect();
+            let (ids, d) = encode(&vocab, l.text, max_len);
+            dropped += d;
             if ids.is_empty() {
                 bail!(
                     "line {}: no character of its text is in the model's vocabulary",
@@ -286,6 +333,25 @@ impl LabeledData {
             truncated,
         };
         Ok((data, dropped))
+    }
+
+    /// What was read, for a run's summary: labels and lines per label; lines cut and
+    /// characters left out (`dropped`), if any.
+    pub fn describe(&self, dropped: usize) -> Vec<String> {
+        let mut lines = vec![format!(
+            "{} labels, {} training / {} validation lines (stratified): {}",
+            self.labels.len(),
+            self.train.len(),
+            self.val.len(),
+            self.describe_counts()
+        )];
+        if self.truncated > 0 || dropped > 0 {
+            lines.push(format!(
+                "{} lines cut to --seq-len {} characters; {dropped} characters not in the model's vocabulary left out",
+                self.truncated, self.info.max_len
+            ));
+        }
+        lines
     }
 
     /// One line per label: its name and its training and validation examples.

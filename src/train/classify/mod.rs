@@ -7,6 +7,8 @@
 //! an epoch's batches are drawn from `(seed, epoch)` and a step's dropout masks from
 //! `(seed, step, shard)`, so that a checkpoint resumes bit for bit.
 
+pub mod setup;
+
 use crate::analysis::classify::evaluate;
 use crate::analysis::eval::EvalConfig;
 use crate::nn::State;
@@ -14,7 +16,7 @@ use crate::nn::classifier::{Classifier, ClassifierConfig, ClassifierPacked, Clas
 use crate::text::batches::shard_rows;
 use crate::text::labeled::{Examples, epoch_batches};
 use crate::train::optim::{Optimizer, clip_to, sum_shards};
-use crate::train::run::{Learner, Validation};
+use crate::train::run::{Learner, Outcome, StopReason, Validation};
 use crate::train::trainer::{Diverged, Progress, StepReport, TrainConfig};
 use rand::SeedableRng;
 use rand_chacha::ChaCha8Rng;
@@ -188,6 +190,62 @@ impl<'a> ClassifierTrainer<'a> {
                 config.threads.min(config.batch)
             ),
             "use a smaller --hidden, --layers, --batch-size, --seq-len or --threads",
+        )
+    }
+
+    /// One line describing the model and how it trains, for the run's summary.
+    pub fn describe(&self, vocab_size: usize) -> String {
+        let (m, c) = (&self.model.config, &self.config);
+        format!(
+            "{}{} {}x{}, pool {}, {} parameters, vocabulary {vocab_size}, {} labels | batch {}, {} threads ({} kernels), {} batches per epoch",
+            if m.bidirectional {
+                "bidirectional "
+            } else {
+                ""
+            },
+            m.cell,
+            m.layers,
+            m.hidden,
+            m.pool,
+            self.model.param_count(),
+            m.labels,
+            c.batch,
+            c.threads.min(c.batch),
+            crate::kernels::isa().name(),
+            self.batches_per_epoch()
+        )
+    }
+
+    /// One line on how a run ended: where, how fast, its last validation and best loss, and
+    /// the checkpoint `kept`.
+    pub fn describe_end(&self, outcome: &Outcome, kept: &std::path::Path) -> String {
+        let p = &self.progress;
+        let acc = p.history.iter().rev().find_map(|h| h.val_accuracy);
+        let num = |v: Option<f64>| v.map_or("n/a".into(), |v| format!("{v:.4}"));
+        let early = if outcome.reason == StopReason::Overfitting {
+            format!(
+                " (stopped early: the last {} validation losses were each more than {:.0}% above the best; --epochs or --max-steps train in full)",
+                crate::train::run::OVERFIT_VALIDATIONS,
+                100.0 * crate::train::run::OVERFIT_MARGIN
+            )
+        } else {
+            String::new()
+        };
+        format!(
+            "{} at step {} (epoch {:.2}) after {:.1}s, {:.0} chars/s; validation accuracy {}, loss {}; best loss {} -> {}{early}",
+            if outcome.reason == StopReason::Interrupted {
+                "interrupted"
+            } else {
+                "stopped"
+            },
+            p.step,
+            self.epoch_fraction(),
+            outcome.wall_seconds,
+            outcome.chars_per_s(),
+            acc.map_or("n/a".into(), |a| format!("{:.2}%", 100.0 * a)),
+            num(outcome.last_val),
+            num(p.best_val_loss),
+            kept.display(),
         )
     }
 
