@@ -420,6 +420,7 @@ mod tests {
             grad_clip: 5.0,
             threads: 2,
             seed: 42,
+            precision: Default::default(),
         };
         let mut opt = Optimizer::new(train.optimizer, model.param_count());
         opt.m

@@ -7,7 +7,7 @@
 //! step are drawn from a generator seeded by `(seed, step, shard)` rather than from one
 //! long-running stream.
 
-use crate::kernels::add_assign;
+use crate::kernels::{Precision, add_assign};
 use crate::nn::params::sum_squares;
 use crate::nn::params::{CHUNK, chunks_mut};
 use crate::nn::{Model, ModelConfig, PackedWeights, State, Workspace};
@@ -37,6 +37,9 @@ pub struct TrainConfig {
     /// Shards the batch is split into, each run on its own thread.
     pub threads: usize,
     pub seed: u64,
+    /// Precision of the large matrix products; absent from checkpoints written in f32.
+    #[serde(default, skip_serializing_if = "Precision::is_f32")]
+    pub precision: Precision,
 }
 
 impl Default for TrainConfig {
@@ -51,6 +54,7 @@ impl Default for TrainConfig {
             grad_clip: 5.0,
             threads: 1,
             seed: 1234,
+            precision: Precision::F32,
         }
     }
 }
@@ -253,7 +257,7 @@ impl<'a> Trainer<'a> {
             })
             .collect();
         Trainer {
-            packed: PackedWeights::training(&model),
+            packed: PackedWeights::with_mode(&model, true, config.precision),
             model,
             optimizer,
             config,
@@ -293,8 +297,8 @@ impl<'a> Trainer<'a> {
         let shards = config.threads.clamp(1, config.batch.max(1));
         let rows = config.batch.div_ceil(shards);
         let shard = p.checked_add(Workspace::bytes(model, rows, config.seq_len, true)?)?;
-        // Parameters, two moments, the packed copies (about two more).
-        p.checked_mul(5)?
+        // Parameters, two moments, the packed copies (about two more; a third in bf16).
+        p.checked_mul(if config.precision.is_f32() { 5 } else { 6 })?
             .checked_add(shard.checked_mul(shards as u64)?)
     }
 
@@ -473,6 +477,7 @@ pub(crate) mod tests {
             grad_clip: 5.0,
             threads,
             seed: 3,
+            precision: Precision::F32,
         };
         (model, config, toks)
     }
