@@ -178,7 +178,14 @@ pub fn run(args: TrainArgs) -> Result<()> {
         config.batch,
         config.seq_len,
         config.threads.min(config.batch),
-        charrnn::kernels::isa().name(),
+        match config.precision {
+            charrnn::kernels::Precision::F32 => charrnn::kernels::isa().name().to_string(),
+            p => format!(
+                "{}, {} products",
+                charrnn::kernels::isa().name(),
+                p.describe()
+            ),
+        },
         windows
     );
     if trainer.progress.step > 0 {

@@ -481,6 +481,9 @@ mod tests {
         for o in OptimizerKind::value_variants() {
             assert_eq!(serde_json::to_value(o).unwrap(), o.to_string());
         }
+        for p in crate::kernels::Precision::value_variants() {
+            assert_eq!(serde_json::to_value(p).unwrap(), p.to_string());
+        }
         assert_eq!(OptimizerKind::RmsProp.to_string(), "rmsprop");
     }
 

@@ -73,7 +73,7 @@ impl Precision {
             if capped {
                 "; CHARRNN_ISA caps the kernels below AVX-512 here"
             } else {
-                "; this one has none: use --precision f32"
+                "; this one has none"
             }
         ))
     }

@@ -126,10 +126,9 @@ pub fn resumed<'a>(
     progress: Progress,
 ) -> Result<Trainer<'a>> {
     corpus.check_window(config.seq_len)?;
-    config
-        .precision
-        .check_available()
-        .map_err(|e| anyhow::anyhow!("the checkpoint trains in bf16: {e} to continue it"))?;
+    config.precision.check_available().map_err(|e| {
+        anyhow::anyhow!("{e}; pass --precision f32 to continue this bf16 run in f32")
+    })?;
     Trainer::check_memory(&model.config, &config)?;
     let trainer = Trainer::new(model, optimizer, config, &corpus.train, progress);
     let windows = trainer.batches().windows;
