@@ -24,6 +24,9 @@ pub fn run(args: TrainArgs) -> Result<()> {
     if args.task == crate::cli::Task::Classify {
         return super::classify::train(args);
     }
+    if let Some(p) = args.precision {
+        p.check_available().map_err(anyhow::Error::msg)?;
+    }
     let fresh = args.resume.is_none();
     let resumed = match &args.resume {
         Some(path) => Some(Checkpoint::load(path)?.restore()?),
@@ -100,6 +103,9 @@ pub fn run(args: TrainArgs) -> Result<()> {
         Some(mut r) => {
             if let Some(lr) = args.lr {
                 r.train.lr.base = lr;
+            }
+            if let Some(p) = args.precision {
+                r.train.precision = p;
             }
             let t = setup::resumed(&corpus, r.model, r.optimizer, r.train, r.progress)?;
             (t, Some(r.eval_every), None)
@@ -181,7 +187,14 @@ pub fn run(args: TrainArgs) -> Result<()> {
         config.batch,
         config.seq_len,
         config.threads.min(config.batch),
-        charrnn::kernels::isa().name(),
+        match config.precision {
+            charrnn::kernels::Precision::F32 => charrnn::kernels::isa().name().to_string(),
+            p => format!(
+                "{}, {} products",
+                charrnn::kernels::isa().name(),
+                p.describe()
+            ),
+        },
         windows
     );
     if trainer.progress.step > 0 {
@@ -311,7 +324,8 @@ fn choose_recipe(args: &TrainArgs, corpus: &Corpus, fixed: Option<&ModelConfig>)
         chars_per_step: (args.batch_size.unwrap_or(d.batch))
             .saturating_mul(args.seq_len.unwrap_or(d.seq_len)),
     };
-    let (r, calibration) = recipe::plan(&task, args.time_limit, threads, hidden);
+    let precision = args.precision.unwrap_or_default();
+    let (r, calibration) = recipe::plan(&task, args.time_limit, threads, hidden, precision);
     if let (Some(seconds), Some(c)) = (args.time_limit, calibration) {
         eprintln!(
             "charrnn: {seconds:.0} s on this machine ({:.0} GFLOP/s of training): width {}{}, dropout {}, lr {:.1e} falling over the last {:.0}% of the run to {:.1e} (about {:.0} epochs of {} characters)",
