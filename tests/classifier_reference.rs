@@ -106,3 +106,61 @@ fn logits_loss_and_gradients_agree_with_pytorch() {
     assert_eq!(checked, 9 * 18, "every tensor of every case");
     eprintln!("worst relative difference from PyTorch: {worst:.2e}");
 }
+
+/// `charrnn predict` of each fixture classifier agrees with PyTorch on charrnn's own export
+/// of it (`tests/fixtures/classifier_export_reference.json`, made by
+/// `tests/fixtures/make_classifier_export_reference.py`): every label's probability of every
+/// line within 1e-5, the same lines without a label, and the tensor names and metadata torch
+/// read.
+#[test]
+fn predictions_agree_with_pytorch_on_the_export() {
+    let dir = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures");
+    let doc: Value = serde_json::from_str(
+        &std::fs::read_to_string(format!("{dir}/classifier_export_reference.json")).unwrap(),
+    )
+    .unwrap();
+    let mut worst = 0.0f64;
+    for cell in ["rnn", "lstm", "gru"] {
+        let want = &doc["cells"][cell];
+        let labels: Vec<String> =
+            serde_json::from_str(want["metadata"]["labels"].as_str().unwrap()).unwrap();
+        assert_eq!(want["metadata"]["task"], "classify");
+        assert!(want["tensors"]["weight_hh_l1_reverse"].is_array(), "{cell}");
+        let o = assert_cmd::Command::cargo_bin("charrnn")
+            .unwrap()
+            .args(["predict", &format!("{dir}/classify/lines.txt")])
+            .args(["--checkpoint", &format!("{dir}/classify/{cell}.json")])
+            .args(["--json", "--top-k", &labels.len().to_string()])
+            .output()
+            .unwrap();
+        assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+        let got: Vec<Value> = String::from_utf8(o.stdout)
+            .unwrap()
+            .lines()
+            .map(|l| serde_json::from_str(l).unwrap())
+            .collect();
+        let rows = want["predictions"].as_array().unwrap();
+        assert_eq!(got.len(), rows.len(), "{cell}: lines");
+        assert!(rows.iter().any(|r| r["probabilities"].is_null()));
+        for (g, w) in got.iter().zip(rows) {
+            assert_eq!(g["line"], w["line"], "{cell}");
+            if w["probabilities"].is_null() {
+                assert!(g["label"].is_null(), "{cell} line {}", w["line"]);
+                continue;
+            }
+            for t in g["top"].as_array().unwrap() {
+                let p = t["probability"].as_f64().unwrap();
+                let q = w["probabilities"][t["label"].as_str().unwrap()]
+                    .as_f64()
+                    .unwrap();
+                assert!(
+                    (p - q).abs() < 1e-5,
+                    "{cell} line {}: {p} vs {q}",
+                    w["line"]
+                );
+                worst = worst.max((p - q).abs());
+            }
+        }
+    }
+    eprintln!("worst probability difference from PyTorch: {worst:.2e}");
+}
