@@ -1,4 +1,5 @@
 //! charrnn: character-level language models (vanilla RNN, LSTM, GRU) trained on a CPU,
+//! and character-level classifiers of lines on the same cells (optionally bidirectional),
 //! with every forward and backward pass written out by hand on `ndarray` and flat `f32`
 //! buffers. No autograd: each layer is a `forward`/`backward` pair whose names and shapes
 //! follow the equations in its doc comment.
@@ -15,6 +16,9 @@
 //! | `L` | number of stacked layers |
 //! | `G` | gates per cell: 1 (RNN), 4 (LSTM, order i,f,g,o), 3 (GRU, order r,z,n) |
 //! | `N` | `T·B`, the positions of one window, time-major (row `t·B + b`) |
+//! | `C` | a classifier's labels |
+//! | `S` | a classifier's directions per layer: 1, or 2 when bidirectional |
+//! | `D` | `S·H`, the width of a classifier layer's output `[h_fwd ‖ h_rev]` |
 //!
 //! Activations are stored time-major, `[T, B, ·]`, so that one time step is one contiguous
 //! `[B, ·]` block: the recurrent product of a step is a single matrix product on it.
@@ -28,6 +32,8 @@
 //!   one-hot. [`corpus`](text::corpus): reading files and directories, the token streams of
 //!   training and validation. [`split`](text::split): sequences bracketed by start/end, the
 //!   train/validation split. [`batches`](text::batches): `B x T` windows for truncated BPTT.
+//!   [`labeled`](text::labeled): labelled lines (fastText's `__label__` or TSV), the
+//!   stratified split, length-bucketed batches.
 //! - [`kernels`]: matrix products (general, and packed for the time loop), vectorised
 //!   element-wise functions, and the run-time choice of instruction set.
 //! - [`nn`]: the network. [`params`](nn::params): flat buffers with named views.
@@ -37,17 +43,22 @@
 //!   layer, a window's forward pass and BPTT. [`state`](nn::state),
 //!   [`workspace`](nn::workspace): what is carried and what is reused.
 //!   [`infer`](nn::infer): step-by-step inference (a batch of streams, or one stream on two
-//!   cores).
+//!   cores). [`classifier`](nn::classifier): many-to-one over lines of different lengths,
+//!   each layer optionally bidirectional, pooling (final, mean, max) and a linear head.
 //! - [`train`]: [`optim`](train::optim) (clipping, Adam, RMSprop, SGD),
 //!   [`schedule`](train::schedule) (the learning rate), [`trainer`](train::trainer) (one
 //!   optimizer step over batch shards), [`run`](train::run) (the loop: stop rules, validation
 //!   cadence, best checkpoint, divergence, early stop; emits events),
 //!   [`recipe`](train::recipe) (the defaults for a corpus and a time budget, the run's length
 //!   and cadence), [`setup`](train::setup) (what a new, resumed or fine-tuned run reads and
-//!   starts from, checked before it is built).
+//!   starts from, checked before it is built); [`classify`](train::classify): a
+//!   classifier's trainer, label weights and setup (the run loop drives both through
+//!   [`Learner`](train::run::Learner)).
 //! - [`decode`]: generating text ([`sample`](decode::sample)).
-//! - [`analysis`]: measuring a model on text ([`eval`](analysis::eval)).
-//! - [`io`]: [`checkpoint`](io::checkpoint) (versioned JSON, checked on load),
+//! - [`analysis`]: measuring a model on text ([`eval`](analysis::eval)); a classifier's
+//!   accuracy, F1 and confusion matrix ([`classify`](analysis::classify)).
+//! - [`io`]: [`checkpoint`](io::checkpoint) (versioned JSON, checked on load; a
+//!   classifier's in [`classifier`](io::classifier)),
 //!   [`rundir`](io::rundir) (a run's directory: locked, best before latest), the metrics
 //!   log, plots, exports and the activation page.
 //! - [`bench`]: one configuration's speed, memory and checkpoint cost, measured.

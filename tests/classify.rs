@@ -407,3 +407,62 @@ fn export_writes_pytorch_names_and_labels() {
     );
     assert_eq!(meta["labels"], "[\"aa\",\"cc\",\"ee\"]");
 }
+
+/// SIGTERM mid-run: the classifier's state is saved, the exit status is the signal's, and
+/// the run resumes from there.
+#[test]
+fn a_signal_saves_and_the_run_resumes() {
+    let dir = TempDir::new().unwrap();
+    let data = labelled(&dir, "d.txt", false);
+    let bin = assert_cmd::cargo::cargo_bin("charrnn");
+    let mut child = std::process::Command::new(bin)
+        .current_dir(dir.path())
+        .arg("train")
+        .arg(&data)
+        .args(TINY)
+        .args([
+            "--dir",
+            "sig",
+            "--epochs",
+            "1000000",
+            "--eval-every",
+            "1000000",
+        ])
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    use std::io::BufRead;
+    let mut reader = std::io::BufReader::new(child.stderr.take().unwrap());
+    let mut seen = String::new();
+    while reader.read_line(&mut seen).unwrap() > 0 && !seen.contains(" parameters, ") {}
+    std::thread::sleep(std::time::Duration::from_millis(300));
+    kill(child.id(), "TERM");
+    std::io::Read::read_to_string(&mut reader, &mut seen).unwrap();
+    assert_eq!(child.wait().unwrap().code(), Some(143), "{seen}");
+    assert!(
+        seen.contains("interrupted at step") && seen.contains("--task classify --resume"),
+        "{seen}"
+    );
+    let step = json(&dir.path().join("sig/latest.json"))["progress"]["step"]
+        .as_u64()
+        .unwrap();
+    assert!(step > 0);
+    let o = charrnn()
+        .current_dir(dir.path())
+        .args([
+            "train",
+            "--task",
+            "classify",
+            "--resume",
+            "sig/latest.json",
+            "--max-steps",
+        ])
+        .arg((step + 5).to_string())
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert_eq!(
+        json(&dir.path().join("sig/latest.json"))["progress"]["step"],
+        step + 5
+    );
+}
