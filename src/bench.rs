@@ -174,6 +174,7 @@ fn checkpoint_io(trainer: &mut Trainer, corpus: &Corpus, source: &Path) -> Resul
         val_chars: 0,
     };
     let ck = Checkpoint::new(
+        "0000000000000000",
         &trainer.model,
         &corpus.vocab,
         data,

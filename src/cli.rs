@@ -377,9 +377,13 @@ pub struct ExportArgs {
     /// File format
     #[arg(long, default_value = "safetensors")]
     pub format: ExportFormat,
-    /// File to write
+    /// File to write; - for standard output. Never a checkpoint, the file read, or a file in
+    /// a directory a trainer is writing
     #[arg(long, short)]
     pub output: PathBuf,
+    /// Replace --output if it exists (never a checkpoint or the file read)
+    #[arg(long)]
+    pub force: bool,
 }
 
 #[derive(Debug, Clone, Copy, clap::ValueEnum)]
@@ -399,9 +403,13 @@ pub struct VizArgs {
     /// Directory searched when --checkpoint is not given
     #[arg(long, default_value = "checkpoints")]
     pub dir: PathBuf,
-    /// HTML file to write
+    /// HTML file to write; - for standard output. Never a checkpoint, a file read, or a file
+    /// in a directory a trainer is writing
     #[arg(long, short, default_value = "viz.html")]
     pub output: PathBuf,
+    /// Replace --output if it exists (never a checkpoint or a file read)
+    #[arg(long)]
+    pub force: bool,
     /// Characters shown; the page holds every unit's activation for each, about
     /// layers x hidden x 1.4 bytes per character
     #[arg(long, default_value_t = 5000, value_parser = positive::<usize>, allow_negative_numbers = true)]
@@ -413,9 +421,13 @@ pub struct PlotArgs {
     /// Run directories (each with metrics.jsonl, or at least a checkpoint)
     #[arg(required = true)]
     pub dirs: Vec<PathBuf>,
-    /// SVG file to write
+    /// SVG file to write; - for standard output. Never a checkpoint, a file read, or a file
+    /// in a directory a trainer is writing
     #[arg(long, short, default_value = "plot.svg")]
     pub output: PathBuf,
+    /// Replace --output if it exists (never a checkpoint or a file read)
+    #[arg(long)]
+    pub force: bool,
     /// Title of the plot [default: "charrnn: loss"]
     #[arg(long)]
     pub title: Option<String>,

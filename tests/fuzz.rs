@@ -54,7 +54,7 @@ fn seeds() -> &'static Vec<String> {
                     train_chars: 90,
                     val_chars: 10,
                 };
-                let ck = Checkpoint::new(&model, &vocab, data, &train, 5, &opt, &progress);
+                let ck = Checkpoint::new("f022", &model, &vocab, data, &train, 5, &opt, &progress);
                 serde_json::to_string(&ck).unwrap()
             })
             .collect()

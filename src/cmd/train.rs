@@ -5,9 +5,9 @@ use crate::cli::TrainArgs;
 use crate::cmd::progress::Reporter;
 use anyhow::{Result, bail};
 use charrnn::decode::sample::{SampleConfig, Sampler};
-use charrnn::io::checkpoint::Checkpoint;
-use charrnn::io::metrics::MetricsLog;
-use charrnn::io::rundir::Claim;
+use charrnn::io::checkpoint::{Checkpoint, printable};
+use charrnn::io::metrics::{METRICS, MetricsLog, skipped_note};
+use charrnn::io::rundir::{Claim, Resumed, unused_sibling};
 use charrnn::nn::ModelConfig;
 use charrnn::text::corpus::Corpus;
 use charrnn::train::recipe::{self, Recipe};
@@ -19,9 +19,12 @@ use std::path::PathBuf;
 
 pub fn run(args: TrainArgs) -> Result<()> {
     let fresh = args.resume.is_none();
-    let resumed = match &args.resume {
-        Some(path) => Some(Checkpoint::load(path)?.restore()?),
-        None => None,
+    let (resumed, identity) = match &args.resume {
+        Some(path) => {
+            let ck = Checkpoint::load(path)?;
+            (Some(ck.restore()?), Some((ck.run, ck.progress.step)))
+        }
+        None => (None, None),
     };
     if let (Some(_), Some(flag)) = (&resumed, args.fixed_by_checkpoint()) {
         bail!("{flag} is fixed by the checkpoint being resumed; leave it out with --resume");
@@ -68,10 +71,12 @@ pub fn run(args: TrainArgs) -> Result<()> {
         (None, Some(r)) => charrnn::fs::parent_dir(r).to_path_buf(),
         (None, None) => PathBuf::from("checkpoints"),
     };
-    let resumed_from = args
-        .resume
-        .as_deref()
-        .zip(resumed.as_ref().map(|r| r.progress.step));
+    let resumed_from = args.resume.as_deref().zip(identity.as_ref());
+    let resumed_from = resumed_from.map(|(path, (run, step))| Resumed {
+        path,
+        run: run.as_deref(),
+        step: *step,
+    });
     let claim = Claim::new(&out, resumed_from, args.force)?;
 
     let t0 = std::time::Instant::now();
@@ -90,20 +95,22 @@ pub fn run(args: TrainArgs) -> Result<()> {
 
     // The trainer; nothing of the model's size is allocated before the memory it needs is
     // known to be there.
-    let (mut trainer, eval_every_saved, budget_epochs) = match resumed {
+    let (mut trainer, eval_every_saved, budget_epochs, recipe_line) = match resumed {
         Some(mut r) => {
             if let Some(lr) = args.lr {
                 r.train.lr.base = lr;
             }
             let t = setup::resumed(&corpus, r.model, r.optimizer, r.train, r.progress)?;
-            (t, Some(r.eval_every), None)
+            (t, Some(r.eval_every), None, None)
         }
         None => {
-            let recipe = choose_recipe(&args, &corpus, init.as_ref().map(|i| &i.1.config));
+            let (recipe, calibration) =
+                choose_recipe(&args, &corpus, init.as_ref().map(|i| &i.1.config));
             let config = args.train_config(super::default_threads, &recipe);
             let mut model_config = args.model_config(corpus.vocab.len(), &recipe);
             let start = match &init {
-                Some((path, m, old, _, step)) => {
+                Some((path, m, old, init_mode, step)) => {
+                    let init_mode = *init_mode;
                     model_config = ModelConfig {
                         vocab_size: corpus.vocab.len(),
                         dropout: args.dropout.unwrap_or(m.config.dropout),
@@ -116,8 +123,9 @@ pub fn run(args: TrainArgs) -> Result<()> {
                         .map(|c| format!("{c:?}"))
                         .collect();
                     eprintln!(
-                        "charrnn: starting from the weights of {} (step {step}) with a fresh optimizer and schedule{}",
+                        "charrnn: starting from the weights of {} (step {step}) with a fresh optimizer and schedule; {}{}",
                         path.display(),
+                        setup::inherited(&m.config, init_mode, args.dropout, args.mode),
                         if new.is_empty() {
                             String::new()
                         } else {
@@ -142,7 +150,24 @@ pub fn run(args: TrainArgs) -> Result<()> {
                     corpus.info.train_chars, t.config.batch, config.seq_len, t.config.batch
                 );
             }
-            (t, None, recipe.epochs)
+            let given = recipe::Given {
+                hidden: args.hidden.is_some(),
+                dropout: args.dropout.is_some(),
+                lr: args.lr.is_some(),
+                lr_tail: args.lr_tail.is_some(),
+                lr_floor: args.lr_floor.is_some(),
+                inherited_width: init.is_some(),
+            };
+            let mut line = recipe::describe(&t.model.config, &t.config.lr, given);
+            if let (Some(seconds), Some(c)) = (args.time_limit, calibration) {
+                line = format!(
+                    "{seconds:.0} s on this machine ({:.0} GFLOP/s of training): {line} (about {:.0} epochs of {} characters)",
+                    c.flops_per_s / 1e9,
+                    recipe.epochs.unwrap_or(0.0),
+                    corpus.info.train_chars
+                );
+            }
+            (t, None, recipe.epochs, Some(line))
         }
     };
     let config = trainer.config;
@@ -159,11 +184,25 @@ pub fn run(args: TrainArgs) -> Result<()> {
         eval_every,
         args.val_chars,
     );
-    let mut dir = claim.into_run(corpus.vocab.clone(), corpus.info.clone(), eval_every);
+    if !fresh {
+        let what = match (args.max_steps, args.epochs) {
+            (Some(m), _) if m == run_config.max_steps => format!("--max-steps {m}"),
+            (_, Some(e)) => format!("--epochs {e}"),
+            _ => "the default length (20 epochs, at least 2000 steps)".into(),
+        };
+        setup::check_resumed_length(trainer.progress.step, run_config.max_steps, &what)?;
+    }
+    let mut dir = claim.into_run(
+        corpus.vocab.clone(),
+        corpus.info.clone(),
+        eval_every,
+        &mut trainer,
+    )?;
 
     let c = &trainer.model.config;
     eprintln!(
-        "charrnn: {} {}x{}, {} parameters, vocabulary {} | {} train / {} validation chars, {} mode | batch {} x {} steps, {} threads ({} kernels), {} windows per epoch",
+        "charrnn: run {}: {} {}x{}, {} parameters, vocabulary {} | {} train / {} validation chars, {} mode | batch {} x {} steps, {} threads ({} kernels), {} windows per epoch",
+        dir.run,
         c.cell,
         c.layers,
         c.hidden,
@@ -178,16 +217,41 @@ pub fn run(args: TrainArgs) -> Result<()> {
         charrnn::kernels::isa().name(),
         windows
     );
+    if let Some(line) = recipe_line {
+        eprintln!("charrnn: {line}");
+    }
     if trainer.progress.step > 0 {
+        let from = match &dir.branched_from {
+            Some((run, _)) => format!(
+                " (a new run in {}, branched from {})",
+                out.display(),
+                run.as_deref().map_or("a run without id".into(), printable)
+            ),
+            None => String::new(),
+        };
         eprintln!(
-            "charrnn: resuming at step {}, epoch {:.2}",
+            "charrnn: resuming at step {}, epoch {:.2}{from}",
             trainer.progress.step,
             trainer.epoch_fraction()
         );
+        if let Some(line) =
+            setup::lr_change(&trainer.progress, &config, &run_config, args.lr.is_some())
+        {
+            eprintln!("charrnn: {line}");
+        }
+        if trainer.progress.best_val_loss.is_some() && !dir.best().is_file() {
+            eprintln!(
+                "charrnn: note: {} has no best.json of this run yet; the next validation that beats {:.4} writes one",
+                out.display(),
+                trainer.progress.best_val_loss.unwrap_or_default()
+            );
+        }
     }
 
-    let resumed_step = args.resume.as_ref().map(|_| trainer.progress.step);
-    let mut metrics = MetricsLog::open(&out, resumed_step, (eval_every / 5).max(1))?;
+    let mut metrics = MetricsLog::open(&out, &dir.run, |r| dir.keeps(r), (eval_every / 5).max(1))?;
+    if let Some(note) = skipped_note(metrics.skipped, &out.join(METRICS)) {
+        eprintln!("charrnn: {note}");
+    }
     let signals = super::signals::Signals::install()?;
     let mut report = Reporter::new(trainer.progress.step, run_config.max_steps);
     let outcome = run::run(
@@ -258,7 +322,7 @@ pub fn run(args: TrainArgs) -> Result<()> {
         // at the moment; the same recipe in steps repeats bit for bit with the same seed.
         eprintln!(
             "charrnn: the same recipe for the same steps, reproducible on any machine (another --dir): {}",
-            repeat_command(&args, &trainer)
+            repeat_command(&args, &trainer, &out)
         );
     }
     if let (true, Some(signal)) = (interrupted, signals.received()) {
@@ -290,10 +354,14 @@ pub fn run(args: TrainArgs) -> Result<()> {
 }
 
 /// The defaults of a fresh run (see `charrnn::train::recipe`): with --time-limit, the width
-/// the budget allows on this machine (measured in about half a second); dropout and
-/// learning rate for the model and the corpus. Says on stderr what it chose.
-/// `fixed`: the model fine-tuning starts from, whose shape is not chosen.
-fn choose_recipe(args: &TrainArgs, corpus: &Corpus, fixed: Option<&ModelConfig>) -> Recipe {
+/// the budget allows on this machine (measured in about half a second, returned too);
+/// dropout and learning rate for the model and the corpus. `fixed`: the model fine-tuning
+/// starts from, whose shape is not chosen.
+fn choose_recipe(
+    args: &TrainArgs,
+    corpus: &Corpus,
+    fixed: Option<&ModelConfig>,
+) -> (Recipe, Option<recipe::Calibration>) {
     let threads = args.threads.unwrap_or_else(|| super::default_threads(64));
     let hidden = fixed.map(|f| f.hidden).or(args.hidden);
     let (d, m) = (TrainConfig::default(), fixed.copied().unwrap_or_default());
@@ -305,27 +373,12 @@ fn choose_recipe(args: &TrainArgs, corpus: &Corpus, fixed: Option<&ModelConfig>)
         chars_per_step: (args.batch_size.unwrap_or(d.batch))
             .saturating_mul(args.seq_len.unwrap_or(d.seq_len)),
     };
-    let (r, calibration) = recipe::plan(&task, args.time_limit, threads, hidden);
-    if let (Some(seconds), Some(c)) = (args.time_limit, calibration) {
-        eprintln!(
-            "charrnn: {seconds:.0} s on this machine ({:.0} GFLOP/s of training): width {}{}, dropout {}, lr {:.1e} falling over the last {:.0}% of the run to {:.1e} (about {:.0} epochs of {} characters)",
-            c.flops_per_s / 1e9,
-            r.hidden,
-            if hidden.is_some() { " (given)" } else { "" },
-            args.dropout.unwrap_or(r.dropout),
-            args.lr.unwrap_or(r.lr.base),
-            100.0 * args.lr_tail.unwrap_or(r.lr.tail),
-            args.lr.unwrap_or(r.lr.base) * args.lr_floor.unwrap_or(r.lr.floor),
-            r.epochs.unwrap_or(0.0),
-            corpus.info.train_chars
-        );
-    }
-    r
+    recipe::plan(&task, args.time_limit, threads, hidden)
 }
 
 /// The command line of this run with --time-limit replaced by the steps it made and the
 /// recipe's choices written out as flags (the flags the user gave are kept as given).
-fn repeat_command(args: &TrainArgs, trainer: &Trainer) -> String {
+fn repeat_command(args: &TrainArgs, trainer: &Trainer, dir: &std::path::Path) -> String {
     let (c, lr) = (&trainer.model.config, &trainer.config.lr);
     let chosen = [
         ("--hidden", args.hidden.is_none(), c.hidden.to_string()),
@@ -340,5 +393,6 @@ fn repeat_command(args: &TrainArgs, trainer: &Trainer) -> String {
             .filter(|(_, add, _)| *add)
             .map(|(flag, _, value)| (flag, value)),
         trainer.progress.step,
+        &unused_sibling(dir, "repeat").to_string_lossy(),
     )
 }
