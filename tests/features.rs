@@ -384,7 +384,11 @@ fn a_time_limited_run_prints_a_command_that_repeats_its_recipe() {
     let words: Vec<&str> = command.split_whitespace().collect();
     let at = words.iter().position(|w| *w == "--dir").unwrap();
     assert_eq!(words[at + 1], "timed-repeat", "{command}");
-    assert_eq!(words.iter().filter(|w| **w == "--dir").count(), 1, "{command}");
+    assert_eq!(
+        words.iter().filter(|w| **w == "--dir").count(),
+        1,
+        "{command}"
+    );
     let timed = json(&dir.path().join("timed/latest.json"));
     // Pasted as printed.
     let o = run(&dir, &words);
