@@ -142,6 +142,10 @@ pub struct TrainArgs {
     /// Fraction of the corpus held out for validation (its end) [default: 0.1]
     #[arg(long, value_parser = val_fraction, allow_negative_numbers = true)]
     pub val_fraction: Option<f64>,
+    /// Validate on this file instead of a held-out part of the corpus (which then all
+    /// trains); its characters must all occur in the training text
+    #[arg(long, conflicts_with = "val_fraction")]
+    pub val_file: Option<PathBuf>,
     /// Batch shards run in parallel; results are bit-identical for a given number
     /// [default: available cores, at most one per 16 streams]
     #[arg(long, value_parser = threads, allow_negative_numbers = true)]
@@ -182,6 +186,10 @@ pub struct TrainArgs {
     /// Replace the checkpoints of another run in --out instead of refusing to
     #[arg(long)]
     pub force: bool,
+    /// Also keep a copy of the checkpoint every this many validations, as step-<N>.json
+    /// (never overwritten)
+    #[arg(long, value_parser = positive::<u64>, allow_negative_numbers = true)]
+    pub keep_every: Option<u64>,
     /// Characters of sample text printed at the end; 0 for none
     #[arg(long, default_value_t = 300)]
     pub sample_len: usize,
@@ -259,6 +267,7 @@ impl TrainArgs {
             ("--forget-bias", self.forget_bias.is_some()),
             ("--mode", self.mode.is_some()),
             ("--val-fraction", self.val_fraction.is_some()),
+            ("--val-file", self.val_file.is_some()),
             ("--threads", self.threads.is_some()),
             ("--seed", self.seed.is_some()),
         ];

@@ -5,12 +5,13 @@ use crate::cli::TrainArgs;
 use crate::cmd::progress::Reporter;
 use anyhow::{Result, bail};
 use charrnn::decode::sample::{SampleConfig, Sampler};
-use charrnn::io::checkpoint::{Checkpoint, printable};
+use charrnn::io::checkpoint::Checkpoint;
 use charrnn::io::metrics::{METRICS, MetricsLog, skipped_note};
 use charrnn::io::rundir::{Claim, Resumed, unused_sibling};
 use charrnn::nn::ModelConfig;
 use charrnn::text::corpus::Corpus;
 use charrnn::train::recipe::{self, Recipe};
+use charrnn::train::report;
 use charrnn::train::run::{self, StopReason};
 use charrnn::train::setup::{self, Origin, Start};
 use charrnn::train::{TrainConfig, Trainer};
@@ -60,7 +61,12 @@ pub fn run(args: TrainArgs) -> Result<()> {
         },
         (None, None) => Origin::New,
     };
-    let reading = setup::reading(&args.corpus, args.mode, args.val_fraction, origin)?;
+    let val_file = match &resumed {
+        Some(r) => r.data.val_file.as_ref().map(PathBuf::from),
+        None => args.val_file.clone(),
+    };
+    let val_fraction = args.val_fraction.or(val_file.as_ref().map(|_| 0.0));
+    let reading = setup::reading(&args.corpus, args.mode, val_fraction, origin)?;
     let (paths, mode) = (&reading.paths, reading.mode);
     charrnn::text::corpus::list_files(paths)?;
 
@@ -80,7 +86,10 @@ pub fn run(args: TrainArgs) -> Result<()> {
     let claim = Claim::new(&out, resumed_from, args.force)?;
 
     let t0 = std::time::Instant::now();
-    let corpus = Corpus::load(paths, mode, reading.val_fraction, reading.vocab)?;
+    let mut corpus = Corpus::load(paths, mode, reading.val_fraction, reading.vocab)?;
+    if let Some(f) = &val_file {
+        corpus = corpus.with_val_file(f)?;
+    }
     let chars = corpus.info.train_chars + corpus.info.val_chars;
     if chars > 10_000_000 {
         eprintln!(
@@ -110,31 +119,22 @@ pub fn run(args: TrainArgs) -> Result<()> {
             let mut model_config = args.model_config(corpus.vocab.len(), &recipe);
             let start = match &init {
                 Some((path, m, old, init_mode, step)) => {
-                    let init_mode = *init_mode;
                     model_config = ModelConfig {
                         vocab_size: corpus.vocab.len(),
                         dropout: args.dropout.unwrap_or(m.config.dropout),
                         ..m.config
                     };
-                    let new: Vec<String> = corpus
-                        .vocab
-                        .chars_not_in(old)
-                        .iter()
-                        .map(|c| format!("{c:?}"))
-                        .collect();
                     eprintln!(
-                        "charrnn: starting from the weights of {} (step {step}) with a fresh optimizer and schedule; {}{}",
-                        path.display(),
-                        setup::inherited(&m.config, init_mode, args.dropout, args.mode),
-                        if new.is_empty() {
-                            String::new()
-                        } else {
-                            format!(
-                                "; {} new characters get fresh weights: {}",
-                                new.len(),
-                                new.join(" ")
-                            )
-                        }
+                        "charrnn: {}",
+                        report::fine_tune(
+                            &path.display().to_string(),
+                            *step,
+                            &m.config,
+                            *init_mode,
+                            args.dropout,
+                            args.mode,
+                            &corpus.vocab.chars_not_in(old),
+                        )
                     );
                     Start::From {
                         model: m,
@@ -158,15 +158,11 @@ pub fn run(args: TrainArgs) -> Result<()> {
                 lr_floor: args.lr_floor.is_some(),
                 inherited_width: init.is_some(),
             };
-            let mut line = recipe::describe(&t.model.config, &t.config.lr, given);
-            if let (Some(seconds), Some(c)) = (args.time_limit, calibration) {
-                line = format!(
-                    "{seconds:.0} s on this machine ({:.0} GFLOP/s of training): {line} (about {:.0} epochs of {} characters)",
-                    c.flops_per_s / 1e9,
-                    recipe.epochs.unwrap_or(0.0),
-                    corpus.info.train_chars
-                );
-            }
+            let (m, lr, chars) = (&t.model.config, &t.config.lr, corpus.info.train_chars);
+            let line = match args.time_limit.zip(calibration.as_ref()) {
+                Some(b) => recipe::describe_budget(m, lr, given, b, &recipe, chars),
+                None => recipe::describe(m, lr, given),
+            };
             (t, None, recipe.epochs, Some(line))
         }
     };
@@ -199,51 +195,23 @@ pub fn run(args: TrainArgs) -> Result<()> {
         &mut trainer,
     )?;
 
-    let c = &trainer.model.config;
-    eprintln!(
-        "charrnn: run {}: {} {}x{}, {} parameters, vocabulary {} | {} train / {} validation chars, {} mode | batch {} x {} steps, {} threads ({} kernels), {} windows per epoch",
-        dir.run,
-        c.cell,
-        c.layers,
-        c.hidden,
-        trainer.model.param_count(),
-        corpus.vocab.len(),
-        corpus.info.train_chars,
-        corpus.info.val_chars,
-        mode,
-        config.batch,
-        config.seq_len,
-        config.threads.min(config.batch),
-        charrnn::kernels::isa().name(),
-        windows
-    );
+    dir.keep_every = args.keep_every;
+    let header = report::header(&dir.run, &trainer, corpus.vocab.len(), &corpus.info);
+    eprintln!("charrnn: {header}");
     if let Some(line) = recipe_line {
         eprintln!("charrnn: {line}");
     }
     if trainer.progress.step > 0 {
-        let from = match &dir.branched_from {
-            Some((run, _)) => format!(
-                " (a new run in {}, branched from {})",
-                out.display(),
-                run.as_deref().map_or("a run without id".into(), printable)
-            ),
-            None => String::new(),
-        };
-        eprintln!(
-            "charrnn: resuming at step {}, epoch {:.2}{from}",
-            trainer.progress.step,
-            trainer.epoch_fraction()
-        );
-        if let Some(line) =
-            setup::lr_change(&trainer.progress, &config, &run_config, args.lr.is_some())
-        {
+        let from = dir.branched_from.as_ref().map(|(run, _)| run.as_deref());
+        let shown = out.display().to_string();
+        eprintln!("charrnn: {}", report::resuming(&trainer, from, &shown));
+        let lr_given = args.lr.is_some();
+        if let Some(line) = setup::lr_change(&trainer.progress, &config, &run_config, lr_given) {
             eprintln!("charrnn: {line}");
         }
-        if trainer.progress.best_val_loss.is_some() && !dir.best().is_file() {
+        if let (Some(v), false) = (trainer.progress.best_val_loss, dir.best().is_file()) {
             eprintln!(
-                "charrnn: note: {} has no best.json of this run yet; the next validation that beats {:.4} writes one",
-                out.display(),
-                trainer.progress.best_val_loss.unwrap_or_default()
+                "charrnn: note: {shown} has no best.json of this run yet; the next validation that beats {v:.4} writes one"
             );
         }
     }
@@ -286,32 +254,9 @@ pub fn run(args: TrainArgs) -> Result<()> {
         bail!("{error}; {kept}");
     }
     let interrupted = outcome.reason == StopReason::Interrupted;
-    let best_val = trainer.progress.best_val_loss;
-    eprintln!(
-        "charrnn: {} at step {} (epoch {:.2}) after {:.1}s, {:.0} chars/s; validation loss {} ; best {} -> {}",
-        if interrupted {
-            "interrupted"
-        } else {
-            "stopped"
-        },
-        trainer.progress.step,
-        trainer.epoch_fraction(),
-        outcome.wall_seconds,
-        outcome.chars_per_s(),
-        outcome.last_val.map_or("n/a".into(), |v| format!(
-            "{v:.4} nats/char ({:.4} bits/char)",
-            v / std::f64::consts::LN_2
-        )),
-        best_val.map_or("n/a".into(), |v| format!("{v:.4}")),
-        if best.is_file() { &best } else { &latest }.display(),
-    );
-    if outcome.reason == StopReason::Overfitting {
-        eprintln!(
-            "charrnn: stopped early: the last {} validation losses were each more than {:.0}% above the best ({}); more training would not bring it back (--epochs or --max-steps train in full)",
-            run::OVERFIT_VALIDATIONS,
-            100.0 * run::OVERFIT_MARGIN,
-            best_val.map_or("n/a".into(), |v| format!("{v:.4}")),
-        );
+    let shown = if best.is_file() { &best } else { &latest };
+    for line in report::ended(&outcome, &trainer, &shown.display().to_string()) {
+        eprintln!("charrnn: {line}");
     }
     let timed = matches!(
         outcome.reason,

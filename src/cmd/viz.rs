@@ -3,7 +3,7 @@
 use crate::cli::VizArgs;
 use anyhow::{Result, anyhow};
 use charrnn::analysis::viz::activations;
-use charrnn::io::checkpoint::Checkpoint;
+use charrnn::io::model_file;
 use charrnn::io::output::Output;
 use charrnn::io::viz_page::{PageInfo, render};
 use charrnn::text::corpus::read_utf8;
@@ -11,11 +11,12 @@ use charrnn::text::corpus::read_utf8;
 pub fn run(args: VizArgs) -> Result<()> {
     let path = super::find_checkpoint(args.checkpoint.as_deref(), &args.dir)?;
     let output = Output::check(&args.output, &[&path, &args.file], args.force)?;
-    let ck = Checkpoint::load(&path)?;
-    let (model, vocab) = ck.model()?;
+    let model_file::ModelFile {
+        model, vocab, mode, ..
+    } = model_file::load(&path)?;
     let text = read_utf8(&args.file)?;
     let total = text.chars().count();
-    let a = activations(&model, &vocab, &text, ck.data.mode, args.max_chars).map_err(|e| {
+    let a = activations(&model, &vocab, &text, mode, args.max_chars).map_err(|e| {
         anyhow!(
             "{}: {e}; the model knows only the characters of its training text",
             args.file.display()

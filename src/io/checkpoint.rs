@@ -546,6 +546,7 @@ mod tests {
             val_fraction: 0.1,
             train_chars: 100,
             val_chars: 10,
+            val_file: None,
         };
         Checkpoint::new(
             "0123456789abcdef",

@@ -4,6 +4,7 @@
 pub mod checkpoint;
 pub mod export;
 pub mod metrics;
+pub mod model_file;
 pub mod output;
 pub mod plot;
 pub mod rundir;

@@ -51,6 +51,13 @@ pub struct RunDir {
     legacy_owner: Option<String>,
     /// The run and step this run branched from, if it is a branch.
     pub branched_from: Option<(Option<String>, u64)>,
+    /// Keep a copy of the checkpoint every this many validations (named by [`kept`]).
+    pub keep_every: Option<u64>,
+}
+
+/// The name of a kept copy of the checkpoint of `step` (`--keep-every`).
+pub fn kept(step: u64) -> String {
+    format!("step-{step}.json")
 }
 
 /// The checkpoint a resumed run starts from: its file, run and step.
@@ -110,7 +117,7 @@ impl Claim {
         let d = dir.display();
         let plan = match (resumed, &held) {
             (None, _) if existing && !force => bail!(
-                "{d} already holds another run ({what}); continue it with `charrnn train --resume {}`, or choose another --dir, or pass --force to replace it",
+                "{d} already holds another run ({what}); continue it with `charrnn train --resume {}`, or choose another --dir, or pass --force to replace it (its checkpoints, log and plot are removed)",
                 latest.display()
             ),
             (None, _) => Plan::Fresh { replaces: existing },
@@ -146,7 +153,7 @@ impl Claim {
                     )
                 }
                 bail!(
-                    "{d} already holds another run ({what}), and {file} is not its latest state ({this}); continue {d}'s run with `charrnn train --resume {}`, continue this file's run in another --dir, or pass --force to replace {d}'s run with it",
+                    "{d} already holds another run ({what}), and {file} is not its latest state ({this}); continue {d}'s run with `charrnn train --resume {}`, continue this file's run in another --dir, or pass --force to replace {d}'s run with it (its checkpoints, log and plot are removed)",
                     latest.display()
                 )
             }
@@ -199,7 +206,30 @@ impl Claim {
                 Plan::Branch { from, step } => Some((from.clone(), *step)),
                 _ => None,
             },
+            keep_every: None,
         };
+        // Kept copies (`--keep-every`) of a replaced run go with it; a branch keeps those of
+        // its own past.
+        if !matches!(
+            self.plan,
+            Plan::Continue { .. } | Plan::Fresh { replaces: false }
+        ) {
+            for entry in std::fs::read_dir(&dir.dir)?.flatten() {
+                let name = entry.file_name().to_string_lossy().into_owned();
+                if !(name.starts_with("step-") && name.ends_with(".json")) {
+                    continue;
+                }
+                let own = match (&self.plan, Checkpoint::identity(&entry.path())) {
+                    (Plan::Branch { from, step }, Ok(i)) => {
+                        from.is_some() && i.run == *from && i.step <= *step
+                    }
+                    _ => false,
+                };
+                if !own {
+                    remove(&entry.path())?;
+                }
+            }
+        }
         match &self.plan {
             Plan::Fresh { replaces: true } => {
                 remove(&best)?;
@@ -299,6 +329,27 @@ impl Checkpointer for RunDir {
             ck.save(&latest)?;
         }
         self.last_saved = Some(t.progress.step);
+        // Every n-th validation of the run (counted over all its sessions), a copy that
+        // nothing replaces: an existing file of that name is left as it is.
+        let validations = t.progress.history.len() as u64;
+        if let Some(n) = self.keep_every
+            && validations > 0
+            && validations.is_multiple_of(n)
+        {
+            // A hard link is the copy at no cost (latest.json is replaced by renaming, never
+            // written in place); it fails rather than replace a file.
+            let copy = self.dir.join(kept(t.progress.step));
+            match std::fs::hard_link(&latest, &copy) {
+                Ok(()) => crate::fs::sync_dir(&self.dir)?,
+                Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {}
+                Err(_) if !copy.exists() => write_atomic(&copy, |file| {
+                    std::io::copy(&mut std::fs::File::open(&latest)?, file)?;
+                    Ok(())
+                })
+                .context("cannot keep a copy of the checkpoint")?,
+                Err(_) => {}
+            }
+        }
         Ok(())
     }
 
@@ -363,6 +414,7 @@ mod tests {
             val_fraction: 0.0,
             train_chars: 6,
             val_chars: 0,
+            val_file: None,
         };
         let mut rd = Claim::new(dir.path(), None, false)
             .unwrap()

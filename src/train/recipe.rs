@@ -280,6 +280,24 @@ pub struct Given {
     pub inherited_width: bool,
 }
 
+/// [`describe`], with a time budget: what was measured, and the epochs it allows.
+pub fn describe_budget(
+    model: &ModelConfig,
+    lr: &LrSchedule,
+    given: Given,
+    budget: (f64, &Calibration),
+    recipe: &Recipe,
+    train_chars: usize,
+) -> String {
+    format!(
+        "{:.0} s on this machine ({:.0} GFLOP/s of training): {} (about {:.0} epochs of {train_chars} characters)",
+        budget.0,
+        budget.1.flops_per_s / 1e9,
+        describe(model, lr, given),
+        recipe.epochs.unwrap_or(0.0),
+    )
+}
+
 /// `width 256 (chosen), dropout 0.1 (chosen), lr 3.0e-3 (given) falling over the last 40%
 /// of the run (chosen) to 1.5e-4`: what a fresh run trains with, and which of it was given.
 pub fn describe(model: &ModelConfig, lr: &LrSchedule, given: Given) -> String {

@@ -201,33 +201,6 @@ pub fn reading<'a>(
     })
 }
 
-/// What a fine-tuned run takes from the model it starts from (`from`, trained in
-/// `from_mode`): its shape always, its dropout and mode unless given. One line for stderr.
-pub fn inherited(
-    from: &ModelConfig,
-    from_mode: Mode,
-    dropout: Option<f32>,
-    mode: Option<Mode>,
-) -> String {
-    let mut taken = vec![format!("{} {}x{}", from.cell, from.layers, from.hidden)];
-    let mut given = Vec::new();
-    match dropout {
-        None => taken.push(format!("dropout {}", from.dropout)),
-        Some(d) => given.push(format!("dropout {d}")),
-    }
-    match mode {
-        None => taken.push(format!("{from_mode} mode")),
-        Some(m) => given.push(format!("{m} mode")),
-    }
-    let mut line = format!("takes {} from the model", taken.join(", "));
-    if given.is_empty() {
-        line.push_str(" (--dropout and --mode change the last two)");
-    } else {
-        line.push_str(&format!("; {} as given", given.join(" and ")));
-    }
-    line
-}
-
 /// Errors if a resumed run at `step` would stop before taking a step: the run's end
 /// (`max_steps`, set by `what`: `--max-steps 50`, `--epochs 2`, or the default length) is
 /// at or before the checkpoint. Steps and epochs count from the run's first step.
@@ -316,7 +289,7 @@ mod tests {
     }
 
     #[test]
-    fn what_a_fine_tuned_or_resumed_run_says() {
+    fn what_a_resumed_run_checks_and_says() {
         let from = ModelConfig {
             cell: CellKind::Gru,
             layers: 2,
@@ -324,18 +297,6 @@ mod tests {
             vocab_size: 10,
             dropout: 0.25,
         };
-        let line = inherited(&from, Mode::Lines, None, None);
-        assert!(
-            line.contains("gru 2x64, dropout 0.25, lines mode"),
-            "{line}"
-        );
-        let line = inherited(&from, Mode::Lines, Some(0.0), Some(Mode::Stream));
-        assert!(
-            line.contains("takes gru 2x64 from")
-                && line.contains("dropout 0 and stream mode as given"),
-            "{line}"
-        );
-
         assert!(check_resumed_length(100, 101, "--max-steps 101").is_ok());
         let e = check_resumed_length(100, 50, "--max-steps 50")
             .unwrap_err()
