@@ -109,6 +109,9 @@ pub fn run(args: TrainArgs) -> Result<()> {
             if let Some(lr) = args.lr {
                 r.train.lr.base = lr;
             }
+            if let Some(p) = args.precision {
+                r.train.precision = p;
+            }
             let t = setup::resumed(&corpus, r.model, r.optimizer, r.train, r.progress)?;
             (t, Some(r.eval_every), None, None)
         }

@@ -26,7 +26,14 @@ pub fn header(run: &str, t: &Trainer, vocab_len: usize, info: &CorpusInfo) -> St
         config.batch,
         config.seq_len,
         config.threads.min(config.batch),
-        crate::kernels::isa().name(),
+        match config.precision {
+            crate::kernels::Precision::F32 => crate::kernels::isa().name().to_string(),
+            p => format!(
+                "{}, {} products",
+                crate::kernels::isa().name(),
+                p.describe()
+            ),
+        },
         t.batches().windows
     )
 }
