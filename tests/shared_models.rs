@@ -253,6 +253,18 @@ fn val_file_validates_on_a_file_of_ones_own() {
         ],
     );
     assert_one_line_error(&o, "--val-file is fixed by the checkpoint");
+    // A run whose validation file is gone says which file it needs.
+    std::fs::rename(dir.path().join("val.txt"), dir.path().join("val.bak")).unwrap();
+    let o = run_in(
+        &dir,
+        &["train", "--resume", "ck/latest.json", "--max-steps", "20"],
+    );
+    assert_one_line_error(&o, "the run validates on /");
+    assert!(
+        stderr(&o).contains("val.txt (its --val-file)"),
+        "{}",
+        stderr(&o)
+    );
     // Unknown characters, and a conflicting flag.
     std::fs::write(dir.path().join("odd.txt"), "the fox\nZebra & fox\n").unwrap();
     let o = train(&dir, "odd", &["--max-steps", "5", "--val-file", "odd.txt"]);

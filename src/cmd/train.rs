@@ -3,7 +3,7 @@
 
 use crate::cli::TrainArgs;
 use crate::cmd::progress::Reporter;
-use anyhow::{Result, bail};
+use anyhow::{Context, Result, bail};
 use charrnn::decode::sample::{SampleConfig, Sampler};
 use charrnn::io::checkpoint::Checkpoint;
 use charrnn::io::metrics::{METRICS, MetricsLog, skipped_note};
@@ -88,7 +88,10 @@ pub fn run(args: TrainArgs) -> Result<()> {
     let t0 = std::time::Instant::now();
     let mut corpus = Corpus::load(paths, mode, reading.val_fraction, reading.vocab)?;
     if let Some(f) = &val_file {
-        corpus = corpus.with_val_file(f)?;
+        corpus = corpus.with_val_file(f).with_context(|| match &resumed {
+            Some(_) => format!("the run validates on {} (its --val-file)", f.display()),
+            None => "--val-file".into(),
+        })?;
     }
     let chars = corpus.info.train_chars + corpus.info.val_chars;
     if chars > 10_000_000 {

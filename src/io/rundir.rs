@@ -386,6 +386,27 @@ mod tests {
     use crate::text::Mode;
     use crate::train::{Optimizer, TrainConfig};
 
+    #[test]
+    fn a_suggested_directory_is_one_that_does_not_exist() {
+        let dir = tempfile::tempdir().unwrap();
+        let run = dir.path().join("run");
+        assert_eq!(
+            unused_sibling(&run, "repeat"),
+            dir.path().join("run-repeat")
+        );
+        std::fs::create_dir(dir.path().join("run-repeat")).unwrap();
+        std::fs::write(dir.path().join("run-repeat2"), "x").unwrap();
+        assert_eq!(
+            unused_sibling(&run, "repeat"),
+            dir.path().join("run-repeat3")
+        );
+        assert!(valid_id(&new_run_id()) && new_run_id() != new_run_id());
+    }
+
+    fn valid_id(s: &str) -> bool {
+        s.len() == 16 && s.bytes().all(|b| b.is_ascii_hexdigit())
+    }
+
     /// The new best model reaches `best.json` before `latest.json` is touched: if writing
     /// `latest.json` fails, `best.json` already holds the new state.
     #[test]
