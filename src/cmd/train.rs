@@ -88,10 +88,13 @@ pub fn run(args: TrainArgs) -> Result<()> {
     let t0 = std::time::Instant::now();
     let mut corpus = Corpus::load(paths, mode, reading.val_fraction, reading.vocab)?;
     if let Some(f) = &val_file {
-        corpus = corpus.with_val_file(f).with_context(|| match &resumed {
-            Some(_) => format!("the run validates on {} (its --val-file)", f.display()),
-            None => "--val-file".into(),
-        })?;
+        let with_val = corpus.with_val_file(f);
+        corpus = match &resumed {
+            Some(_) => with_val.with_context(|| {
+                format!("the run validates on {} (its --val-file)", f.display())
+            })?,
+            None => with_val?,
+        };
     }
     let chars = corpus.info.train_chars + corpus.info.val_chars;
     if chars > 10_000_000 {
