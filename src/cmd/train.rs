@@ -19,6 +19,9 @@ use std::io::Write;
 use std::path::PathBuf;
 
 pub fn run(args: TrainArgs) -> Result<()> {
+    if let Some(p) = args.precision {
+        p.check_available().map_err(anyhow::Error::msg)?;
+    }
     let fresh = args.resume.is_none();
     let (resumed, identity) = match &args.resume {
         Some(path) => {
@@ -327,7 +330,8 @@ fn choose_recipe(
         chars_per_step: (args.batch_size.unwrap_or(d.batch))
             .saturating_mul(args.seq_len.unwrap_or(d.seq_len)),
     };
-    recipe::plan(&task, args.time_limit, threads, hidden)
+    let precision = args.precision.unwrap_or_default();
+    recipe::plan(&task, args.time_limit, threads, hidden, precision)
 }
 
 /// The command line of this run with --time-limit replaced by the steps it made and the

@@ -8,6 +8,7 @@
 //! character of the corpus. The measurements behind the numbers are in the README's table
 //! of defaults (and `bench/results/`).
 
+use crate::kernels::Precision;
 use crate::nn::{CellKind, ModelConfig};
 use crate::train::schedule::LrSchedule;
 
@@ -37,8 +38,10 @@ impl Calibration {
 }
 
 /// Measures this machine: a few training steps of a 2x256 LSTM over `vocab_size` symbols
-/// (batch 64 x 100, on `threads` shards, random text), about half a second.
-pub fn calibrate(vocab_size: usize, threads: usize) -> Calibration {
+/// (batch 64 x 100, on `threads` shards, random text, products in `precision`), about half
+/// a second. (bf16 speeds up the products more than the rest, and wider models are more
+/// products: the estimate for them is on the low side.)
+pub fn calibrate(vocab_size: usize, threads: usize, precision: Precision) -> Calibration {
     use crate::train::{Optimizer, TrainConfig, Trainer};
     use rand::{RngExt, SeedableRng};
     let config = ModelConfig {
@@ -53,6 +56,7 @@ pub fn calibrate(vocab_size: usize, threads: usize) -> Calibration {
     model.init(&mut rng);
     let tc = TrainConfig {
         threads,
+        precision,
         ..TrainConfig::default()
     };
     let n = tc.batch * tc.seq_len * 4 + 1;
@@ -261,8 +265,9 @@ pub fn plan(
     time_limit: Option<f64>,
     threads: usize,
     hidden: Option<usize>,
+    precision: Precision,
 ) -> (Recipe, Option<Calibration>) {
-    let calibration = time_limit.map(|_| calibrate(task.vocab_size, threads));
+    let calibration = time_limit.map(|_| calibrate(task.vocab_size, threads, precision));
     let budget = time_limit.zip(calibration.as_ref());
     (choose(task, budget, hidden), calibration)
 }
