@@ -3,17 +3,25 @@
 use crate::cli::EvalArgs;
 use anyhow::{Context, Result, bail};
 use charrnn::analysis::eval::{EvalConfig, evaluate};
-use charrnn::io::checkpoint::Checkpoint;
+use charrnn::io::model_file;
 use charrnn::text::corpus::{Corpus, VocabSource, read_utf8};
 use charrnn::text::split;
 use std::path::PathBuf;
 
 pub fn run(args: EvalArgs) -> Result<()> {
     let path = super::find_checkpoint(args.checkpoint.as_deref(), &args.dir)?;
-    let ck = Checkpoint::load(&path)?;
-    let (model, vocab) = ck.model()?;
-    let mode = ck.data.mode;
-    let (what, tokens) = match &args.file {
+    let model_file::ModelFile {
+        model,
+        vocab,
+        mode,
+        data,
+    } = model_file::load(&path)?;
+    // A run validated on a file of its own (--val-file) is evaluated on it by default.
+    let file = args
+        .file
+        .clone()
+        .or_else(|| data.as_ref()?.val_file.as_ref().map(PathBuf::from));
+    let (what, tokens) = match &file {
         Some(file) => {
             let what = file.display().to_string();
             let seqs = split::sequences(&[read_utf8(file)?], mode);
@@ -22,27 +30,28 @@ pub fn run(args: EvalArgs) -> Result<()> {
             (what, tokens)
         }
         None => {
-            if ck.data.val_chars == 0 {
+            let Some(data) = data else {
+                bail!(
+                    "{} is an exported model, without a record of its training text; pass a file to evaluate on",
+                    path.display()
+                );
+            };
+            if data.val_chars == 0 {
                 bail!(
                     "{} was trained without a validation split; pass a file to evaluate on",
                     path.display()
                 );
             }
-            let paths: Vec<PathBuf> = ck.data.sources.iter().map(PathBuf::from).collect();
-            let corpus = Corpus::load(
-                &paths,
-                mode,
-                ck.data.val_fraction,
-                VocabSource::Fixed(&vocab),
-            )
-            .context(
-                "cannot re-read the corpus recorded in the checkpoint; pass a file to evaluate on",
-            )?;
+            let paths: Vec<PathBuf> = data.sources.iter().map(PathBuf::from).collect();
+            let corpus = Corpus::load(&paths, mode, data.val_fraction, VocabSource::Fixed(&vocab))
+                .context(
+                    "cannot re-read the corpus recorded in the checkpoint; pass a file to evaluate on",
+                )?;
             let chars = corpus.info.val_chars;
-            if chars != ck.data.val_chars {
+            if chars != data.val_chars {
                 bail!(
                     "the corpus has changed since training: its validation split now has {chars} characters, the checkpoint recorded {}; pass a file to evaluate on",
-                    ck.data.val_chars
+                    data.val_chars
                 );
             }
             ("validation split".to_string(), corpus.val)
