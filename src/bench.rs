@@ -184,8 +184,10 @@ fn checkpoint_io(trainer: &mut Trainer, corpus: &Corpus, source: &Path) -> Resul
         val_fraction: 0.1,
         train_chars: 0,
         val_chars: 0,
+        val_file: None,
     };
     let ck = Checkpoint::new(
+        "0000000000000000",
         &trainer.model,
         &corpus.vocab,
         data,

@@ -155,6 +155,10 @@ pub struct TrainArgs {
     /// Fraction of the corpus held out for validation (its end) [default: 0.1]
     #[arg(long, value_parser = val_fraction, allow_negative_numbers = true)]
     pub val_fraction: Option<f64>,
+    /// Validate on this file instead of a held-out part of the corpus (which then all
+    /// trains); its characters must all occur in the training text
+    #[arg(long, conflicts_with = "val_fraction")]
+    pub val_file: Option<PathBuf>,
     /// Batch shards run in parallel; results are bit-identical for a given number
     /// [default: available cores, at most one per 16 streams]
     #[arg(long, value_parser = threads, allow_negative_numbers = true)]
@@ -215,6 +219,10 @@ pub struct TrainArgs {
     /// classify: how the loss weighs labels with different numbers of examples [default: none]
     #[arg(long)]
     pub class_weights: Option<ClassWeights>,
+    /// Also keep a copy of the checkpoint every this many validations, as step-<N>.json
+    /// (never overwritten)
+    #[arg(long, value_parser = positive::<u64>, allow_negative_numbers = true)]
+    pub keep_every: Option<u64>,
     /// Characters of sample text printed at the end; 0 for none
     #[arg(long, default_value_t = 300)]
     pub sample_len: usize,
@@ -362,6 +370,7 @@ impl TrainArgs {
             ("--forget-bias", self.forget_bias.is_some()),
             ("--mode", self.mode.is_some()),
             ("--val-fraction", self.val_fraction.is_some()),
+            ("--val-file", self.val_file.is_some()),
             ("--threads", self.threads.is_some()),
             ("--seed", self.seed.is_some()),
         ];
@@ -516,9 +525,13 @@ pub struct ExportArgs {
     /// File format
     #[arg(long, default_value = "safetensors")]
     pub format: ExportFormat,
-    /// File to write
+    /// File to write; - for standard output. Never a checkpoint, the file read, or a file in
+    /// a directory a trainer is writing
     #[arg(long, short)]
     pub output: PathBuf,
+    /// Replace --output if it exists (never a checkpoint or the file read)
+    #[arg(long)]
+    pub force: bool,
 }
 
 #[derive(Debug, Clone, Copy, clap::ValueEnum)]
@@ -538,9 +551,13 @@ pub struct VizArgs {
     /// Directory searched when --checkpoint is not given
     #[arg(long, default_value = "checkpoints")]
     pub dir: PathBuf,
-    /// HTML file to write
+    /// HTML file to write; - for standard output. Never a checkpoint, a file read, or a file
+    /// in a directory a trainer is writing
     #[arg(long, short, default_value = "viz.html")]
     pub output: PathBuf,
+    /// Replace --output if it exists (never a checkpoint or a file read)
+    #[arg(long)]
+    pub force: bool,
     /// Characters shown; the page holds every unit's activation for each, about
     /// layers x hidden x 1.4 bytes per character
     #[arg(long, default_value_t = 5000, value_parser = positive::<usize>, allow_negative_numbers = true)]
@@ -552,9 +569,13 @@ pub struct PlotArgs {
     /// Run directories (each with metrics.jsonl, or at least a checkpoint)
     #[arg(required = true)]
     pub dirs: Vec<PathBuf>,
-    /// SVG file to write
+    /// SVG file to write; - for standard output. Never a checkpoint, a file read, or a file
+    /// in a directory a trainer is writing
     #[arg(long, short, default_value = "plot.svg")]
     pub output: PathBuf,
+    /// Replace --output if it exists (never a checkpoint or a file read)
+    #[arg(long)]
+    pub force: bool,
     /// Title of the plot [default: "charrnn: loss"]
     #[arg(long)]
     pub title: Option<String>,

@@ -135,6 +135,31 @@ impl DirLock {
     }
 }
 
+/// Whether a process holds the [`DirLock`] of `dir` (a trainer is writing into it), and
+/// if so the pid its lock file names. Looked at without taking the lock or changing the
+/// lock file; a directory without a lock file is not held.
+pub fn lock_holder(dir: &Path) -> Option<String> {
+    let path = dir.join(LOCK_FILE);
+    let mut file = File::open(&path).ok()?;
+    match file.try_lock_shared() {
+        Ok(()) => {
+            let _ = file.unlock();
+            None
+        }
+        Err(std::fs::TryLockError::WouldBlock) => {
+            let mut holder = String::new();
+            let _ = file.read_to_string(&mut holder);
+            let pid = holder.trim();
+            Some(if pid.bytes().all(|b| b.is_ascii_digit()) {
+                pid.to_string()
+            } else {
+                String::new()
+            })
+        }
+        Err(std::fs::TryLockError::Error(_)) => None,
+    }
+}
+
 /// What a reader accepts.
 #[derive(Debug, Clone, Copy)]
 pub struct ReadLimit {
@@ -301,7 +326,12 @@ mod tests {
         let e = format!("{:#}", DirLock::acquire(dir.path()).unwrap_err());
         assert!(e.contains("in use by another charrnn run"), "{e}");
         assert!(e.contains(&format!("pid {}", std::process::id())), "{e}");
+        assert_eq!(
+            lock_holder(dir.path()),
+            Some(std::process::id().to_string())
+        );
         drop(lock);
+        assert_eq!(lock_holder(dir.path()), None);
         DirLock::acquire(dir.path()).unwrap();
     }
 

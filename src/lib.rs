@@ -51,16 +51,19 @@
 //!   cadence, best checkpoint, divergence, early stop; emits events),
 //!   [`recipe`](train::recipe) (the defaults for a corpus and a time budget, the run's length
 //!   and cadence), [`setup`](train::setup) (what a new, resumed or fine-tuned run reads and
-//!   starts from, checked before it is built); [`classify`](train::classify): a
-//!   classifier's trainer, label weights and setup (the run loop drives both through
-//!   [`Learner`](train::run::Learner)).
+//!   starts from, checked before it is built), [`report`](train::report) (the lines a run
+//!   prints about itself); [`classify`](train::classify): a classifier's trainer, label
+//!   weights and setup (the run loop drives both through [`Learner`](train::run::Learner)).
 //! - [`decode`]: generating text ([`sample`](decode::sample)).
 //! - [`analysis`]: measuring a model on text ([`eval`](analysis::eval)); a classifier's
 //!   accuracy, F1 and confusion matrix ([`classify`](analysis::classify)).
 //! - [`io`]: [`checkpoint`](io::checkpoint) (versioned JSON, checked on load; a
 //!   classifier's in [`classifier`](io::classifier)),
-//!   [`rundir`](io::rundir) (a run's directory: locked, best before latest), the metrics
-//!   log, plots, exports and the activation page.
+//!   [`rundir`](io::rundir) (a run's directory: its id, locked, best before latest, no
+//!   other run's state resumed in it), the metrics log, plots, exports,
+//!   [`model_file`](io::model_file) (a checkpoint or an export read as a model),
+//!   [`output`](io::output) (where a command may write a file it makes) and the
+//!   activation page.
 //! - [`bench`]: one configuration's speed, memory and checkpoint cost, measured.
 //!
 //! Dependencies run one way, folder by folder and file by file: `fs` and `kernels` use

@@ -40,10 +40,10 @@ pub fn train(args: TrainArgs) -> Result<()> {
         (None, Some(r)) => charrnn::fs::parent_dir(r).to_path_buf(),
         (None, None) => PathBuf::from("checkpoints"),
     };
-    let resumed_from = args
-        .resume
-        .as_deref()
-        .zip(ck.as_ref().map(|c| c.progress.step));
+    let resumed_from = ck
+        .as_ref()
+        .zip(args.resume.as_deref())
+        .map(|(c, p)| c.resumed(p));
     let claim = Claim::new(&out, resumed_from, args.force)?;
 
     // A resumed run reads its data as the checkpoint records; a new one as the flags say.
@@ -95,16 +95,16 @@ pub fn train(args: TrainArgs) -> Result<()> {
     let run_config = recipe::run_config(epochs, steps, limit, batches, eval_every, 0);
     eprintln!("charrnn: {}", trainer.describe(data.vocab.len()));
 
-    let resumed_step = args.resume.as_ref().map(|_| trainer.progress.step);
     let mut dir = ClassifierRun {
-        claim,
+        claim: claim.into_plain()?,
         vocab: data.vocab.clone(),
         labels: data.labels.clone(),
         data: data.info.clone(),
         eval_every,
         class_weights,
     };
-    let mut metrics = MetricsLog::open(&out, resumed_step, (eval_every / 5).max(1))?;
+    let every = (eval_every / 5).max(1);
+    let mut metrics = MetricsLog::open(&out, &dir.claim.run, |r| dir.claim.keeps(r), every)?;
     let signals = super::signals::Signals::install()?;
     let mut report = Reporter::new(trainer.progress.step, run_config.max_steps);
     let stop = || signals.received().is_some();

@@ -5,20 +5,29 @@ use crate::cli::EvalArgs;
 use anyhow::{Context, Result, bail};
 use charrnn::analysis::classify;
 use charrnn::analysis::eval::{EvalConfig, evaluate};
-use charrnn::io::classifier::{ClassifierCheckpoint, Loaded, load_any};
+use charrnn::io::classifier::{ClassifierCheckpoint, is_classifier};
+use charrnn::io::model_file;
 use charrnn::text::corpus::{Corpus, VocabSource, read_utf8};
 use charrnn::text::split;
 use std::path::PathBuf;
 
 pub fn run(args: EvalArgs) -> Result<()> {
     let path = super::find_checkpoint(args.checkpoint.as_deref(), &args.dir)?;
-    let ck = match load_any(&path)? {
-        Loaded::LanguageModel(ck) => ck,
-        Loaded::Classifier(ck) => return eval_classifier(&args, &path, &ck),
-    };
-    let (model, vocab) = ck.model()?;
-    let mode = ck.data.mode;
-    let (what, tokens) = match &args.file {
+    if is_classifier(&path) {
+        return eval_classifier(&args, &path, &ClassifierCheckpoint::load(&path)?);
+    }
+    let model_file::ModelFile {
+        model,
+        vocab,
+        mode,
+        data,
+    } = model_file::load(&path)?;
+    // A run validated on a file of its own (--val-file) is evaluated on it by default.
+    let file = args
+        .file
+        .clone()
+        .or_else(|| data.as_ref()?.val_file.as_ref().map(PathBuf::from));
+    let (what, tokens) = match &file {
         Some(file) => {
             let what = file.display().to_string();
             let seqs = split::sequences(&[read_utf8(file)?], mode);
@@ -27,27 +36,28 @@ pub fn run(args: EvalArgs) -> Result<()> {
             (what, tokens)
         }
         None => {
-            if ck.data.val_chars == 0 {
+            let Some(data) = data else {
+                bail!(
+                    "{} is an exported model, without a record of its training text; pass a file to evaluate on",
+                    path.display()
+                );
+            };
+            if data.val_chars == 0 {
                 bail!(
                     "{} was trained without a validation split; pass a file to evaluate on",
                     path.display()
                 );
             }
-            let paths: Vec<PathBuf> = ck.data.sources.iter().map(PathBuf::from).collect();
-            let corpus = Corpus::load(
-                &paths,
-                mode,
-                ck.data.val_fraction,
-                VocabSource::Fixed(&vocab),
-            )
-            .context(
-                "cannot re-read the corpus recorded in the checkpoint; pass a file to evaluate on",
-            )?;
+            let paths: Vec<PathBuf> = data.sources.iter().map(PathBuf::from).collect();
+            let corpus = Corpus::load(&paths, mode, data.val_fraction, VocabSource::Fixed(&vocab))
+                .context(
+                    "cannot re-read the corpus recorded in the checkpoint; pass a file to evaluate on",
+                )?;
             let chars = corpus.info.val_chars;
-            if chars != ck.data.val_chars {
+            if chars != data.val_chars {
                 bail!(
                     "the corpus has changed since training: its validation split now has {chars} characters, the checkpoint recorded {}; pass a file to evaluate on",
-                    ck.data.val_chars
+                    data.val_chars
                 );
             }
             ("validation split".to_string(), corpus.val)
@@ -115,21 +125,7 @@ fn eval_classifier(
         bail!("--precision bf16 applies to language models: a classifier runs in f32");
     }
     let (model, vocab, labels) = ck.model()?;
-    let (what, data) = match &args.file {
-        Some(f) => {
-            let data = ck.data.read_other(f, &labels, &vocab)?.0.train;
-            (f.display().to_string(), data)
-        }
-        None => {
-            let data = ck.data.reload(&labels, &vocab).context(
-                "cannot re-read the data recorded in the checkpoint; pass a file to evaluate on",
-            )?;
-            ("validation split".to_string(), data.0.val)
-        }
-    };
-    if data.is_empty() {
-        bail!("{what} has no lines to evaluate on");
-    }
+    let (what, data) = ck.eval_data(args.file.as_deref(), &labels, &vocab)?;
     let threads = args
         .threads
         .unwrap_or_else(|| super::default_threads(usize::MAX));

@@ -2,48 +2,49 @@
 
 use crate::cli::{ExportArgs, ExportFormat};
 use anyhow::Result;
-use charrnn::io::classifier::{Loaded, load_any};
-use charrnn::io::export::{write_classifier_safetensors, write_safetensors};
+use charrnn::io::checkpoint::Checkpoint;
+use charrnn::io::classifier::{ClassifierCheckpoint, is_classifier};
+use charrnn::io::export::{classifier_bytes, safetensors_bytes};
+use charrnn::io::output::Output;
 
 pub fn run(args: ExportArgs) -> Result<()> {
     let path = super::find_checkpoint(args.checkpoint.as_deref(), &args.dir)?;
-    let ck = match load_any(&path)? {
-        Loaded::LanguageModel(ck) => ck,
-        Loaded::Classifier(ck) => {
-            let (model, vocab, labels) = ck.model()?;
-            match args.format {
-                ExportFormat::Safetensors => {
-                    write_classifier_safetensors(&model, &vocab, &labels, &args.output)?
-                }
-            }
-            let c = &model.config;
-            eprintln!(
-                "charrnn: wrote {} ({}{} {}x{} classifier, pool {}, {} parameters, {} labels) from {}",
-                args.output.display(),
-                if c.bidirectional {
-                    "bidirectional "
-                } else {
-                    ""
-                },
-                c.cell,
-                c.layers,
-                c.hidden,
-                c.pool,
-                model.param_count(),
-                labels.len(),
-                path.display()
-            );
-            return Ok(());
-        }
-    };
-    let (model, vocab) = ck.model()?;
-    match args.format {
-        ExportFormat::Safetensors => write_safetensors(&model, &vocab, &args.output)?,
+    let output = Output::check(&args.output, &[&path], args.force)?;
+    if is_classifier(&path) {
+        let (model, vocab, labels) = ClassifierCheckpoint::load(&path)?.model()?;
+        let bytes = match args.format {
+            ExportFormat::Safetensors => classifier_bytes(&model, &vocab, &labels)?,
+        };
+        output.write(&bytes)?;
+        let c = &model.config;
+        eprintln!(
+            "charrnn: wrote {} ({}{} {}x{} classifier, pool {}, {} parameters, {} labels) from {}",
+            args.output.display(),
+            if c.bidirectional {
+                "bidirectional "
+            } else {
+                ""
+            },
+            c.cell,
+            c.layers,
+            c.hidden,
+            c.pool,
+            model.param_count(),
+            labels.len(),
+            path.display()
+        );
+        return Ok(());
     }
+    let ck = Checkpoint::load(&path)?;
+    let (model, vocab) = ck.model()?;
+    let bytes = match args.format {
+        ExportFormat::Safetensors => safetensors_bytes(&model, &vocab, ck.data.mode)?,
+    };
+    output.write(&bytes)?;
     let c = &model.config;
     eprintln!(
         "charrnn: wrote {} ({} {}x{}, {} parameters, vocabulary {}) from {}",
-        args.output.display(),
+        output.describe(),
         c.cell,
         c.layers,
         c.hidden,

@@ -5,15 +5,16 @@ use crate::cli::SampleArgs;
 use anyhow::{Result, anyhow, bail};
 use charrnn::decode::beam::{BeamConfig, beam_search};
 use charrnn::decode::sample::{SampleConfig, Sampler};
-use charrnn::io::checkpoint::Checkpoint;
+use charrnn::io::model_file;
 use charrnn::text::Mode;
 use charrnn::text::corpus::read_utf8;
 use std::io::Write;
 
 pub fn run(args: SampleArgs) -> Result<()> {
     let path = super::find_checkpoint(args.checkpoint.as_deref(), &args.dir)?;
-    let ck = Checkpoint::load(&path)?;
-    let (model, vocab) = ck.model()?;
+    let model_file::ModelFile {
+        model, vocab, mode, ..
+    } = model_file::load(&path)?;
     let prime = match &args.prime_file {
         Some(f) if !args.prime.is_empty() => {
             bail!(
@@ -69,7 +70,7 @@ pub fn run(args: SampleArgs) -> Result<()> {
     let mut sampler = Sampler::new(&model, &vocab, config);
     // In stream mode a sample can hold blank lines of its own: numbered separators show
     // where one ends. In lines mode each sample is one line.
-    let separate = args.num > 1 && ck.data.mode == Mode::Stream;
+    let separate = args.num > 1 && mode == Mode::Stream;
     for i in 0..args.num {
         if separate {
             writeln!(out, "--- sample {} of {} ---", i + 1, args.num)?;

@@ -4,7 +4,7 @@
 use crate::cli::ScoreArgs;
 use anyhow::Result;
 use charrnn::analysis::score::{SeqScore, score_sequences};
-use charrnn::io::checkpoint::Checkpoint;
+use charrnn::io::model_file;
 use charrnn::text::corpus::read_utf8;
 use std::io::Write;
 
@@ -13,7 +13,7 @@ type Line<'a> = (usize, &'a str, Result<Vec<u32>, String>);
 
 pub fn run(args: ScoreArgs) -> Result<()> {
     let path = super::find_checkpoint(args.checkpoint.as_deref(), &args.dir)?;
-    let (model, vocab) = Checkpoint::load(&path)?.model()?;
+    let model_file::ModelFile { model, vocab, .. } = model_file::load(&path)?;
     let text = read_utf8(&args.file)?;
     let lines: Vec<Line> = text
         .lines()

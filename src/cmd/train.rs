@@ -3,14 +3,15 @@
 
 use crate::cli::TrainArgs;
 use crate::cmd::progress::Reporter;
-use anyhow::{Result, bail};
+use anyhow::{Context, Result, bail};
 use charrnn::decode::sample::{SampleConfig, Sampler};
 use charrnn::io::checkpoint::Checkpoint;
-use charrnn::io::metrics::MetricsLog;
-use charrnn::io::rundir::Claim;
+use charrnn::io::metrics::{METRICS, MetricsLog, skipped_note};
+use charrnn::io::rundir::{Claim, Resumed, unused_sibling};
 use charrnn::nn::ModelConfig;
 use charrnn::text::corpus::Corpus;
 use charrnn::train::recipe::{self, Recipe};
+use charrnn::train::report;
 use charrnn::train::run::{self, StopReason};
 use charrnn::train::setup::{self, Origin, Start};
 use charrnn::train::{TrainConfig, Trainer};
@@ -28,9 +29,12 @@ pub fn run(args: TrainArgs) -> Result<()> {
         p.check_available().map_err(anyhow::Error::msg)?;
     }
     let fresh = args.resume.is_none();
-    let resumed = match &args.resume {
-        Some(path) => Some(Checkpoint::load(path)?.restore()?),
-        None => None,
+    let (resumed, identity) = match &args.resume {
+        Some(path) => {
+            let ck = Checkpoint::load(path)?;
+            (Some(ck.restore()?), Some((ck.run, ck.progress.step)))
+        }
+        None => (None, None),
     };
     if let (Some(_), Some(flag)) = (&resumed, args.fixed_by_checkpoint()) {
         bail!("{flag} is fixed by the checkpoint being resumed; leave it out with --resume");
@@ -66,7 +70,12 @@ pub fn run(args: TrainArgs) -> Result<()> {
         },
         (None, None) => Origin::New,
     };
-    let reading = setup::reading(&args.corpus, args.mode, args.val_fraction, origin)?;
+    let val_file = match &resumed {
+        Some(r) => r.data.val_file.as_ref().map(PathBuf::from),
+        None => args.val_file.clone(),
+    };
+    let val_fraction = args.val_fraction.or(val_file.as_ref().map(|_| 0.0));
+    let reading = setup::reading(&args.corpus, args.mode, val_fraction, origin)?;
     let (paths, mode) = (&reading.paths, reading.mode);
     charrnn::text::corpus::list_files(paths)?;
 
@@ -77,14 +86,25 @@ pub fn run(args: TrainArgs) -> Result<()> {
         (None, Some(r)) => charrnn::fs::parent_dir(r).to_path_buf(),
         (None, None) => PathBuf::from("checkpoints"),
     };
-    let resumed_from = args
-        .resume
-        .as_deref()
-        .zip(resumed.as_ref().map(|r| r.progress.step));
+    let resumed_from = args.resume.as_deref().zip(identity.as_ref());
+    let resumed_from = resumed_from.map(|(path, (run, step))| Resumed {
+        path,
+        run: run.as_deref(),
+        step: *step,
+    });
     let claim = Claim::new(&out, resumed_from, args.force)?;
 
     let t0 = std::time::Instant::now();
-    let corpus = Corpus::load(paths, mode, reading.val_fraction, reading.vocab)?;
+    let mut corpus = Corpus::load(paths, mode, reading.val_fraction, reading.vocab)?;
+    if let Some(f) = &val_file {
+        let with_val = corpus.with_val_file(f);
+        corpus = match &resumed {
+            Some(_) => with_val.with_context(|| {
+                format!("the run validates on {} (its --val-file)", f.display())
+            })?,
+            None => with_val?,
+        };
+    }
     let chars = corpus.info.train_chars + corpus.info.val_chars;
     if chars > 10_000_000 {
         eprintln!(
@@ -99,7 +119,7 @@ pub fn run(args: TrainArgs) -> Result<()> {
 
     // The trainer; nothing of the model's size is allocated before the memory it needs is
     // known to be there.
-    let (mut trainer, eval_every_saved, budget_epochs) = match resumed {
+    let (mut trainer, eval_every_saved, budget_epochs, recipe_line) = match resumed {
         Some(mut r) => {
             if let Some(lr) = args.lr {
                 r.train.lr.base = lr;
@@ -108,37 +128,31 @@ pub fn run(args: TrainArgs) -> Result<()> {
                 r.train.precision = p;
             }
             let t = setup::resumed(&corpus, r.model, r.optimizer, r.train, r.progress)?;
-            (t, Some(r.eval_every), None)
+            (t, Some(r.eval_every), None, None)
         }
         None => {
-            let recipe = choose_recipe(&args, &corpus, init.as_ref().map(|i| &i.1.config));
+            let (recipe, calibration) =
+                choose_recipe(&args, &corpus, init.as_ref().map(|i| &i.1.config));
             let config = args.train_config(super::default_threads, &recipe);
             let mut model_config = args.model_config(corpus.vocab.len(), &recipe);
             let start = match &init {
-                Some((path, m, old, _, step)) => {
+                Some((path, m, old, init_mode, step)) => {
                     model_config = ModelConfig {
                         vocab_size: corpus.vocab.len(),
                         dropout: args.dropout.unwrap_or(m.config.dropout),
                         ..m.config
                     };
-                    let new: Vec<String> = corpus
-                        .vocab
-                        .chars_not_in(old)
-                        .iter()
-                        .map(|c| format!("{c:?}"))
-                        .collect();
                     eprintln!(
-                        "charrnn: starting from the weights of {} (step {step}) with a fresh optimizer and schedule{}",
-                        path.display(),
-                        if new.is_empty() {
-                            String::new()
-                        } else {
-                            format!(
-                                "; {} new characters get fresh weights: {}",
-                                new.len(),
-                                new.join(" ")
-                            )
-                        }
+                        "charrnn: {}",
+                        report::fine_tune(
+                            &path.display().to_string(),
+                            *step,
+                            &m.config,
+                            *init_mode,
+                            args.dropout,
+                            args.mode,
+                            &corpus.vocab.chars_not_in(old),
+                        )
                     );
                     Start::From {
                         model: m,
@@ -154,7 +168,20 @@ pub fn run(args: TrainArgs) -> Result<()> {
                     corpus.info.train_chars, t.config.batch, config.seq_len, t.config.batch
                 );
             }
-            (t, None, recipe.epochs)
+            let given = recipe::Given {
+                hidden: args.hidden.is_some(),
+                dropout: args.dropout.is_some(),
+                lr: args.lr.is_some(),
+                lr_tail: args.lr_tail.is_some(),
+                lr_floor: args.lr_floor.is_some(),
+                inherited_width: init.is_some(),
+            };
+            let (m, lr, chars) = (&t.model.config, &t.config.lr, corpus.info.train_chars);
+            let line = match args.time_limit.zip(calibration.as_ref()) {
+                Some(b) => recipe::describe_budget(m, lr, given, b, &recipe, chars),
+                None => recipe::describe(m, lr, given),
+            };
+            (t, None, recipe.epochs, Some(line))
         }
     };
     let config = trainer.config;
@@ -171,42 +198,46 @@ pub fn run(args: TrainArgs) -> Result<()> {
         eval_every,
         args.val_chars,
     );
-    let mut dir = claim.into_run(corpus.vocab.clone(), corpus.info.clone(), eval_every);
+    if !fresh {
+        let what = match (args.max_steps, args.epochs) {
+            (Some(m), _) if m == run_config.max_steps => format!("--max-steps {m}"),
+            (_, Some(e)) => format!("--epochs {e}"),
+            _ => "the default length (20 epochs, at least 2000 steps)".into(),
+        };
+        setup::check_resumed_length(trainer.progress.step, run_config.max_steps, &what)?;
+    }
+    let mut dir = claim.into_run(
+        corpus.vocab.clone(),
+        corpus.info.clone(),
+        eval_every,
+        &mut trainer,
+    )?;
 
-    let c = &trainer.model.config;
-    eprintln!(
-        "charrnn: {} {}x{}, {} parameters, vocabulary {} | {} train / {} validation chars, {} mode | batch {} x {} steps, {} threads ({} kernels), {} windows per epoch",
-        c.cell,
-        c.layers,
-        c.hidden,
-        trainer.model.param_count(),
-        corpus.vocab.len(),
-        corpus.info.train_chars,
-        corpus.info.val_chars,
-        mode,
-        config.batch,
-        config.seq_len,
-        config.threads.min(config.batch),
-        match config.precision {
-            charrnn::kernels::Precision::F32 => charrnn::kernels::isa().name().to_string(),
-            p => format!(
-                "{}, {} products",
-                charrnn::kernels::isa().name(),
-                p.describe()
-            ),
-        },
-        windows
-    );
+    dir.keep_every = args.keep_every;
+    let header = report::header(&dir.run, &trainer, corpus.vocab.len(), &corpus.info);
+    eprintln!("charrnn: {header}");
+    if let Some(line) = recipe_line {
+        eprintln!("charrnn: {line}");
+    }
     if trainer.progress.step > 0 {
-        eprintln!(
-            "charrnn: resuming at step {}, epoch {:.2}",
-            trainer.progress.step,
-            trainer.epoch_fraction()
-        );
+        let from = dir.branched_from.as_ref().map(|(run, _)| run.as_deref());
+        let shown = out.display().to_string();
+        eprintln!("charrnn: {}", report::resuming(&trainer, from, &shown));
+        let lr_given = args.lr.is_some();
+        if let Some(line) = setup::lr_change(&trainer.progress, &config, &run_config, lr_given) {
+            eprintln!("charrnn: {line}");
+        }
+        if let (Some(v), false) = (trainer.progress.best_val_loss, dir.best().is_file()) {
+            eprintln!(
+                "charrnn: note: {shown} has no best.json of this run yet; the next validation that beats {v:.4} writes one"
+            );
+        }
     }
 
-    let resumed_step = args.resume.as_ref().map(|_| trainer.progress.step);
-    let mut metrics = MetricsLog::open(&out, resumed_step, (eval_every / 5).max(1))?;
+    let mut metrics = MetricsLog::open(&out, &dir.run, |r| dir.keeps(r), (eval_every / 5).max(1))?;
+    if let Some(note) = skipped_note(metrics.skipped, &out.join(METRICS)) {
+        eprintln!("charrnn: {note}");
+    }
     let signals = super::signals::Signals::install()?;
     let mut report = Reporter::new(trainer.progress.step, run_config.max_steps);
     let outcome = run::run(
@@ -241,32 +272,9 @@ pub fn run(args: TrainArgs) -> Result<()> {
         bail!("{error}; {kept}");
     }
     let interrupted = outcome.reason == StopReason::Interrupted;
-    let best_val = trainer.progress.best_val_loss;
-    eprintln!(
-        "charrnn: {} at step {} (epoch {:.2}) after {:.1}s, {:.0} chars/s; validation loss {} ; best {} -> {}",
-        if interrupted {
-            "interrupted"
-        } else {
-            "stopped"
-        },
-        trainer.progress.step,
-        trainer.epoch_fraction(),
-        outcome.wall_seconds,
-        outcome.chars_per_s(),
-        outcome.last_val.map_or("n/a".into(), |v| format!(
-            "{v:.4} nats/char ({:.4} bits/char)",
-            v / std::f64::consts::LN_2
-        )),
-        best_val.map_or("n/a".into(), |v| format!("{v:.4}")),
-        if best.is_file() { &best } else { &latest }.display(),
-    );
-    if outcome.reason == StopReason::Overfitting {
-        eprintln!(
-            "charrnn: stopped early: the last {} validation losses were each more than {:.0}% above the best ({}); more training would not bring it back (--epochs or --max-steps train in full)",
-            run::OVERFIT_VALIDATIONS,
-            100.0 * run::OVERFIT_MARGIN,
-            best_val.map_or("n/a".into(), |v| format!("{v:.4}")),
-        );
+    let shown = if best.is_file() { &best } else { &latest };
+    for line in report::ended(&outcome, &trainer, &shown.display().to_string()) {
+        eprintln!("charrnn: {line}");
     }
     let timed = matches!(
         outcome.reason,
@@ -277,7 +285,7 @@ pub fn run(args: TrainArgs) -> Result<()> {
         // at the moment; the same recipe in steps repeats bit for bit with the same seed.
         eprintln!(
             "charrnn: the same recipe for the same steps, reproducible on any machine (another --dir): {}",
-            repeat_command(&args, &trainer)
+            repeat_command(&args, &trainer, &out)
         );
     }
     if let (true, Some(signal)) = (interrupted, signals.received()) {
@@ -309,10 +317,14 @@ pub fn run(args: TrainArgs) -> Result<()> {
 }
 
 /// The defaults of a fresh run (see `charrnn::train::recipe`): with --time-limit, the width
-/// the budget allows on this machine (measured in about half a second); dropout and
-/// learning rate for the model and the corpus. Says on stderr what it chose.
-/// `fixed`: the model fine-tuning starts from, whose shape is not chosen.
-fn choose_recipe(args: &TrainArgs, corpus: &Corpus, fixed: Option<&ModelConfig>) -> Recipe {
+/// the budget allows on this machine (measured in about half a second, returned too);
+/// dropout and learning rate for the model and the corpus. `fixed`: the model fine-tuning
+/// starts from, whose shape is not chosen.
+fn choose_recipe(
+    args: &TrainArgs,
+    corpus: &Corpus,
+    fixed: Option<&ModelConfig>,
+) -> (Recipe, Option<recipe::Calibration>) {
     let threads = args.threads.unwrap_or_else(|| super::default_threads(64));
     let hidden = fixed.map(|f| f.hidden).or(args.hidden);
     let (d, m) = (TrainConfig::default(), fixed.copied().unwrap_or_default());
@@ -325,27 +337,12 @@ fn choose_recipe(args: &TrainArgs, corpus: &Corpus, fixed: Option<&ModelConfig>)
             .saturating_mul(args.seq_len.unwrap_or(d.seq_len)),
     };
     let precision = args.precision.unwrap_or_default();
-    let (r, calibration) = recipe::plan(&task, args.time_limit, threads, hidden, precision);
-    if let (Some(seconds), Some(c)) = (args.time_limit, calibration) {
-        eprintln!(
-            "charrnn: {seconds:.0} s on this machine ({:.0} GFLOP/s of training): width {}{}, dropout {}, lr {:.1e} falling over the last {:.0}% of the run to {:.1e} (about {:.0} epochs of {} characters)",
-            c.flops_per_s / 1e9,
-            r.hidden,
-            if hidden.is_some() { " (given)" } else { "" },
-            args.dropout.unwrap_or(r.dropout),
-            args.lr.unwrap_or(r.lr.base),
-            100.0 * args.lr_tail.unwrap_or(r.lr.tail),
-            args.lr.unwrap_or(r.lr.base) * args.lr_floor.unwrap_or(r.lr.floor),
-            r.epochs.unwrap_or(0.0),
-            corpus.info.train_chars
-        );
-    }
-    r
+    recipe::plan(&task, args.time_limit, threads, hidden, precision)
 }
 
 /// The command line of this run with --time-limit replaced by the steps it made and the
 /// recipe's choices written out as flags (the flags the user gave are kept as given).
-fn repeat_command(args: &TrainArgs, trainer: &Trainer) -> String {
+fn repeat_command(args: &TrainArgs, trainer: &Trainer, dir: &std::path::Path) -> String {
     let (c, lr) = (&trainer.model.config, &trainer.config.lr);
     let chosen = [
         ("--hidden", args.hidden.is_none(), c.hidden.to_string()),
@@ -360,5 +357,6 @@ fn repeat_command(args: &TrainArgs, trainer: &Trainer) -> String {
             .filter(|(_, add, _)| *add)
             .map(|(flag, _, value)| (flag, value)),
         trainer.progress.step,
+        &unused_sibling(dir, "repeat").to_string_lossy(),
     )
 }

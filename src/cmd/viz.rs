@@ -3,19 +3,20 @@
 use crate::cli::VizArgs;
 use anyhow::{Result, anyhow};
 use charrnn::analysis::viz::activations;
-use charrnn::fs::write_atomic;
-use charrnn::io::checkpoint::Checkpoint;
+use charrnn::io::model_file;
+use charrnn::io::output::Output;
 use charrnn::io::viz_page::{PageInfo, render};
 use charrnn::text::corpus::read_utf8;
-use std::io::Write;
 
 pub fn run(args: VizArgs) -> Result<()> {
     let path = super::find_checkpoint(args.checkpoint.as_deref(), &args.dir)?;
-    let ck = Checkpoint::load(&path)?;
-    let (model, vocab) = ck.model()?;
+    let output = Output::check(&args.output, &[&path, &args.file], args.force)?;
+    let model_file::ModelFile {
+        model, vocab, mode, ..
+    } = model_file::load(&path)?;
     let text = read_utf8(&args.file)?;
     let total = text.chars().count();
-    let a = activations(&model, &vocab, &text, ck.data.mode, args.max_chars).map_err(|e| {
+    let a = activations(&model, &vocab, &text, mode, args.max_chars).map_err(|e| {
         anyhow!(
             "{}: {e}; the model knows only the characters of its training text",
             args.file.display()
@@ -34,10 +35,10 @@ pub fn run(args: VizArgs) -> Result<()> {
         total_chars: total,
     };
     let page = render(&a, &vocab, &info);
-    write_atomic(&args.output, |f| Ok(f.write_all(page.as_bytes())?))?;
+    output.write(page.as_bytes())?;
     eprintln!(
         "charrnn: wrote {} ({} characters{}, {:.1} MB); open it in a browser",
-        args.output.display(),
+        output.describe(),
         a.chars.len(),
         if a.chars.len() < total {
             format!(" of {total}: raise --max-chars to show more")

@@ -8,10 +8,12 @@
 //! [`load_any`] reads a file once and says which kind of checkpoint it is, for commands that
 //! take both (`eval`, `export`).
 
+use crate::fs::write_atomic;
 use crate::io::checkpoint::{
     CLASSIFIER_FORMAT, Checkpoint, OptimizerSection, TensorData, TrainingSection, check_progress,
     check_tensors, check_training, printable, read_checkpoint_bytes, vocab_of,
 };
+use crate::io::rundir::{PlainRun, Resumed};
 use crate::nn::classifier::{Classifier, ClassifierConfig};
 use crate::text::labeled::LabeledInfo;
 use crate::text::vocab::Vocab;
@@ -19,7 +21,6 @@ use crate::train::classify::{ClassWeights, ClassifierTrainer};
 use crate::train::optim::Optimizer;
 use crate::train::run::Checkpointer;
 use crate::train::trainer::Progress;
-use crate::{fs::write_atomic, io::rundir::Claim};
 use anyhow::{Context, Result, anyhow, bail};
 use serde::{Deserialize, Serialize};
 use std::io::Write;
@@ -33,6 +34,9 @@ pub struct ClassifierCheckpoint {
     /// Always [`FORMAT`].
     pub format: String,
     pub version: u32,
+    /// The run that wrote it (see [`crate::io::rundir`]).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub run: Option<String>,
     pub model: ClassifierConfig,
     /// The characters in id order from id 2 (as in a language model's checkpoint).
     pub vocab: Vec<String>,
@@ -74,6 +78,19 @@ pub fn load_any(path: &Path) -> Result<Loaded> {
     })
 }
 
+/// Whether the file at `path` is a classifier's checkpoint, from its first bytes (charrnn
+/// writes the format first), without reading the rest: a language model's checkpoint may be
+/// large.
+pub fn is_classifier(path: &Path) -> bool {
+    let prefix = format!("{{\"format\":\"{FORMAT}\"");
+    let mut head = vec![0u8; prefix.len()];
+    std::fs::File::open(path)
+        .and_then(|f| {
+            std::io::Read::read_exact(&mut std::io::Read::take(f, head.len() as u64), &mut head)
+        })
+        .is_ok_and(|_| head == prefix.as_bytes())
+}
+
 /// What a classifier checkpoint restores for training.
 pub struct RestoredClassifier {
     pub model: Classifier,
@@ -85,6 +102,7 @@ pub struct RestoredClassifier {
 impl ClassifierCheckpoint {
     /// The checkpoint of `trainer`'s state.
     pub fn new(
+        run: &str,
         t: &ClassifierTrainer,
         vocab: &Vocab,
         labels: &[String],
@@ -96,6 +114,7 @@ impl ClassifierCheckpoint {
         ClassifierCheckpoint {
             format: FORMAT.into(),
             version: VERSION,
+            run: Some(run.to_string()),
             model: m.config,
             vocab: vocab.chars().iter().map(|c| c.to_string()).collect(),
             labels: labels.to_vec(),
@@ -230,6 +249,42 @@ impl ClassifierCheckpoint {
         ))
     }
 
+    /// The labelled lines to evaluate on, and what to call them: `file`'s lines in the
+    /// format trained on, or the validation split, re-read and split as in training.
+    pub fn eval_data(
+        &self,
+        file: Option<&Path>,
+        labels: &[String],
+        vocab: &Vocab,
+    ) -> Result<(String, crate::text::labeled::Examples)> {
+        let (what, data) = match file {
+            Some(f) => {
+                let data = self.data.read_other(f, labels, vocab)?.0.train;
+                (f.display().to_string(), data)
+            }
+            None => {
+                let data = self.data.reload(labels, vocab).context(
+                    "cannot re-read the data recorded in the checkpoint; pass a file to evaluate on",
+                )?;
+                ("validation split".to_string(), data.0.val)
+            }
+        };
+        if data.is_empty() {
+            bail!("{what} has no lines to evaluate on");
+        }
+        Ok((what, data))
+    }
+
+    /// What a run resumed from this checkpoint at `path` continues, for claiming its
+    /// directory.
+    pub fn resumed<'a>(&'a self, path: &'a Path) -> Resumed<'a> {
+        Resumed {
+            path,
+            run: self.run.as_deref(),
+            step: self.progress.step,
+        }
+    }
+
     /// The label weights, `None` if the labels are not weighted.
     pub fn weights(&self) -> Option<Vec<f32>> {
         (self.class_weights != ClassWeights::None).then(|| self.label_weights.clone())
@@ -255,7 +310,7 @@ impl ClassifierCheckpoint {
 /// A classifier's run directory: the claimed directory and what its checkpoints record
 /// besides the trainer.
 pub struct ClassifierRun {
-    pub claim: Claim,
+    pub claim: PlainRun,
     pub vocab: Vocab,
     pub labels: Vec<String>,
     pub data: LabeledInfo,
@@ -266,6 +321,7 @@ pub struct ClassifierRun {
 impl Checkpointer<ClassifierTrainer<'_>> for ClassifierRun {
     fn save(&mut self, t: &mut ClassifierTrainer, best: bool) -> Result<()> {
         let ck = ClassifierCheckpoint::new(
+            &self.claim.run,
             t,
             &self.vocab,
             &self.labels,
@@ -339,7 +395,15 @@ mod tests {
             val_examples: 1,
         };
         let labels = ["de".to_string(), "en".into(), "fr".into()];
-        ClassifierCheckpoint::new(&t, &vocab, &labels, &data, 10, ClassWeights::Balanced)
+        ClassifierCheckpoint::new(
+            "abc",
+            &t,
+            &vocab,
+            &labels,
+            &data,
+            10,
+            ClassWeights::Balanced,
+        )
     }
 
     #[test]

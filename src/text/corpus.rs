@@ -3,7 +3,7 @@
 
 use crate::fs::{ReadLimit, available_memory, check_regular, read_regular};
 use crate::text::reader::read_corpus;
-use crate::text::split::Mode;
+use crate::text::split::{self, Mode};
 use crate::text::tokens::Tokens;
 use crate::text::vocab::Vocab;
 use anyhow::{Context, Result, bail};
@@ -19,6 +19,10 @@ pub struct CorpusInfo {
     pub val_fraction: f64,
     pub train_chars: usize,
     pub val_chars: usize,
+    /// A file of the user's own validated on instead of a held-out split (`--val-file`;
+    /// absolute path), in which case `val_fraction` is 0.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub val_file: Option<String>,
 }
 
 pub use crate::text::reader::VocabSource;
@@ -86,6 +90,53 @@ impl Corpus {
         Ok(())
     }
 
+    /// Validates on the text of `path` instead of a held-out split: read, cut into sequences
+    /// by the corpus's mode and encoded with its vocabulary. A character the training text
+    /// does not have is an error naming each such character with its first line and
+    /// column: the model could not predict what it never saw, and leaving it out would
+    /// score another text than the file.
+    pub fn with_val_file(mut self, path: &Path) -> Result<Corpus> {
+        let text = read_utf8(path)?;
+        let mut unknown: Vec<(char, usize, usize)> = Vec::new();
+        for (l, line) in text.lines().enumerate() {
+            for (c, ch) in line.chars().enumerate() {
+                if self.vocab.id(ch).is_none() && !unknown.iter().any(|u| u.0 == ch) {
+                    unknown.push((ch, l + 1, c + 1));
+                }
+            }
+        }
+        if !unknown.is_empty() {
+            let list: Vec<String> = unknown
+                .iter()
+                .take(5)
+                .map(|(ch, l, c)| format!("{ch:?} (line {l}, column {c})"))
+                .collect();
+            bail!(
+                "--val-file {} has {} character{} the training text does not: {}{}; the model cannot predict a character it never saw: remove {} from the file, or train on text that has {}",
+                path.display(),
+                unknown.len(),
+                if unknown.len() == 1 { "" } else { "s" },
+                list.join(", "),
+                if unknown.len() > 5 { ", …" } else { "" },
+                if unknown.len() == 1 { "it" } else { "them" },
+                if unknown.len() == 1 { "it" } else { "them" },
+            );
+        }
+        let seqs = split::sequences(&[text], self.info.mode);
+        self.val = split::tokens(&self.vocab, &seqs).map_err(|e| anyhow::anyhow!("{e}"))?;
+        if self.val.len() < 2 {
+            bail!("--val-file {} has no text to validate on", path.display());
+        }
+        self.info.val_chars = seqs.iter().map(|s| s.chars().count()).sum();
+        self.info.val_file = Some(
+            std::fs::canonicalize(path)
+                .unwrap_or_else(|_| path.to_path_buf())
+                .display()
+                .to_string(),
+        );
+        Ok(self)
+    }
+
     /// Reads `paths` (see [`read`]), cuts them into sequences and a validation split, and
     /// encodes them with the vocabulary `vocab` says.
     pub fn load(
@@ -116,6 +167,7 @@ impl Corpus {
                 val_fraction,
                 train_chars: s.train_chars,
                 val_chars: s.val_chars,
+                val_file: None,
             },
             vocab: s.vocab,
             train: s.train,
@@ -236,6 +288,30 @@ mod tests {
         assert!(c.info.sources.iter().all(|s| Path::new(s).is_absolute()));
         assert!(c.info.sources[0].ends_with("a.txt"));
         assert_eq!(c.skipped.len(), 1);
+    }
+
+    #[test]
+    fn a_validation_file_is_encoded_with_the_corpus_vocabulary() {
+        let dir = tempfile::tempdir().unwrap();
+        let (train, val) = (dir.path().join("t.txt"), dir.path().join("v.txt"));
+        std::fs::write(&train, "abc abc\nab\n").unwrap();
+        std::fs::write(&val, "cab\nba\n").unwrap();
+        let c = load(std::slice::from_ref(&train))
+            .unwrap()
+            .with_val_file(&val)
+            .unwrap();
+        assert_eq!(c.vocab.decode(&c.val.to_vec()), "cab\nba\n");
+        assert_eq!(c.info.val_chars, 7);
+        assert!(c.info.val_file.as_deref().unwrap().ends_with("v.txt"));
+        std::fs::write(&val, "ab\nxa ü\nxx\n").unwrap();
+        let e = format!(
+            "{:#}",
+            load(&[train]).unwrap().with_val_file(&val).unwrap_err()
+        );
+        assert!(
+            e.contains("2 characters the training text does not: 'x' (line 2, column 1), 'ü' (line 2, column 4)"),
+            "{e}"
+        );
     }
 
     #[test]

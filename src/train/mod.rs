@@ -5,6 +5,7 @@
 pub mod classify;
 pub mod optim;
 pub mod recipe;
+pub mod report;
 pub mod run;
 pub mod schedule;
 pub mod setup;

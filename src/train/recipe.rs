@@ -272,23 +272,92 @@ pub fn plan(
     (choose(task, budget, hidden), calibration)
 }
 
-/// `charrnn <args>` without `--time-limit` (and its value), with the `chosen` flags and
+/// Which of a fresh run's settings the user gave (the others were chosen by [`choose`], or
+/// for a fine-tuned run's width, taken from its model).
+#[derive(Debug, Clone, Copy, Default, PartialEq)]
+pub struct Given {
+    pub hidden: bool,
+    pub dropout: bool,
+    pub lr: bool,
+    pub lr_tail: bool,
+    pub lr_floor: bool,
+    /// The width is the fine-tuned model's.
+    pub inherited_width: bool,
+}
+
+/// [`describe`], with a time budget: what was measured, and the epochs it allows.
+pub fn describe_budget(
+    model: &ModelConfig,
+    lr: &LrSchedule,
+    given: Given,
+    budget: (f64, &Calibration),
+    recipe: &Recipe,
+    train_chars: usize,
+) -> String {
+    format!(
+        "{:.0} s on this machine ({:.0} GFLOP/s of training): {} (about {:.0} epochs of {train_chars} characters)",
+        budget.0,
+        budget.1.flops_per_s / 1e9,
+        describe(model, lr, given),
+        recipe.epochs.unwrap_or(0.0),
+    )
+}
+
+/// `width 256 (chosen), dropout 0.1 (chosen), lr 3.0e-3 (given) falling over the last 40%
+/// of the run (chosen) to 1.5e-4`: what a fresh run trains with, and which of it was given.
+pub fn describe(model: &ModelConfig, lr: &LrSchedule, given: Given) -> String {
+    let by = |g: bool| if g { "given" } else { "chosen" };
+    let width = if given.inherited_width {
+        "the model's"
+    } else {
+        by(given.hidden)
+    };
+    let schedule = match lr.shape {
+        crate::train::schedule::Shape::Cosine => format!(
+            "falling over the last {:.0}% of the run ({}) to {:.1e} ({})",
+            100.0 * lr.tail,
+            by(given.lr_tail),
+            lr.base * lr.floor,
+            by(given.lr_floor)
+        ),
+        crate::train::schedule::Shape::Epochs => {
+            format!("times {} per epoch after epoch {}", lr.decay, lr.after)
+        }
+    };
+    format!(
+        "width {} ({width}), dropout {} ({}), lr {:.1e} ({}) {schedule}",
+        model.hidden,
+        model.dropout,
+        by(given.dropout),
+        lr.base,
+        by(given.lr),
+    )
+}
+
+/// `charrnn <args>` without `--time-limit` (and its value) and with `--dir dir` in place of
+/// the run's own directory (`--dir`/`--out`, given or not: the directory holds the run
+/// that printed the command, and a new run there is refused), with the `chosen` flags and
 /// `--max-steps steps` added: the command that repeats a time-limited run's recipe for the
 /// steps it made. Words a shell would split or expand are quoted.
 pub fn repeat_command(
     args: impl IntoIterator<Item = String>,
     chosen: impl IntoIterator<Item = (&'static str, String)>,
     steps: u64,
+    dir: &str,
 ) -> String {
     let mut words: Vec<String> = vec!["charrnn".into()];
     let mut args = args.into_iter();
     while let Some(a) = args.next() {
-        if a == "--time-limit" {
+        if ["--time-limit", "--dir", "--out"].contains(&a.as_str()) {
             args.next();
-        } else if !a.starts_with("--time-limit=") {
+        } else if !["--time-limit=", "--dir=", "--out="]
+            .iter()
+            .any(|f| a.starts_with(f))
+        {
             words.push(a);
         }
     }
+    words.extend(["--dir".into(), dir.to_string()]);
     for (flag, value) in chosen {
         words.extend([flag.to_string(), value]);
     }
@@ -325,15 +394,41 @@ mod tests {
             "--time-limit=5",
             "--seed",
             "3",
+            "--out",
+            "run1",
+            "--dir=run1",
         ];
         let cmd = repeat_command(
             args.iter().map(|s| s.to_string()),
             [("--hidden", "128".to_string())],
             2334,
+            "run1-repeat",
         );
         assert_eq!(
             cmd,
-            "charrnn train 'my corpus.txt' --seed 3 --hidden 128 --max-steps 2334"
+            "charrnn train 'my corpus.txt' --seed 3 --dir run1-repeat --hidden 128 --max-steps 2334"
+        );
+        let m = ModelConfig {
+            hidden: 128,
+            dropout: 0.35,
+            ..ModelConfig::default()
+        };
+        let line = describe(
+            &m,
+            &LrSchedule::cosine(4e-3, 0.02, 0.05, 0.4),
+            Given {
+                lr: true,
+                ..Given::default()
+            },
+        );
+        assert_eq!(
+            line,
+            "width 128 (chosen), dropout 0.35 (chosen), lr 4.0e-3 (given) falling over the last 40% of the run (chosen) to 2.0e-4 (chosen)"
+        );
+        let line = describe(&m, &LrSchedule::default(), Given::default());
+        assert!(
+            line.ends_with("lr 2.0e-3 (chosen) times 0.97 per epoch after epoch 10"),
+            "{line}"
         );
     }
 

@@ -145,6 +145,7 @@ impl<'a> ClassifierTrainer<'a> {
             best_val_loss: None,
             elapsed: 0.0,
             history: Vec::new(),
+            last_lr: None,
         }
     }
 
@@ -314,6 +315,7 @@ impl Learner for ClassifierTrainer<'_> {
             return Err(diverged(true));
         }
         self.progress.step += 1;
+        self.progress.last_lr = Some(lr);
         self.progress.window += 1;
         if self.progress.window == self.batches.len() {
             self.progress.window = 0;
