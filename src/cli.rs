@@ -143,7 +143,7 @@ pub struct TrainArgs {
     #[arg(long, value_parser = non_negative_f32, allow_negative_numbers = true)]
     pub grad_clip: Option<f32>,
     /// Dropout between layers, in [0, 1) [default: 0 to 0.5, by parameters per character
-    /// of text and epochs]
+    /// of text and epochs; classify: 0.3, also before the head]
     #[arg(long, value_parser = unit_interval_open, allow_negative_numbers = true)]
     pub dropout: Option<f32>,
     /// LSTM only: initial forget-gate bias (e.g. 1.0); default is PyTorch's uniform init
@@ -291,7 +291,7 @@ impl TrainArgs {
             pool: self.pool.unwrap_or(classify::POOL),
             vocab_size,
             labels,
-            dropout: self.dropout.unwrap_or(0.0),
+            dropout: self.dropout.unwrap_or(classify::DROPOUT),
         }
     }
 

@@ -15,8 +15,12 @@ pub const HIDDEN: usize = 128;
 pub const MAX_LEN: usize = 256;
 /// Lines per batch when not given.
 pub const BATCH: usize = 32;
-/// Pooling when not given (see the README's "Classifying lines" for the measurement).
+/// Pooling when not given: on data/words (12 languages, a minute of a bidirectional 2x128
+/// LSTM), max 79.0% test accuracy, mean 78.2%, final 78.2% (bench/results/2026-12-01-classify.md).
 pub const POOL: Pool = Pool::Max;
+/// Dropout when not given: the same run over-fits within half a minute without it (best
+/// validation loss 0.574 at 28 s, stopped early); with 0.3, 0.557 at 41 s.
+pub const DROPOUT: f32 = 0.3;
 
 /// The longest sequence of `examples`.
 pub fn longest(examples: &Examples) -> usize {
