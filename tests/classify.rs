@@ -53,6 +53,8 @@ const TINY: &[&str] = &[
     "10",
     "--seed",
     "3",
+    "--dropout",
+    "0",
 ];
 
 fn train_cls(dir: &TempDir, data: &Path, out: &str, extra: &[&str]) -> std::process::Output {
