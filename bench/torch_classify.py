@@ -17,8 +17,9 @@ training file's characters; a stratified split holds out --val-fraction of each 
 (seeded) for validation; characters beyond --max-len are cut, unknown ones left out.
 
 Runs until --time-limit seconds of wall clock (validation included, as charrnn's) or
---max-steps; validates every --eval-every steps and keeps the parameters with the lowest
-validation loss; at the end scores --test with them. Prints one JSON object: training
+--max-steps; validates every --eval-every steps and keeps the parameters with the highest
+validation accuracy (as charrnn keeps a classifier's best state; --keep loss: the lowest
+validation loss); at the end scores --test with them. Prints one JSON object: training
 characters per second (training steps only), steps, epochs, the best validation loss and
 accuracy, and test accuracy and macro-F1.
 
@@ -155,6 +156,7 @@ def main():
     a.add_argument("--max-steps", type=int, default=None)
     a.add_argument("--eval-every", type=int, default=None)
     a.add_argument("--threads", type=int, default=2)
+    a.add_argument("--keep", default="accuracy", choices=["accuracy", "loss"])
     args = a.parse_args()
     torch.set_num_threads(args.threads)
     torch.manual_seed(args.seed)
@@ -186,6 +188,12 @@ def main():
     start = time.perf_counter()
     train_secs, chars_seen, step, epoch = 0.0, 0, 0, 0
     best = (math.inf, None, None)
+
+    def better(vl, va):
+        if best[2] is None:
+            return True
+        return va > best[1] if args.keep == "accuracy" else vl < best[0]
+
     while True:
         for idx in epoch_batches(lens, args.batch, rng):
             if args.max_steps is not None and step >= args.max_steps:
@@ -204,14 +212,14 @@ def main():
             step += 1
             if step % eval_every == 0:
                 vl, va, _ = evaluate(model, val, len(labels))
-                if vl < best[0]:
+                if better(vl, va):
                     best = (vl, va, copy.deepcopy(model.state_dict()))
         else:
             epoch += 1
             continue
         break
     vl, va, _ = evaluate(model, val, len(labels))
-    if vl < best[0]:
+    if better(vl, va):
         best = (vl, va, copy.deepcopy(model.state_dict()))
     model.load_state_dict(best[2])
     _, test_acc, test_f1 = evaluate(model, test, len(labels))
@@ -223,7 +231,7 @@ def main():
         "steps": step, "epochs": step / max(per_epoch, 1),
         "wall_seconds": time.perf_counter() - start, "train_seconds": train_secs,
         "train_chars_per_s": chars_seen / max(train_secs, 1e-9),
-        "best_val_loss": best[0], "best_val_accuracy": best[1],
+        "kept": args.keep, "best_val_loss": best[0], "best_val_accuracy": best[1],
         "test_accuracy": test_acc, "test_macro_f1": test_f1, "test_lines": len(test),
     }))
 

@@ -92,7 +92,10 @@ pub fn train(args: TrainArgs) -> Result<()> {
         .or(eval_every_saved)
         .unwrap_or_else(|| recipe::eval_every(batches, None));
     let (epochs, steps, limit) = (args.epochs, args.max_steps, args.time_limit);
-    let run_config = recipe::run_config(epochs, steps, limit, batches, eval_every, 0);
+    let mut run_config = recipe::run_config(epochs, steps, limit, batches, eval_every, 0);
+    // The early stop watches the loss, which a classifier's growing confidence raises while
+    // its accuracy still improves: it trains for the length it is given.
+    run_config.stop_when_overfitting = false;
     eprintln!("charrnn: {}", trainer.describe(data.vocab.len()));
 
     let mut dir = ClassifierRun {

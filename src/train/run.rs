@@ -189,7 +189,8 @@ pub struct StepInfo {
 pub enum Event<'a> {
     Step(&'a StepInfo),
     /// A validation was measured and appended to the trainer's history; `best` if it is the
-    /// lowest so far (or there is no validation text, in which case every point is "best").
+    /// lowest loss so far, or for a classifier the highest accuracy (or there is no
+    /// validation text, in which case every point is "best").
     Validated {
         point: &'a HistoryPoint,
         best: bool,
@@ -379,8 +380,14 @@ impl Tracker {
         let validation = t.validate(val_data, &self.eval);
         let val = validation.map(|v| v.loss);
         let accuracy = validation.and_then(|v| v.accuracy);
-        let improved = match (val, t.progress().best_val_loss) {
-            (Some(v), Some(b)) => v < b,
+        let improved = match (accuracy, val, t.progress().best_val_loss) {
+            // A classifier keeps its most accurate state: its loss goes on rising as it
+            // grows confident long after its accuracy has stopped improving (data/words: the
+            // lowest loss at 28 s of 120, the highest accuracy at 44 s, 1.2 points above).
+            (Some(a), _, _) => (t.progress().history.iter())
+                .filter_map(|h| h.val_accuracy)
+                .all(|b| a > b),
+            (None, Some(v), Some(b)) => v < b,
             _ => true,
         };
         if improved && val.is_some() {

@@ -217,23 +217,20 @@ impl<'a> ClassifierTrainer<'a> {
         )
     }
 
-    /// One line on how a run ended: where, how fast, its last validation and best loss, and
-    /// the checkpoint `kept`.
+    /// One line on how a run ended: where, how fast, its last validation, its most accurate
+    /// (the best kept), and the checkpoint `kept`.
     pub fn describe_end(&self, outcome: &Outcome, kept: &std::path::Path) -> String {
         let p = &self.progress;
         let acc = p.history.iter().rev().find_map(|h| h.val_accuracy);
+        let best = p
+            .history
+            .iter()
+            .filter_map(|h| h.val_accuracy)
+            .fold(None, |m: Option<f64>, a| Some(m.map_or(a, |m| m.max(a))));
         let num = |v: Option<f64>| v.map_or("n/a".into(), |v| format!("{v:.4}"));
-        let early = if outcome.reason == StopReason::Overfitting {
-            format!(
-                " (stopped early: the last {} validation losses were each more than {:.0}% above the best; --epochs or --max-steps train in full)",
-                crate::train::run::OVERFIT_VALIDATIONS,
-                100.0 * crate::train::run::OVERFIT_MARGIN
-            )
-        } else {
-            String::new()
-        };
+        let pct = |v: Option<f64>| v.map_or("n/a".into(), |a| format!("{:.2}%", 100.0 * a));
         format!(
-            "{} at step {} (epoch {:.2}) after {:.1}s, {:.0} chars/s; validation accuracy {}, loss {}; best loss {} -> {}{early}",
+            "{} at step {} (epoch {:.2}) after {:.1}s, {:.0} chars/s; validation accuracy {}, loss {}; best accuracy {} (loss {}) -> {}",
             if outcome.reason == StopReason::Interrupted {
                 "interrupted"
             } else {
@@ -243,8 +240,9 @@ impl<'a> ClassifierTrainer<'a> {
             self.epoch_fraction(),
             outcome.wall_seconds,
             outcome.chars_per_s(),
-            acc.map_or("n/a".into(), |a| format!("{:.2}%", 100.0 * a)),
+            pct(acc),
             num(outcome.last_val),
+            pct(best),
             num(p.best_val_loss),
             kept.display(),
         )
@@ -449,8 +447,11 @@ mod tests {
             };
             let mut accs = Vec::new();
             let outcome = run::run(&mut t, &val, &rc, &mut NoCheckpoints, &|| false, &mut |e| {
-                if let run::Event::Validated { point, .. } = e {
-                    accs.push(point.val_accuracy.unwrap());
+                if let run::Event::Validated { point, best, .. } = e {
+                    // The best state is the most accurate so far, whatever the loss.
+                    let a = point.val_accuracy.unwrap();
+                    assert_eq!(best, accs.iter().all(|&b| a > b), "{accs:?} then {a}");
+                    accs.push(a);
                 }
             })
             .unwrap();
