@@ -49,7 +49,9 @@ def score(model, test):
     labels = sorted({l for l, _ in test})
     conf = {t: {p: 0 for p in labels} for t in labels}
     for label, text in test:
-        (pred,), _ = model.predict(text)
+        # The binding's own predict() fails under NumPy 2 (np.array(copy=False)); its C++
+        # core gives (probability, label) pairs.
+        pred = model.f.predict(text, 1, 0.0, "strict")[0][1]
         conf[label][pred if pred in conf else labels[0]] += 1
     acc = sum(conf[c][c] for c in labels) / len(test)
     f1s = []
