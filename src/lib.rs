@@ -122,6 +122,7 @@ pub mod kernels;
 pub mod nn;
 pub mod text;
 pub mod train;
+pub mod world;
 
 /// `Display` for a `clap::ValueEnum`: its command-line name, which is also its name in
 /// checkpoints (serde's `rename_all = "lowercase"`; a test per enum checks they agree).

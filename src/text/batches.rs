@@ -97,6 +97,13 @@ impl Batches {
 
     /// Fills `out` with window `w` (`0 <= w < windows`) of `tokens`.
     pub fn window(&self, tokens: &Tokens, w: usize, out: &mut Window) {
+        self.window_rows(tokens, w, 0..self.batch, out);
+    }
+
+    /// [`Batches::window`] for the streams `rows` only: the others are left as unscored
+    /// padding, and `count` counts the scored positions of `rows`. A process that trains or
+    /// validates some of the streams reads only their part of the text.
+    pub fn window_rows(&self, tokens: &Tokens, w: usize, rows: Range<usize>, out: &mut Window) {
         assert!(w < self.windows, "window {w} out of range");
         let t0 = w * self.seq_len;
         let t_len = self.seq_len.min(self.warmup + self.stream_len - t0);
@@ -115,7 +122,7 @@ impl Batches {
         for t in 0..t_len {
             // Step `t0 + t` of every stream: position start + step - warmup of the text.
             let step = t0 + t;
-            for b in 0..self.batch {
+            for b in rows.clone() {
                 let Some(p) = (b * self.stride + step).checked_sub(self.warmup) else {
                     continue;
                 };
