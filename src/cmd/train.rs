@@ -3,6 +3,7 @@
 
 use crate::cli::TrainArgs;
 use crate::cmd::progress::Reporter;
+use crate::cmd::world::{Exit, note};
 use anyhow::{Result, bail};
 use charrnn::decode::sample::{SampleConfig, Sampler};
 use charrnn::io::checkpoint::Checkpoint;
@@ -10,14 +11,16 @@ use charrnn::io::metrics::MetricsLog;
 use charrnn::io::rundir::Claim;
 use charrnn::nn::ModelConfig;
 use charrnn::text::corpus::Corpus;
-use charrnn::train::recipe::{self, Recipe};
-use charrnn::train::run::{self, StopReason};
+use charrnn::train::recipe;
+use charrnn::train::run::{self, InMemory, StopReason};
 use charrnn::train::setup::{self, Origin, Start};
-use charrnn::train::{TrainConfig, Trainer};
+use charrnn::world::Collective;
 use std::io::Write;
 use std::path::PathBuf;
 
 pub fn run(args: TrainArgs) -> Result<()> {
+    let world = super::world::join()?;
+    let world: &dyn Collective = world.as_ref();
     let fresh = args.resume.is_none();
     let resumed = match &args.resume {
         Some(path) => Some(Checkpoint::load(path)?.restore()?),
@@ -72,20 +75,24 @@ pub fn run(args: TrainArgs) -> Result<()> {
         .resume
         .as_deref()
         .zip(resumed.as_ref().map(|r| r.progress.step));
-    let claim = Claim::new(&out, resumed_from, args.force)?;
+    // Rank 0 alone claims it and writes to it.
+    let claim = match world.rank() {
+        0 => Some(Claim::new(&out, resumed_from, args.force)?),
+        _ => None,
+    };
 
     let t0 = std::time::Instant::now();
     let corpus = Corpus::load(paths, mode, reading.val_fraction, reading.vocab)?;
     let chars = corpus.info.train_chars + corpus.info.val_chars;
     if chars > 10_000_000 {
-        eprintln!(
+        note!(
             "charrnn: read {chars} characters in {:.1}s ({} bytes per token)",
             t0.elapsed().as_secs_f64(),
             corpus.train.width()
         );
     }
     if paths.iter().any(|p| p.is_dir()) {
-        eprintln!("charrnn: {}", corpus.describe_files());
+        note!("charrnn: {}", corpus.describe_files());
     }
 
     // The trainer; nothing of the model's size is allocated before the memory it needs is
@@ -95,12 +102,23 @@ pub fn run(args: TrainArgs) -> Result<()> {
             if let Some(lr) = args.lr {
                 r.train.lr.base = lr;
             }
-            let t = setup::resumed(&corpus, r.model, r.optimizer, r.train, r.progress)?;
+            let t = setup::resumed(world, &corpus, r.model, r.optimizer, r.train, r.progress)?;
             (t, Some(r.eval_every), None)
         }
         None => {
-            let recipe = choose_recipe(&args, &corpus, init.as_ref().map(|i| &i.1.config));
+            let recipe = super::defaults::choose_recipe(
+                world,
+                &args,
+                &corpus,
+                init.as_ref().map(|i| &i.1.config),
+            );
+            let given = setup::Spread {
+                batch: args.batch_size,
+                threads: args.threads,
+                lr: args.lr.is_some(),
+            };
             let config = args.train_config(super::default_threads, &recipe);
+            let config = setup::spread(config, world.size(), super::cores(), given);
             let mut model_config = args.model_config(corpus.vocab.len(), &recipe);
             let start = match &init {
                 Some((path, m, old, _, step)) => {
@@ -115,7 +133,7 @@ pub fn run(args: TrainArgs) -> Result<()> {
                         .iter()
                         .map(|c| format!("{c:?}"))
                         .collect();
-                    eprintln!(
+                    note!(
                         "charrnn: starting from the weights of {} (step {step}) with a fresh optimizer and schedule{}",
                         path.display(),
                         if new.is_empty() {
@@ -135,11 +153,21 @@ pub fn run(args: TrainArgs) -> Result<()> {
                 }
                 None => Start::New,
             };
-            let t = setup::fresh(&corpus, model_config, config, start, args.forget_bias)?;
+            let t = setup::fresh(
+                world,
+                &corpus,
+                model_config,
+                config,
+                start,
+                args.forget_bias,
+            )?;
             if t.config.batch < config.batch {
-                eprintln!(
+                note!(
                     "note: {} characters of training text fill only {} streams of --seq-len {}; using --batch-size {}",
-                    corpus.info.train_chars, t.config.batch, config.seq_len, t.config.batch
+                    corpus.info.train_chars,
+                    t.config.batch,
+                    config.seq_len,
+                    t.config.batch
                 );
             }
             (t, None, recipe.epochs)
@@ -159,10 +187,10 @@ pub fn run(args: TrainArgs) -> Result<()> {
         eval_every,
         args.val_chars,
     );
-    let mut dir = claim.into_run(corpus.vocab.clone(), corpus.info.clone(), eval_every);
+    let mut dir = claim.map(|c| c.into_run(corpus.vocab.clone(), corpus.info.clone(), eval_every));
 
     let c = &trainer.model.config;
-    eprintln!(
+    note!(
         "charrnn: {} {}x{}, {} parameters, vocabulary {} | {} train / {} validation chars, {} mode | batch {} x {} steps, {} threads ({} kernels), {} windows per epoch",
         c.cell,
         c.layers,
@@ -174,12 +202,12 @@ pub fn run(args: TrainArgs) -> Result<()> {
         mode,
         config.batch,
         config.seq_len,
-        config.threads.min(config.batch),
+        super::world::describe(world, config.shards()),
         charrnn::kernels::isa().name(),
         windows
     );
     if trainer.progress.step > 0 {
-        eprintln!(
+        note!(
             "charrnn: resuming at step {}, epoch {:.2}",
             trainer.progress.step,
             trainer.epoch_fraction()
@@ -187,25 +215,40 @@ pub fn run(args: TrainArgs) -> Result<()> {
     }
 
     let resumed_step = args.resume.as_ref().map(|_| trainer.progress.step);
-    let mut metrics = MetricsLog::open(&out, resumed_step, (eval_every / 5).max(1))?;
+    let mut voice = match dir {
+        Some(_) => Some((
+            Reporter::new(trainer.progress.step, run_config.max_steps),
+            MetricsLog::open(&out, resumed_step, (eval_every / 5).max(1))?,
+        )),
+        None => None,
+    };
     let signals = super::signals::Signals::install()?;
-    let mut report = Reporter::new(trainer.progress.step, run_config.max_steps);
+    let mut in_memory = InMemory::default();
     let outcome = run::run(
         &mut trainer,
         &corpus.val,
         &run_config,
-        &mut dir,
+        match &mut dir {
+            Some(d) => d,
+            None => &mut in_memory,
+        },
         &|| signals.received().is_some(),
         &mut |e| {
-            report.event(&e);
-            metrics.event(&e);
+            if let Some((report, metrics)) = &mut voice {
+                report.event(&e);
+                metrics.event(&e);
+            }
         },
     );
-    report.finish();
-    if let Err(e) = metrics.finish() {
-        eprintln!("charrnn: warning: {e:#}");
+    if let Some((mut report, metrics)) = voice {
+        report.finish();
+        if let Err(e) = metrics.finish() {
+            eprintln!("charrnn: warning: {e:#}");
+        }
     }
     let outcome = outcome?;
+    // The other ranks are done: rank 0 reports the outcome and writes the sample.
+    let Some(dir) = dir else { return Ok(()) };
     let (latest, best) = (dir.latest(), dir.best());
     if let StopReason::Diverged {
         error,
@@ -223,7 +266,7 @@ pub fn run(args: TrainArgs) -> Result<()> {
     }
     let interrupted = outcome.reason == StopReason::Interrupted;
     let best_val = trainer.progress.best_val_loss;
-    eprintln!(
+    note!(
         "charrnn: {} at step {} (epoch {:.2}) after {:.1}s, {:.0} chars/s; validation loss {} ; best {} -> {}",
         if interrupted {
             "interrupted"
@@ -242,7 +285,7 @@ pub fn run(args: TrainArgs) -> Result<()> {
         if best.is_file() { &best } else { &latest }.display(),
     );
     if outcome.reason == StopReason::Overfitting {
-        eprintln!(
+        note!(
             "charrnn: stopped early: the last {} validation losses were each more than {:.0}% above the best ({}); more training would not bring it back (--epochs or --max-steps train in full)",
             run::OVERFIT_VALIDATIONS,
             100.0 * run::OVERFIT_MARGIN,
@@ -256,19 +299,19 @@ pub fn run(args: TrainArgs) -> Result<()> {
     if timed && args.time_limit.is_some() && fresh {
         // Where a time limit ends, and the width it allows, depend on this machine's speed
         // at the moment; the same recipe in steps repeats bit for bit with the same seed.
-        eprintln!(
+        note!(
             "charrnn: the same recipe for the same steps, reproducible on any machine (another --dir): {}",
-            repeat_command(&args, &trainer)
+            super::defaults::repeat_command(&args, &trainer)
         );
     }
     if let (true, Some(signal)) = (interrupted, signals.received()) {
-        eprintln!(
+        note!(
             "charrnn: saved {}; resume with `charrnn train --resume {}`",
             latest.display(),
             latest.display()
         );
         drop(dir);
-        std::process::exit(signal.exit_code());
+        return Err(Exit(signal.exit_code() as u8).into());
     }
     if args.sample_len > 0 {
         let path = if best.is_file() { &best } else { &latest };
@@ -287,58 +330,4 @@ pub fn run(args: TrainArgs) -> Result<()> {
         Sampler::new(&model, &vocab, config).write_sample(mode, args.sample_len, &mut out)?;
     }
     Ok(())
-}
-
-/// The defaults of a fresh run (see `charrnn::train::recipe`): with --time-limit, the width
-/// the budget allows on this machine (measured in about half a second); dropout and
-/// learning rate for the model and the corpus. Says on stderr what it chose.
-/// `fixed`: the model fine-tuning starts from, whose shape is not chosen.
-fn choose_recipe(args: &TrainArgs, corpus: &Corpus, fixed: Option<&ModelConfig>) -> Recipe {
-    let threads = args.threads.unwrap_or_else(|| super::default_threads(64));
-    let hidden = fixed.map(|f| f.hidden).or(args.hidden);
-    let (d, m) = (TrainConfig::default(), fixed.copied().unwrap_or_default());
-    let task = recipe::Task {
-        train_chars: corpus.info.train_chars,
-        vocab_size: corpus.vocab.len(),
-        cell: args.cell.unwrap_or(m.cell),
-        layers: args.layers.unwrap_or(m.layers),
-        chars_per_step: (args.batch_size.unwrap_or(d.batch))
-            .saturating_mul(args.seq_len.unwrap_or(d.seq_len)),
-    };
-    let (r, calibration) = recipe::plan(&task, args.time_limit, threads, hidden);
-    if let (Some(seconds), Some(c)) = (args.time_limit, calibration) {
-        eprintln!(
-            "charrnn: {seconds:.0} s on this machine ({:.0} GFLOP/s of training): width {}{}, dropout {}, lr {:.1e} falling over the last {:.0}% of the run to {:.1e} (about {:.0} epochs of {} characters)",
-            c.flops_per_s / 1e9,
-            r.hidden,
-            if hidden.is_some() { " (given)" } else { "" },
-            args.dropout.unwrap_or(r.dropout),
-            args.lr.unwrap_or(r.lr.base),
-            100.0 * args.lr_tail.unwrap_or(r.lr.tail),
-            args.lr.unwrap_or(r.lr.base) * args.lr_floor.unwrap_or(r.lr.floor),
-            r.epochs.unwrap_or(0.0),
-            corpus.info.train_chars
-        );
-    }
-    r
-}
-
-/// The command line of this run with --time-limit replaced by the steps it made and the
-/// recipe's choices written out as flags (the flags the user gave are kept as given).
-fn repeat_command(args: &TrainArgs, trainer: &Trainer) -> String {
-    let (c, lr) = (&trainer.model.config, &trainer.config.lr);
-    let chosen = [
-        ("--hidden", args.hidden.is_none(), c.hidden.to_string()),
-        ("--dropout", args.dropout.is_none(), c.dropout.to_string()),
-        ("--lr", args.lr.is_none(), lr.base.to_string()),
-        ("--lr-tail", args.lr_tail.is_none(), lr.tail.to_string()),
-    ];
-    recipe::repeat_command(
-        std::env::args().skip(1),
-        chosen
-            .into_iter()
-            .filter(|(_, add, _)| *add)
-            .map(|(flag, _, value)| (flag, value)),
-        trainer.progress.step,
-    )
 }

@@ -262,7 +262,28 @@ pub fn plan(
     threads: usize,
     hidden: Option<usize>,
 ) -> (Recipe, Option<Calibration>) {
-    let calibration = time_limit.map(|_| calibrate(task.vocab_size, threads));
+    plan_in(&crate::world::LOCAL, task, time_limit, threads, hidden)
+}
+
+/// [`plan`] for the ranks of `world`, which must all choose the same model: rank 0 measures
+/// its machine (on its `threads` shards) and tells the others, and the run is taken to train
+/// `world.size()` times as fast (the time spent summing gradients is left out: see the
+/// README's section on several machines for when it matters).
+pub fn plan_in(
+    world: &dyn crate::world::Collective,
+    task: &Task,
+    time_limit: Option<f64>,
+    threads: usize,
+    hidden: Option<usize>,
+) -> (Recipe, Option<Calibration>) {
+    let mut measured = [0.0];
+    if let (Some(_), 0) = (time_limit, world.rank()) {
+        measured[0] = calibrate(task.vocab_size, threads).flops_per_s;
+    }
+    crate::world::broadcast_f64(world, &mut measured);
+    let calibration = time_limit.map(|_| Calibration {
+        flops_per_s: measured[0] * world.size() as f64,
+    });
     let budget = time_limit.zip(calibration.as_ref());
     (choose(task, budget, hidden), calibration)
 }

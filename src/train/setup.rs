@@ -7,6 +7,7 @@ use crate::text::Mode;
 use crate::text::corpus::{Corpus, VocabSource};
 use crate::text::vocab::Vocab;
 use crate::train::{Optimizer, Progress, TrainConfig, Trainer};
+use crate::world::Collective;
 use anyhow::{Result, bail};
 use rand::SeedableRng;
 use std::path::PathBuf;
@@ -83,11 +84,76 @@ pub fn start_model(
     Ok(model)
 }
 
+/// The flags of a fresh run that decide how it is spread over processes and cores.
+#[derive(Debug, Clone, Copy, Default, PartialEq)]
+pub struct Spread {
+    /// `--batch-size`, if given.
+    pub batch: Option<usize>,
+    /// `--threads` (per rank), if given.
+    pub threads: Option<usize>,
+    /// Whether `--lr` was given.
+    pub lr: bool,
+}
+
+/// Streams per shard below which a shard's matrix products waste more than a core gains.
+pub const MIN_STREAMS_PER_SHARD: usize = 16;
+/// The batch the default learning rates were chosen for (README, Defaults).
+pub const BASE_BATCH: usize = 64;
+
+/// The default batch for `shards` shards over all ranks: 64 streams, or 16 per shard when
+/// there are more than four, so that more cores and more ranks train on more text per step
+/// rather than on thinner shards of the same 64 streams.
+pub fn default_batch(shards: usize) -> usize {
+    (MIN_STREAMS_PER_SHARD * shards).max(BASE_BATCH)
+}
+
+/// How the learning rate chosen for [`BASE_BATCH`] streams scales to `batch`: with the
+/// square root of the batch, the rule for Adam-like optimizers under which a step on k
+/// times the batch (a gradient with 1/k of the noise variance) follows the same path
+/// (Malladi et al. 2022; Hoffer et al. 2017), and no faster than that, since the rate that
+/// suits 64 streams is already near the largest that is stable.
+pub fn lr_scale(batch: usize) -> f32 {
+    (batch as f32 / BASE_BATCH as f32).max(1.0).sqrt()
+}
+
+/// A fresh run's shards, batch and learning rate on `ranks` processes of `cores` cores each:
+/// `threads` shards per rank (by default one per core, and with a given batch at most one
+/// per 16 of its streams), the batch by [`default_batch`] unless given, and the learning
+/// rate of `config` scaled by [`lr_scale`] when neither the batch nor the rate was given.
+/// `config.threads` becomes the shards over all ranks.
+pub fn spread(mut config: TrainConfig, ranks: usize, cores: usize, given: Spread) -> TrainConfig {
+    let per_rank = given.threads.unwrap_or(match given.batch {
+        Some(b) => (b / (MIN_STREAMS_PER_SHARD * ranks)).clamp(1, cores.max(1)),
+        None => cores.max(1),
+    });
+    config.threads = per_rank * ranks;
+    config.batch = given.batch.unwrap_or(default_batch(config.threads));
+    if given.batch.is_none() && !given.lr {
+        config.lr.base *= lr_scale(config.batch);
+    }
+    config
+}
+
+/// Errors unless `config` can run on the ranks of `world`: at least one stream per shard,
+/// and the same number of shards on every rank.
+pub fn check_ranks(world: &dyn Collective, config: &TrainConfig) -> Result<()> {
+    let ranks = world.size();
+    if config.batch < ranks {
+        bail!(
+            "--batch-size {} is fewer streams than the {ranks} ranks: each rank needs at least one",
+            config.batch
+        );
+    }
+    config.check_ranks(ranks).map_err(anyhow::Error::msg)
+}
+
 /// The trainer of a fresh run of `model_config` on `corpus`, its weights from `start`:
 /// checks that the text holds a window and that the training buffers fit in memory before
 /// anything of the model's size is allocated, and cuts the batch to the streams the text
-/// fills (compare `config.batch` with the trainer's to see whether it did).
+/// fills (compare `config.batch` with the trainer's to see whether it did). In a distributed
+/// run, this rank's part of it (see [`Trainer::in_world`]).
 pub fn fresh<'a>(
+    world: &'a dyn Collective,
     corpus: &'a Corpus,
     model_config: ModelConfig,
     mut config: TrainConfig,
@@ -98,12 +164,14 @@ pub fn fresh<'a>(
     if let Some(batch) = config.fit_batch(corpus.train.len().saturating_sub(1)) {
         config.batch = batch;
     }
-    Trainer::check_memory(&model_config, &config)?;
+    check_ranks(world, &config)?;
+    Trainer::check_memory(&model_config, &config, world.size())?;
     model_config.validate().map_err(anyhow::Error::msg)?;
     let model = start_model(model_config, &corpus.vocab, start, config.seed, forget_bias)?;
     let optimizer = Optimizer::new(config.optimizer, model.param_count());
     let progress = Trainer::fresh_progress(&model, &config);
-    Ok(Trainer::new(
+    Ok(Trainer::in_world(
+        world,
         model,
         optimizer,
         config,
@@ -114,7 +182,10 @@ pub fn fresh<'a>(
 
 /// The trainer of a resumed run on `corpus`: the text must still hold a window and the
 /// epoch position the checkpoint recorded, and the training buffers must fit in memory.
+/// The shards are the checkpoint's, shared among the ranks of `world` (any number that
+/// divides them: see [`crate::world`] for when that changes the last bits).
 pub fn resumed<'a>(
+    world: &'a dyn Collective,
     corpus: &'a Corpus,
     model: Model,
     optimizer: Optimizer,
@@ -122,8 +193,11 @@ pub fn resumed<'a>(
     progress: Progress,
 ) -> Result<Trainer<'a>> {
     corpus.check_window(config.seq_len)?;
-    Trainer::check_memory(&model.config, &config)?;
-    let trainer = Trainer::new(model, optimizer, config, &corpus.train, progress);
+    if let Err(e) = check_ranks(world, &config) {
+        bail!("cannot resume on {} ranks: {e:#}", world.size());
+    }
+    Trainer::check_memory(&model.config, &config, world.size())?;
+    let trainer = Trainer::in_world(world, model, optimizer, config, &corpus.train, progress);
     let windows = trainer.batches().windows;
     if trainer.progress.window >= windows {
         bail!(
@@ -202,6 +276,41 @@ pub fn reading<'a>(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Two cores and no flags: today's 2 shards of 64 streams; many cores or ranks: 16
+    /// streams per shard and a rate scaled by the square root of the batch.
+    #[test]
+    fn the_batch_grows_with_the_shards() {
+        let base = TrainConfig::default();
+        let s = |ranks, cores, given| spread(base, ranks, cores, given);
+        let c = s(1, 2, Spread::default());
+        assert_eq!((c.threads, c.batch, c.lr.base), (2, 64, base.lr.base));
+        let c = s(1, 64, Spread::default());
+        assert_eq!(
+            (c.threads, c.batch, c.lr.base),
+            (64, 1024, base.lr.base * 4.0)
+        );
+        let c = s(8, 8, Spread::default());
+        assert_eq!((c.threads, c.batch), (64, 1024));
+        let given = Spread {
+            batch: Some(64),
+            ..Spread::default()
+        };
+        let c = s(1, 64, given);
+        assert_eq!((c.threads, c.batch, c.lr.base), (4, 64, base.lr.base));
+        let c = s(2, 64, given);
+        assert_eq!((c.threads, c.batch), (4, 64));
+        let c = s(
+            4,
+            2,
+            Spread {
+                threads: Some(3),
+                lr: true,
+                ..Spread::default()
+            },
+        );
+        assert_eq!((c.threads, c.batch, c.lr.base), (12, 192, base.lr.base));
+    }
 
     #[test]
     fn reading_follows_the_run_it_continues() {

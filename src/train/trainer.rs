@@ -317,9 +317,20 @@ impl<'a> Trainer<'a> {
 
     /// Refuses a model and batch whose parameters and buffers would not fit in memory,
     /// before anything of their size is allocated.
-    pub fn check_memory(model: &ModelConfig, config: &TrainConfig) -> anyhow::Result<()> {
+    /// `ranks`: processes the shards are spread over (this one holds its share).
+    pub fn check_memory(
+        model: &ModelConfig,
+        config: &TrainConfig,
+        ranks: usize,
+    ) -> anyhow::Result<()> {
+        let per_rank = (config.shards() / ranks.max(1)).max(1);
+        let mine = TrainConfig {
+            threads: per_rank,
+            batch: config.batch.div_ceil(config.shards()) * per_rank,
+            ..*config
+        };
         crate::fs::check_fits(
-            Trainer::memory_bytes(model, config),
+            Trainer::memory_bytes(model, &mine),
             &format!(
                 "training a {}x{} {} with batch {} x {} on {} threads",
                 model.layers,
@@ -327,7 +338,7 @@ impl<'a> Trainer<'a> {
                 model.cell,
                 config.batch,
                 config.seq_len,
-                config.threads.min(config.batch)
+                config.shards()
             ),
             "use a smaller --hidden, --layers, --batch-size, --seq-len or --threads",
         )

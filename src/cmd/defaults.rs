@@ -1,0 +1,69 @@
+//! The defaults a fresh run chooses for its corpus and budget (`charrnn::train::recipe`),
+//! said on stderr, and the command that repeats a time-limited run in steps.
+
+use crate::cli::TrainArgs;
+use crate::cmd::world::note;
+use charrnn::nn::ModelConfig;
+use charrnn::text::corpus::Corpus;
+use charrnn::train::recipe::{self, Recipe};
+use charrnn::train::{TrainConfig, Trainer};
+use charrnn::world::Collective;
+
+/// The defaults of a fresh run (see `charrnn::train::recipe`): with --time-limit, the width
+/// the budget allows on this machine (measured in about half a second); dropout and
+/// learning rate for the model and the corpus. Says on stderr what it chose.
+/// `fixed`: the model fine-tuning starts from, whose shape is not chosen.
+pub fn choose_recipe(
+    world: &dyn Collective,
+    args: &TrainArgs,
+    corpus: &Corpus,
+    fixed: Option<&ModelConfig>,
+) -> Recipe {
+    let threads = args.threads.unwrap_or_else(|| super::default_threads(64));
+    let hidden = fixed.map(|f| f.hidden).or(args.hidden);
+    let (d, m) = (TrainConfig::default(), fixed.copied().unwrap_or_default());
+    let task = recipe::Task {
+        train_chars: corpus.info.train_chars,
+        vocab_size: corpus.vocab.len(),
+        cell: args.cell.unwrap_or(m.cell),
+        layers: args.layers.unwrap_or(m.layers),
+        chars_per_step: (args.batch_size.unwrap_or(d.batch))
+            .saturating_mul(args.seq_len.unwrap_or(d.seq_len)),
+    };
+    let (r, calibration) = recipe::plan_in(world, &task, args.time_limit, threads, hidden);
+    if let (Some(seconds), Some(c)) = (args.time_limit, calibration) {
+        note!(
+            "charrnn: {seconds:.0} s on this machine ({:.0} GFLOP/s of training): width {}{}, dropout {}, lr {:.1e} falling over the last {:.0}% of the run to {:.1e} (about {:.0} epochs of {} characters)",
+            c.flops_per_s / 1e9,
+            r.hidden,
+            if hidden.is_some() { " (given)" } else { "" },
+            args.dropout.unwrap_or(r.dropout),
+            args.lr.unwrap_or(r.lr.base),
+            100.0 * args.lr_tail.unwrap_or(r.lr.tail),
+            args.lr.unwrap_or(r.lr.base) * args.lr_floor.unwrap_or(r.lr.floor),
+            r.epochs.unwrap_or(0.0),
+            corpus.info.train_chars
+        );
+    }
+    r
+}
+
+/// The command line of this run with --time-limit replaced by the steps it made and the
+/// recipe's choices written out as flags (the flags the user gave are kept as given).
+pub fn repeat_command(args: &TrainArgs, trainer: &Trainer) -> String {
+    let (c, lr) = (&trainer.model.config, &trainer.config.lr);
+    let chosen = [
+        ("--hidden", args.hidden.is_none(), c.hidden.to_string()),
+        ("--dropout", args.dropout.is_none(), c.dropout.to_string()),
+        ("--lr", args.lr.is_none(), lr.base.to_string()),
+        ("--lr-tail", args.lr_tail.is_none(), lr.tail.to_string()),
+    ];
+    recipe::repeat_command(
+        std::env::args().skip(1),
+        chosen
+            .into_iter()
+            .filter(|(_, add, _)| *add)
+            .map(|(flag, _, value)| (flag, value)),
+        trainer.progress.step,
+    )
+}

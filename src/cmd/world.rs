@@ -1,0 +1,84 @@
+//! Which processes a training run is: one, or (built with the `mpi` feature) the ranks that
+//! `mpirun` or `srun` started. Rank 0 speaks for the run; the others print nothing but
+//! their own errors (prefixed with their rank).
+
+use anyhow::{Result, bail};
+use charrnn::world::{Collective, LOCAL};
+use std::sync::atomic::{AtomicUsize, Ordering};
+
+static RANK: AtomicUsize = AtomicUsize::new(0);
+
+/// This process's rank (0 in a run of one process).
+pub fn rank() -> usize {
+    RANK.load(Ordering::Relaxed)
+}
+
+/// `eprintln!` on rank 0 only.
+macro_rules! note {
+    ($($t:tt)*) => {
+        if $crate::cmd::world::rank() == 0 {
+            eprintln!($($t)*)
+        }
+    };
+}
+pub(crate) use note;
+
+/// An exit code to end with once everything is dropped (MPI finalised, locks released).
+#[derive(Debug)]
+pub struct Exit(pub u8);
+
+impl std::fmt::Display for Exit {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "exit {}", self.0)
+    }
+}
+
+impl std::error::Error for Exit {}
+
+/// The processes a launcher says it started with this one (`mpirun` of Open MPI, MPICH's
+/// Hydra, `srun` with PMI), if any.
+fn launched_as() -> Option<usize> {
+    ["OMPI_COMM_WORLD_SIZE", "PMI_SIZE", "PMIX_SIZE"]
+        .iter()
+        .find_map(|v| std::env::var(v).ok()?.parse().ok())
+}
+
+/// The world of a `train` run: MPI's when there is more than one rank.
+pub fn join() -> Result<Box<dyn Collective>> {
+    let launched = launched_as().unwrap_or(1);
+    #[cfg(feature = "mpi")]
+    {
+        let Some(mpi) = charrnn::world::mpi::Mpi::init() else {
+            bail!("MPI did not start");
+        };
+        RANK.store(mpi.rank(), Ordering::Relaxed);
+        if mpi.size() > 1 {
+            return Ok(Box::new(mpi));
+        }
+    }
+    if launched > 1 {
+        bail!(
+            "started as one of {launched} processes (by mpirun or srun), but {}: {}",
+            if cfg!(feature = "mpi") {
+                "MPI sees only this one"
+            } else {
+                "this charrnn was built without the `mpi` feature"
+            },
+            if cfg!(feature = "mpi") {
+                "use the mpirun of the MPI library charrnn was built with"
+            } else {
+                "build it with `cargo build --release --features mpi`"
+            }
+        );
+    }
+    Ok(Box::new(LOCAL))
+}
+
+/// The threads of "… on 2 threads": "2", or "4 ranks x 2" in a distributed run (of
+/// `shards` in all).
+pub fn describe(world: &dyn Collective, shards: usize) -> String {
+    match world.size() {
+        1 => shards.to_string(),
+        n => format!("{n} ranks x {}", shards / n),
+    }
+}
