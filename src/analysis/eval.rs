@@ -106,6 +106,13 @@ pub fn eval_rows(
     }
 }
 
+/// The positions of a text of `len` tokens that rank `rank` of `ranks` reads when
+/// [`evaluate_in`] scores it: all it needs to hold.
+pub fn token_span(len: usize, config: &EvalConfig, ranks: usize, rank: usize) -> Range<usize> {
+    let batches = eval_batches(len, config);
+    batches.span(eval_rows(&batches, config, ranks, rank))
+}
+
 /// [`evaluate`] over the ranks of `world`: shard `i` of the `threads` shards is scored by
 /// rank `i·N/threads` (which needs of `tokens` only those streams), and the shards' sums,
 /// each accumulated over the windows in order, are added in the order of
@@ -210,7 +217,11 @@ mod tests {
             };
             let local = evaluate(&model, &toks, &c);
             for ranks in 1..=6 {
-                for got in ThreadWorld::run(ranks, |w| evaluate_in(w, &model, &toks, &c)) {
+                let each = |w: &ThreadWorld| {
+                    let part = toks.slice(token_span(toks.len(), &c, ranks, w.rank()));
+                    evaluate_in(w, &model, &part, &c)
+                };
+                for got in ThreadWorld::run(ranks, each) {
                     assert_eq!(got.count, local.count);
                     assert_eq!(
                         got.loss_sum.to_bits(),

@@ -22,6 +22,11 @@ pub fn run(args: TrainArgs) -> Result<()> {
     let world = super::world::join()?;
     let world: &dyn Collective = world.as_ref();
     let fresh = args.resume.is_none();
+    let given = setup::Spread {
+        batch: args.batch_size,
+        threads: args.threads,
+        lr: args.lr.is_some(),
+    };
     let resumed = match &args.resume {
         Some(path) => Some(Checkpoint::load(path)?.restore()?),
         None => None,
@@ -81,8 +86,11 @@ pub fn run(args: TrainArgs) -> Result<()> {
         _ => None,
     };
 
+    // A rank of a distributed run keeps only the text its streams read.
+    let resumed_config = resumed.as_ref().map(|r| r.train);
+    let keep = super::world::keep(world, resumed_config, args.seq_len, given, args.val_chars);
     let t0 = std::time::Instant::now();
-    let corpus = Corpus::load(paths, mode, reading.val_fraction, reading.vocab)?;
+    let corpus = Corpus::load_part(paths, mode, reading.val_fraction, reading.vocab, &keep)?;
     let chars = corpus.info.train_chars + corpus.info.val_chars;
     if chars > 10_000_000 {
         note!(
@@ -112,11 +120,6 @@ pub fn run(args: TrainArgs) -> Result<()> {
                 &corpus,
                 init.as_ref().map(|i| &i.1.config),
             );
-            let given = setup::Spread {
-                batch: args.batch_size,
-                threads: args.threads,
-                lr: args.lr.is_some(),
-            };
             let config = args.train_config(super::default_threads, &recipe);
             let config = setup::spread(config, world.size(), super::cores(), given);
             let mut model_config = args.model_config(corpus.vocab.len(), &recipe);

@@ -3,7 +3,10 @@
 //! their own errors (prefixed with their rank).
 
 use anyhow::{Result, bail};
+use charrnn::train::TrainConfig;
+use charrnn::train::setup::{self, Spread};
 use charrnn::world::{Collective, LOCAL};
+use std::ops::Range;
 use std::sync::atomic::{AtomicUsize, Ordering};
 
 static RANK: AtomicUsize = AtomicUsize::new(0);
@@ -81,4 +84,26 @@ pub fn describe(world: &dyn Collective, shards: usize) -> String {
         1 => shards.to_string(),
         n => format!("{n} ranks x {}", shards / n),
     }
+}
+
+/// What this rank keeps of the corpus (see `charrnn::train::setup::keep_for`): a resumed
+/// run's shards and batch are its checkpoint's, a fresh run's those the flags `given` and
+/// `seq_len` make; `val_chars` is `--val-chars`.
+pub fn keep(
+    world: &dyn Collective,
+    resumed: Option<TrainConfig>,
+    seq_len: Option<usize>,
+    given: Spread,
+    val_chars: usize,
+) -> impl Fn(usize, usize) -> (Range<usize>, Range<usize>) + use<> {
+    let d = TrainConfig::default();
+    let shape = resumed.unwrap_or_else(|| {
+        let d = TrainConfig {
+            seq_len: seq_len.unwrap_or(d.seq_len),
+            ..d
+        };
+        setup::spread(d, world.size(), super::cores(), given)
+    });
+    let eval = charrnn::train::recipe::validation(val_chars);
+    setup::keep_for(world.size(), world.rank(), shape, eval)
 }

@@ -247,10 +247,15 @@ pub fn run_config(
         time_limit,
         eval_every,
         stop_when_overfitting: steps.is_none() && epochs.is_none(),
-        eval: crate::analysis::eval::EvalConfig {
-            max_chars: (val_chars > 0).then_some(val_chars),
-            ..Default::default()
-        },
+        eval: validation(val_chars),
+    }
+}
+
+/// How a run validates: on at most `val_chars` characters (0: all of them).
+pub fn validation(val_chars: usize) -> crate::analysis::eval::EvalConfig {
+    crate::analysis::eval::EvalConfig {
+        max_chars: (val_chars > 0).then_some(val_chars),
+        ..Default::default()
     }
 }
 

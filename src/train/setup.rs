@@ -2,6 +2,7 @@
 //! weights, or for fine-tuning another run's weights carried over to this corpus's
 //! vocabulary), and the checks a resumed run must pass on today's corpus.
 
+use crate::analysis::eval::EvalConfig;
 use crate::nn::{CellKind, Model, ModelConfig};
 use crate::text::Mode;
 use crate::text::corpus::{Corpus, VocabSource};
@@ -10,6 +11,7 @@ use crate::train::{Optimizer, Progress, TrainConfig, Trainer};
 use crate::world::Collective;
 use anyhow::{Result, bail};
 use rand::SeedableRng;
+use std::ops::Range;
 use std::path::PathBuf;
 
 /// Where a fresh run's weights come from.
@@ -132,6 +134,35 @@ pub fn spread(mut config: TrainConfig, ranks: usize, cores: usize, given: Spread
         config.lr.base *= lr_scale(config.batch);
     }
     config
+}
+
+/// What rank `rank` of `ranks` keeps of a corpus it trains on under `config` and
+/// validates on under `eval` (see [`crate::text::reader::read_corpus_part`]): the streams
+/// of its training shards and of its validation shards. One process keeps everything.
+pub fn keep_for(
+    ranks: usize,
+    rank: usize,
+    config: TrainConfig,
+    eval: EvalConfig,
+) -> impl Fn(usize, usize) -> (Range<usize>, Range<usize>) {
+    move |train_len, val_len| {
+        let mut config = config;
+        if let Some(b) = config.fit_batch(train_len.saturating_sub(1)) {
+            config.batch = b;
+        }
+        if ranks == 1 || config.check_ranks(ranks).is_err() || config.batch < ranks {
+            // Refused later with the reason; until then, nothing is left out.
+            return (0..usize::MAX, 0..usize::MAX);
+        }
+        let eval = EvalConfig {
+            threads: config.threads,
+            ..eval
+        };
+        (
+            crate::train::trainer::token_span(&config, train_len, ranks, rank),
+            crate::analysis::eval::token_span(val_len, &eval, ranks, rank),
+        )
+    }
 }
 
 /// Errors unless `config` can run on the ranks of `world`: at least one stream per shard,

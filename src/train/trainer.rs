@@ -527,6 +527,16 @@ pub fn rank_shards(shards: usize, ranks: usize, rank: usize) -> Range<usize> {
     rank * per..(rank + 1) * per
 }
 
+/// The positions of a training stream of `len` tokens that rank `rank` of `ranks` reads
+/// under `config` (the streams of its shards): all it needs to hold.
+pub fn token_span(config: &TrainConfig, len: usize, ranks: usize, rank: usize) -> Range<usize> {
+    let n = config.shards();
+    let shards = rank_shards(n, ranks, rank);
+    let rows = shard_rows(config.batch, n, shards.start).start
+        ..shard_rows(config.batch, n, shards.end - 1).end;
+    Batches::new(len, config.batch, config.seq_len).span(rows)
+}
+
 #[cfg(test)]
 pub(crate) mod tests {
     use super::*;
@@ -671,9 +681,12 @@ pub(crate) mod tests {
                 let (model, mut config, toks) = setup(cell, shards, 0.25);
                 config.batch = 12;
                 let out = ThreadWorld::run(ranks, |w| {
+                    // Each rank holds only the text its streams read.
+                    let part = toks.slice(token_span(&config, toks.len(), ranks, w.rank()));
+                    assert!(part.held().len() < toks.len());
                     let opt = Optimizer::new(config.optimizer, model.param_count());
                     let progress = Trainer::fresh_progress(&model, &config);
-                    let mut t = Trainer::in_world(w, model.clone(), opt, config, &toks, progress);
+                    let mut t = Trainer::in_world(w, model.clone(), opt, config, &part, progress);
                     let losses: Vec<u64> = (0..steps)
                         .map(|_| t.step().unwrap().loss.to_bits())
                         .collect();
