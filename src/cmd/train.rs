@@ -287,6 +287,7 @@ pub fn run(args: TrainArgs) -> Result<()> {
         best_val.map_or("n/a".into(), |v| format!("{v:.4}")),
         if best.is_file() { &best } else { &latest }.display(),
     );
+    super::world::report_traffic(world, outcome.steps, outcome.train_seconds);
     if outcome.reason == StopReason::Overfitting {
         note!(
             "charrnn: stopped early: the last {} validation losses were each more than {:.0}% above the best ({}); more training would not bring it back (--epochs or --max-steps train in full)",

@@ -107,3 +107,19 @@ pub fn keep(
     let eval = charrnn::train::recipe::validation(val_chars);
     setup::keep_for(world.size(), world.rank(), shape, eval)
 }
+
+/// On rank 0 of a distributed run: what it sent per step and how long it spent in
+/// communication (waiting for the other ranks included), from `steps` taking
+/// `train_seconds`.
+pub fn report_traffic(world: &dyn Collective, steps: u64, train_seconds: f64) {
+    if world.size() == 1 || steps == 0 {
+        return;
+    }
+    let t = world.traffic();
+    note!(
+        "charrnn: rank 0 sent {:.2} MB per step and spent {:.2} ms per step in communication ({:.1}% of the training time)",
+        t.bytes_sent as f64 / steps as f64 / 1e6,
+        1e3 * t.seconds / steps as f64,
+        100.0 * t.seconds / train_seconds.max(1e-9)
+    );
+}

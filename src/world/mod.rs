@@ -40,6 +40,20 @@ pub trait Collective {
     fn sum_f32(&self, x: &mut [f32]);
     /// Every rank's `mine`, in rank order (lengths may differ).
     fn all_gather(&self, mine: &[u8]) -> Vec<Vec<u8>>;
+    /// What this rank has sent and how long it has spent in collectives so far (zero where
+    /// nothing is measured, as in one process).
+    fn traffic(&self) -> Traffic {
+        Traffic::default()
+    }
+}
+
+/// A rank's communication, summed over its collectives.
+#[derive(Debug, Clone, Copy, Default, PartialEq)]
+pub struct Traffic {
+    /// Bytes sent (a gather counted as if sent to every other rank directly).
+    pub bytes_sent: u64,
+    /// Seconds inside collectives, waiting for the other ranks included.
+    pub seconds: f64,
 }
 
 /// One process: every collective is the identity.

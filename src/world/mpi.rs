@@ -14,12 +14,13 @@
 //! with `MPI_Abort`. (A rank that dies is normally noticed sooner by `mpirun`, which ends
 //! the others.)
 
-use crate::world::{Collective, segment, tree_into};
+use crate::world::{Collective, Traffic, segment, tree_into};
 use mpi::Count;
 use mpi::datatype::PartitionMut;
 use mpi::request::{RequestCollection, multiple_scope};
 use mpi::topology::{Communicator, SimpleCommunicator};
 use mpi::traits::*;
+use std::cell::Cell;
 use std::time::{Duration, Instant};
 
 const TAG_SCATTER: i32 = 11;
@@ -33,6 +34,7 @@ pub struct Mpi {
     size: usize,
     /// How long a collective may wait for the other ranks before the job is ended.
     pub timeout: Duration,
+    traffic: Cell<Traffic>,
     _universe: mpi::environment::Universe,
 }
 
@@ -56,8 +58,17 @@ impl Mpi {
             size: world.size() as usize,
             world,
             timeout: Duration::from_secs_f64(timeout),
+            traffic: Cell::new(Traffic::default()),
             _universe: universe,
         })
+    }
+
+    fn count(&self, bytes: usize, start: Instant) {
+        let t = self.traffic.get();
+        self.traffic.set(Traffic {
+            bytes_sent: t.bytes_sent + bytes as u64,
+            seconds: t.seconds + start.elapsed().as_secs_f64(),
+        });
     }
 
     /// Ends every rank of the job after printing `message` (one line, naming this rank).
@@ -133,11 +144,16 @@ impl Collective for Mpi {
         self.size
     }
 
+    fn traffic(&self) -> Traffic {
+        self.traffic.get()
+    }
+
     fn sum_f32(&self, x: &mut [f32]) {
         let (n, r, len) = (self.size, self.rank, x.len());
         if n == 1 {
             return;
         }
+        let start = Instant::now();
         let mine = segment(len, n, r);
         assert!(
             len / n < Count::MAX as usize,
@@ -200,6 +216,8 @@ impl Collective for Mpi {
             }
             self.wait(coll, &peers, "sharing summed gradients");
         });
+        let sent = (len - mine.len()) + mine.len() * (n - 1);
+        self.count(sent * 4, start);
     }
 
     fn all_gather(&self, mine: &[u8]) -> Vec<Vec<u8>> {
@@ -207,6 +225,7 @@ impl Collective for Mpi {
         if n == 1 {
             return vec![mine.to_vec()];
         }
+        let start = Instant::now();
         let len = [Count::try_from(mine.len()).expect("a gather under 2 GB")];
         let mut lens = vec![0 as Count; n];
         mpi::request::scope(|scope| {
@@ -234,6 +253,7 @@ impl Collective for Mpi {
                 self.wait_one(req, "agreeing on the next step");
             });
         }
+        self.count((mine.len() + 4) * (n - 1), start);
         lens.iter()
             .zip(&displs)
             .map(|(&l, &d)| all[d as usize..(d + l) as usize].to_vec())
