@@ -1,5 +1,6 @@
 //! Evaluation: the mean cross-entropy of a model over every scored position of a text.
 
+use crate::kernels::Precision;
 use crate::nn::{Model, PackedWeights, State, Workspace};
 use crate::text::Tokens;
 use crate::text::batches::{Batches, Window, shard_rows};
@@ -25,6 +26,8 @@ pub struct EvalConfig {
     pub max_chars: Option<usize>,
     /// Threads (stream shards).
     pub threads: usize,
+    /// Precision of the products (validation during training is always f32).
+    pub precision: Precision,
 }
 
 impl Default for EvalConfig {
@@ -35,6 +38,7 @@ impl Default for EvalConfig {
             warmup: DEFAULT_WARMUP,
             max_chars: None,
             threads: 1,
+            precision: Precision::F32,
         }
     }
 }
@@ -128,7 +132,7 @@ pub fn evaluate_in(
     let n = config.threads.clamp(1, batch);
     let (ranks, rank) = (world.size(), world.rank());
     let mut win = Window::default();
-    let packed = PackedWeights::inference(model);
+    let packed = PackedWeights::with_mode(model, false, config.precision);
     struct Shard {
         rows: Range<usize>,
         ws: Workspace,

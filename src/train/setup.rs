@@ -192,6 +192,10 @@ pub fn fresh<'a>(
     forget_bias: Option<f32>,
 ) -> Result<Trainer<'a>> {
     corpus.check_window(config.seq_len)?;
+    config
+        .precision
+        .check_available()
+        .map_err(anyhow::Error::msg)?;
     if let Some(batch) = config.fit_batch(corpus.train.len().saturating_sub(1)) {
         config.batch = batch;
     }
@@ -224,6 +228,9 @@ pub fn resumed<'a>(
     progress: Progress,
 ) -> Result<Trainer<'a>> {
     corpus.check_window(config.seq_len)?;
+    config.precision.check_available().map_err(|e| {
+        anyhow::anyhow!("{e}; pass --precision f32 to continue this bf16 run in f32")
+    })?;
     if let Err(e) = check_ranks(world, &config) {
         bail!("cannot resume on {} ranks: {e:#}", world.size());
     }
