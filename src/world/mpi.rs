@@ -71,6 +71,16 @@ impl Mpi {
         });
     }
 
+    /// `MPI_Allreduce` of `x` (sum): the library's own algorithm and order of addition, for
+    /// comparison with [`Collective::sum_f32`] (`examples/allreduce.rs`); not used in
+    /// training, whose sums must not depend on the library.
+    pub fn library_sum_f32(&self, x: &mut [f32]) {
+        use mpi::collective::SystemOperation;
+        let send = x.to_vec();
+        self.world
+            .all_reduce_into(&send[..], x, SystemOperation::sum());
+    }
+
     /// Ends every rank of the job after printing `message` (one line, naming this rank).
     pub fn abort(&self, message: &str) -> ! {
         eprintln!("charrnn: rank {}: {message}", self.rank);
