@@ -472,3 +472,32 @@ fn a_rank_that_stops_answering_ends_the_run_after_the_timeout() {
     }
     loads(&dir, "s/latest.json");
 }
+
+/// An error on rank 0 alone (here: its directory holds another run) ends every rank at
+/// once with rank 0's one line, instead of leaving the others waiting for it.
+#[test]
+fn an_error_on_rank_0_ends_every_rank_at_once() {
+    let dir = TempDir::new().unwrap();
+    let c = corpus(&dir);
+    let steps = ["--max-steps", "5", "--threads", "1"];
+    ok(charrnn()
+        .current_dir(dir.path())
+        .args(train_args(&c, "taken", &steps))
+        .output()
+        .unwrap());
+    let start = Instant::now();
+    let o = mpirun(&dir, 2)
+        .args(train_args(&c, "taken", &steps))
+        .output()
+        .unwrap();
+    assert!(!o.status.success());
+    assert!(
+        start.elapsed() < Duration::from_secs(20),
+        "took {:?}",
+        start.elapsed()
+    );
+    let err = stderr(&o);
+    assert_eq!(err.matches("charrnn: rank 0: ").count(), 1, "{err}");
+    assert!(err.contains("--resume"), "{err}");
+    assert!(!err.contains("charrnn: rank 1: "), "{err}");
+}

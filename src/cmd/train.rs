@@ -20,7 +20,11 @@ use std::path::PathBuf;
 
 pub fn run(args: TrainArgs) -> Result<()> {
     let world = super::world::join()?;
-    let world: &dyn Collective = world.as_ref();
+    let result = train(args, world.as_ref());
+    super::world::end_if_failed(world.as_ref(), result)
+}
+
+fn train(args: TrainArgs, world: &dyn Collective) -> Result<()> {
     let fresh = args.resume.is_none();
     let given = setup::Spread {
         batch: args.batch_size,
@@ -275,7 +279,9 @@ pub fn run(args: TrainArgs) -> Result<()> {
             ),
             None => "no checkpoint was written".into(),
         };
-        bail!("{error}; {kept}");
+        // Every rank diverged at the same step: rank 0 says so, and all end normally.
+        eprintln!("charrnn: {error}; {kept}");
+        return Err(Exit(1).into());
     }
     let interrupted = outcome.reason == StopReason::Interrupted;
     let best_val = trainer.progress.best_val_loss;

@@ -123,3 +123,20 @@ pub fn report_traffic(world: &dyn Collective, steps: u64, train_seconds: f64) {
         100.0 * t.seconds / train_seconds.max(1e-9)
     );
 }
+
+/// `result` of this rank's run, unless it failed where the other ranks cannot see it (an
+/// unreadable file, a full disk on rank 0): then the error is printed (on ranks other than
+/// 0 after half a second, so that an error every rank meets is said once, by rank 0, whose
+/// end ends the others first) and every rank is ended, instead of the others waiting for
+/// this one in their next collective.
+pub fn end_if_failed(world: &dyn Collective, result: Result<()>) -> Result<()> {
+    match result {
+        Err(e) if world.size() > 1 && !e.is::<Exit>() => {
+            if world.rank() > 0 {
+                std::thread::sleep(std::time::Duration::from_millis(500));
+            }
+            world.end_all(&format!("{e:#}"))
+        }
+        r => r,
+    }
+}

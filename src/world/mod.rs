@@ -40,6 +40,12 @@ pub trait Collective {
     fn sum_f32(&self, x: &mut [f32]);
     /// Every rank's `mine`, in rank order (lengths may differ).
     fn all_gather(&self, mine: &[u8]) -> Vec<Vec<u8>>;
+    /// Prints `message` as this rank's one-line error and ends every rank of the run (an
+    /// error the other ranks cannot see, which would leave them waiting).
+    fn end_all(&self, message: &str) -> ! {
+        eprintln!("charrnn: {message}");
+        std::process::exit(1)
+    }
     /// What this rank has sent and how long it has spent in collectives so far (zero where
     /// nothing is measured, as in one process).
     fn traffic(&self) -> Traffic {

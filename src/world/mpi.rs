@@ -2,12 +2,13 @@
 //!
 //! Gradients are summed by a reduce-scatter then an allgather, written out here with
 //! point-to-point messages rather than left to `MPI_Allreduce`, whose order of addition is
-//! the library's choice: rank `r` receives every rank's copy of segment `r` of the vector,
-//! adds them in the order of [`crate::world::tree`] over the ranks, and sends the sum to
-//! all. Each rank sends and receives `(N-1)/N` of the vector twice, the volume of a ring or
-//! of Rabenseifner's algorithm; the latency is `2(N-1)` messages in flight at once instead
-//! of `2 log2 N` rounds, which is small next to a step for the N a run uses. Gathers move
-//! bytes without arithmetic, so they use the library's own `MPI_Iallgatherv`.
+//! the library's choice. With a power-of-two number of ranks it is Rabenseifner's
+//! algorithm (recursive halving, then doubling: `2 log2 N` rounds), whose partial sums are
+//! exactly those of [`crate::world::tree`]; with another number, rank `r` receives every
+//! rank's copy of segment `r` of the vector, adds them in the order of the tree over the
+//! ranks, and sends the sum to all (`2(N-1)` messages in flight at once). Either way each
+//! rank sends `(N-1)/N` of the vector twice, the volume of a ring. Gathers move bytes
+//! without arithmetic, so they use the library's own `MPI_Iallgatherv`.
 //!
 //! Nothing waits forever: every wait polls its requests and, after [`Mpi::timeout`]
 //! without completion, prints one line naming what it waited for and ends the whole job
@@ -84,7 +85,7 @@ impl Mpi {
     /// Ends every rank of the job after printing `message` (one line, naming this rank).
     pub fn abort(&self, message: &str) -> ! {
         eprintln!("charrnn: rank {}: {message}", self.rank);
-        self.world.abort(70)
+        self.world.abort(1)
     }
 
     /// Polls `requests` until all are done; `peers[i]` is the rank request `i` waits on.
@@ -145,6 +146,71 @@ impl Mpi {
     }
 }
 
+impl Mpi {
+    /// [`Collective::sum_f32`] for a power-of-two number of ranks, by Rabenseifner's
+    /// algorithm: a reduce-scatter by recursive halving, partners 1, 2, 4, … apart (after
+    /// the step with partners d apart, a rank holds for its part of the vector the sum of
+    /// the aligned block of 2d ranks around it, added as [`crate::world::tree`] adds them:
+    /// its block of d, the partner's block of d, then the two), then an allgather by
+    /// recursive doubling in the reverse order. log2 N rounds each way, and `(N-1)/N` of
+    /// the vector sent each way.
+    fn sum_halving(&self, x: &mut [f32]) {
+        let start = Instant::now();
+        let (n, r) = (self.size, self.rank);
+        let (mut lo, mut hi) = (0, x.len());
+        let mut taken = Vec::new();
+        let mut inbox = vec![0.0f32; x.len().div_ceil(2)];
+        let mut sent = 0;
+        let mut d = 1;
+        while d < n {
+            let mid = lo + (hi - lo) / 2;
+            let (keep, give) = if r & d == 0 {
+                (lo..mid, mid..hi)
+            } else {
+                (mid..hi, lo..mid)
+            };
+            let got = &mut inbox[..keep.len()];
+            self.exchange(r ^ d, &x[give.clone()], got, "summing gradients");
+            // a + b and b + a are the same float: both partners hold the same sum.
+            for (y, g) in x[keep.clone()].iter_mut().zip(got.iter()) {
+                *y += g;
+            }
+            sent += give.len();
+            taken.push((lo, hi));
+            (lo, hi) = (keep.start, keep.end);
+            d <<= 1;
+        }
+        while let Some((outer_lo, outer_hi)) = taken.pop() {
+            d >>= 1;
+            // My part is one half of the outer range; the partner holds the other.
+            let (head, tail) = x[outer_lo..outer_hi].split_at_mut(if lo == outer_lo {
+                hi - outer_lo
+            } else {
+                lo - outer_lo
+            });
+            let (mine, theirs) = if lo == outer_lo {
+                (head, tail)
+            } else {
+                (tail, head)
+            };
+            self.exchange(r ^ d, mine, theirs, "sharing summed gradients");
+            sent += mine.len();
+            (lo, hi) = (outer_lo, outer_hi);
+        }
+        self.count(sent * 4, start);
+    }
+
+    /// Sends `give` to rank `peer` and receives `take` from it, at once.
+    fn exchange(&self, peer: usize, give: &[f32], take: &mut [f32], what: &str) {
+        let p = self.world.process_at_rank(peer as i32);
+        multiple_scope(2, |scope, coll: &mut RequestCollection<'_, [f32]>| {
+            coll.add(p.immediate_receive_into_with_tag(scope, take, TAG_SCATTER));
+            coll.add(p.immediate_send_with_tag(scope, give, TAG_SCATTER));
+            self.wait(coll, &[peer, peer], what);
+        });
+    }
+}
+
 impl Collective for Mpi {
     fn rank(&self) -> usize {
         self.rank
@@ -158,10 +224,17 @@ impl Collective for Mpi {
         self.traffic.get()
     }
 
+    fn end_all(&self, message: &str) -> ! {
+        self.abort(message)
+    }
+
     fn sum_f32(&self, x: &mut [f32]) {
         let (n, r, len) = (self.size, self.rank, x.len());
         if n == 1 {
             return;
+        }
+        if n.is_power_of_two() {
+            return self.sum_halving(x);
         }
         let start = Instant::now();
         let mine = segment(len, n, r);
