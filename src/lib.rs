@@ -28,6 +28,9 @@
 //!   one-hot. [`corpus`](text::corpus): reading files and directories, the token streams of
 //!   training and validation. [`split`](text::split): sequences bracketed by start/end, the
 //!   train/validation split. [`batches`](text::batches): `B x T` windows for truncated BPTT.
+//! - [`world`]: the processes of a run and the one order in which their shards' gradients
+//!   are summed ([`tree`](world::tree)); the local world, a world of threads for tests, and
+//!   MPI's (the `mpi` feature).
 //! - [`kernels`]: matrix products (general, and packed for the time loop), vectorised
 //!   element-wise functions, and the run-time choice of instruction set.
 //! - [`nn`]: the network. [`params`](nn::params): flat buffers with named views.
@@ -52,8 +55,8 @@
 //!   log, plots, exports and the activation page.
 //! - [`bench`]: one configuration's speed, memory and checkpoint cost, measured.
 //!
-//! Dependencies run one way, folder by folder and file by file: `fs` and `kernels` use
-//! nothing of the crate; `text` uses `fs`; `nn` uses `text` and `kernels`; `analysis` uses
+//! Dependencies run one way, folder by folder and file by file: `fs`, `kernels` and `world`
+//! use nothing of the crate; `text` uses `fs`; `nn` uses `text` and `kernels`; `analysis` uses
 //! `nn`; `train` uses `nn` and `analysis::eval` (to validate); `decode` and `io` use those;
 //! `bench` uses everything and nothing uses it. No two files import each other.
 //!
