@@ -264,6 +264,47 @@ impl TrainArgs {
         ];
         given.iter().find(|(_, g)| *g).map(|(flag, _)| *flag)
     }
+
+    /// Refuses a flag that another makes meaningless (see the README's conventions): one
+    /// line naming both. `layers`: the model's layers (given, inherited or the default).
+    pub fn check_flags(&self, layers: usize) -> Result<(), String> {
+        let epochs = self.lr_schedule == Some(Shape::Epochs);
+        let cosine_only = [
+            ("--lr-warmup", self.lr_warmup.is_some()),
+            ("--lr-floor", self.lr_floor.is_some()),
+            ("--lr-tail", self.lr_tail.is_some()),
+        ];
+        let epochs_only = [
+            ("--lr-decay", self.lr_decay.is_some()),
+            ("--lr-decay-after", self.lr_decay_after.is_some()),
+        ];
+        let first = |flags: &[(&'static str, bool)]| flags.iter().find(|f| f.1).map(|f| f.0);
+        match (epochs, first(&cosine_only), first(&epochs_only)) {
+            (true, Some(f), _) => {
+                return Err(format!(
+                    "{f} shapes the cosine schedule, not --lr-schedule epochs; leave one out"
+                ));
+            }
+            (false, _, Some(f)) if self.resume.is_none() => {
+                return Err(format!(
+                    "{f} applies only to --lr-schedule epochs (the default schedule is cosine); add --lr-schedule epochs or leave it out"
+                ));
+            }
+            _ => {}
+        }
+        let optimizer = self.optimizer.unwrap_or(OptimizerKind::Adam);
+        if self.momentum.is_some() && optimizer != OptimizerKind::Sgd {
+            return Err(format!(
+                "--momentum applies only to --optimizer sgd, not {optimizer}; leave it out"
+            ));
+        }
+        if let (Some(d), 1) = (self.dropout.filter(|&d| d > 0.0), layers) {
+            return Err(format!(
+                "--dropout {d} has no effect on a 1-layer model (dropout acts between layers); leave it out or use --layers 2 or more"
+            ));
+        }
+        Ok(())
+    }
 }
 
 #[derive(Debug, Args)]
@@ -279,18 +320,21 @@ pub struct SampleArgs {
     #[arg(long, visible_alias = "sample-len", default_value_t = 500)]
     pub len: usize,
     /// Softmax temperature: lower is more conservative, higher more surprising (> 0)
-    #[arg(long, default_value_t = 0.8, value_parser = positive_f32, allow_negative_numbers = true)]
-    pub temperature: f32,
-    /// Sample only from the k most likely characters (0 = all)
-    #[arg(long, default_value_t = 0)]
-    pub top_k: usize,
-    /// Sample only from the most likely characters whose probabilities add up to p, in (0, 1]
-    #[arg(long, default_value_t = 1.0, value_parser = top_p, allow_negative_numbers = true)]
-    pub top_p: f32,
+    /// [default: 0.8]
+    #[arg(long, value_parser = positive_f32, allow_negative_numbers = true)]
+    pub temperature: Option<f32>,
+    /// Sample only from the k most likely characters (0 = all) [default: 0]
+    #[arg(long)]
+    pub top_k: Option<usize>,
+    /// Sample only from the most likely characters whose probabilities add up to p, in
+    /// (0, 1] [default: 1]
+    #[arg(long, value_parser = top_p, allow_negative_numbers = true)]
+    pub top_p: Option<f32>,
     /// Text the generated text continues (printed first)
     #[arg(long, default_value = "")]
     pub prime: String,
-    /// Read the prime from a file instead
+    /// Read the prime from a file instead (- for standard input); with a lines-mode model,
+    /// one line (its line end is not part of the prime)
     #[arg(long)]
     pub prime_file: Option<PathBuf>,
     /// Beam search with this many beams: print the most probable continuation found
@@ -298,9 +342,9 @@ pub struct SampleArgs {
     #[arg(long, value_parser = beam_width, allow_negative_numbers = true)]
     pub beam: Option<usize>,
     /// Beam search: rank continuations by ln p / length^alpha (0: plain probability, which
-    /// favours ending early)
-    #[arg(long, default_value_t = 0.0, value_parser = non_negative_f32, allow_negative_numbers = true)]
-    pub length_penalty: f32,
+    /// favours ending early) [default: 0]
+    #[arg(long, value_parser = non_negative_f32, allow_negative_numbers = true)]
+    pub length_penalty: Option<f32>,
     /// Random seed; the same seed and checkpoint give the same text [default: from the clock]
     #[arg(long)]
     pub seed: Option<u64>,
@@ -312,9 +356,44 @@ pub struct SampleArgs {
     pub num: usize,
 }
 
+impl SampleArgs {
+    /// Refuses a flag that another makes meaningless (see the README's conventions): one
+    /// line naming both.
+    pub fn check_flags(&self) -> Result<(), String> {
+        let random = [
+            ("--temperature", self.temperature.is_some()),
+            ("--top-k", self.top_k.is_some()),
+            ("--top-p", self.top_p.is_some()),
+            ("--seed", self.seed.is_some()),
+        ];
+        let given = |flags: &[(&'static str, bool)]| flags.iter().find(|f| f.1).map(|f| f.0);
+        if self.beam.is_some() {
+            if let Some(f) = given(&[random.as_slice(), &[("--argmax", self.argmax)]].concat()) {
+                return Err(format!(
+                    "{f} has no effect with --beam (beam search is deterministic); leave one out"
+                ));
+            }
+            if self.num > 1 {
+                return Err("--beam finds one continuation; --num does not apply".into());
+            }
+        } else if self.length_penalty.is_some() {
+            return Err(
+                "--length-penalty applies only to --beam; leave it out or add --beam N".into(),
+            );
+        }
+        if let (true, Some(f)) = (self.argmax, given(&random)) {
+            return Err(format!(
+                "{f} has no effect with --argmax (greedy decoding always takes the likeliest character); leave one out"
+            ));
+        }
+        Ok(())
+    }
+}
+
 #[derive(Debug, Args)]
 pub struct EvalArgs {
-    /// Text file to score [default: the validation split of the checkpoint's corpus]
+    /// Text file to score, - for standard input [default: the validation split of the
+    /// checkpoint's corpus]
     pub file: Option<PathBuf>,
     /// Checkpoint to evaluate [default: <checkpoints>/best.json, else latest.json]
     #[arg(long)]
@@ -343,11 +422,15 @@ pub struct EvalArgs {
     /// Threads (stream shards) [default: available cores, at most one per 16 streams]
     #[arg(long, value_parser = threads, allow_negative_numbers = true)]
     pub threads: Option<usize>,
+    /// Leave out the characters the model never saw (stderr counts them) instead of
+    /// refusing the file at the first one
+    #[arg(long)]
+    pub skip_unknown: bool,
 }
 
 #[derive(Debug, Args)]
 pub struct ScoreArgs {
-    /// Text file: every non-empty line is scored on its own
+    /// Text file, - for standard input: every non-empty line is scored on its own
     pub file: PathBuf,
     /// Checkpoint to score with [default: <dir>/best.json, else latest.json]
     #[arg(long)]
@@ -391,7 +474,7 @@ pub enum ExportFormat {
 
 #[derive(Debug, Args)]
 pub struct VizArgs {
-    /// Text to show (its first --max-chars characters)
+    /// Text to show (its first --max-chars characters), - for standard input
     pub file: PathBuf,
     /// Checkpoint [default: <dir>/best.json, else latest.json]
     #[arg(long)]
@@ -403,9 +486,13 @@ pub struct VizArgs {
     #[arg(long, short, default_value = "viz.html")]
     pub output: PathBuf,
     /// Characters shown; the page holds every unit's activation for each, about
-    /// layers x hidden x 1.4 bytes per character
+    /// 55 + 1.34 x layers x hidden bytes per character (measured)
     #[arg(long, default_value_t = 5000, value_parser = positive::<usize>, allow_negative_numbers = true)]
     pub max_chars: usize,
+    /// Leave out the characters the model never saw (stderr counts them) instead of
+    /// refusing the text at the first one
+    #[arg(long)]
+    pub skip_unknown: bool,
 }
 
 #[derive(Debug, Args)]

@@ -3,6 +3,7 @@
 use crate::cli::EvalArgs;
 use anyhow::{Context, Result, bail};
 use charrnn::analysis::eval::{EvalConfig, evaluate};
+use charrnn::fs::input_name;
 use charrnn::io::checkpoint::Checkpoint;
 use charrnn::text::corpus::{Corpus, VocabSource, read_utf8};
 use charrnn::text::split;
@@ -15,11 +16,17 @@ pub fn run(args: EvalArgs) -> Result<()> {
     let mode = ck.data.mode;
     let (what, tokens) = match &args.file {
         Some(file) => {
-            let what = file.display().to_string();
-            let seqs = split::sequences(&[read_utf8(file)?], mode);
+            let what = input_name(file);
+            let text = super::known_text(&vocab, mode, read_utf8(file)?, &what, args.skip_unknown)?;
+            let seqs = split::sequences(&[text], mode);
             let tokens =
                 split::tokens(&vocab, &seqs).map_err(|e| anyhow::anyhow!("{what}: {e}"))?;
             (what, tokens)
+        }
+        None if args.skip_unknown => {
+            bail!(
+                "--skip-unknown applies to a file given; the validation split holds only characters the model knows"
+            )
         }
         None => {
             if ck.data.val_chars == 0 {
@@ -62,6 +69,7 @@ pub fn run(args: EvalArgs) -> Result<()> {
         max_chars: args.max_chars,
         threads,
     };
+    charrnn::analysis::eval::check_memory(&model.config, tokens.len(), &config)?;
     let stats = evaluate(&model, &tokens, &config);
     let secs = t0.elapsed().as_secs_f64();
     if args.json {

@@ -42,6 +42,13 @@ pub fn run(args: TrainArgs) -> Result<()> {
         }
         None => None,
     };
+    let layers = init.as_ref().map(|i| i.1.config.layers);
+    args.check_flags(
+        layers
+            .or(args.layers)
+            .unwrap_or(ModelConfig::default().layers),
+    )
+    .map_err(anyhow::Error::msg)?;
 
     // The text's files (names only: what a typo or a wrong path gets is this error).
     let origin = match (&resumed, &init) {

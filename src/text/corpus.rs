@@ -1,7 +1,7 @@
 //! Reading a corpus from files and directories, with errors that say what is wrong where,
 //! and turning it into the token streams of training and validation.
 
-use crate::fs::{ReadLimit, available_memory, check_regular, read_regular};
+use crate::fs::{ReadLimit, available_memory, check_regular, input_name, is_stdin, read_input};
 use crate::text::reader::read_corpus;
 use crate::text::split::Mode;
 use crate::text::tokens::Tokens;
@@ -186,13 +186,23 @@ pub fn list_files(paths: &[PathBuf]) -> Result<FileList> {
     Ok(out)
 }
 
-/// A file's text; invalid UTF-8 is reported with the byte offset of the first bad byte.
-/// Only regular files are read (see [`read_regular`]).
+/// A file's text, or standard input's for `-` (see [`read_input`]); invalid UTF-8 is
+/// reported with the byte offset of the first bad byte. Only regular files are read: a
+/// named pipe or a device (`/dev/stdin` among them) is refused with a pointer to `-`.
 pub fn read_utf8(path: &Path) -> Result<String> {
     let limit = ReadLimit {
         max_bytes: available_memory(),
     };
-    let bytes = read_regular(path, "text file", limit)?;
+    if !is_stdin(path) {
+        let meta =
+            std::fs::metadata(path).with_context(|| format!("cannot read {}", path.display()))?;
+        if !meta.is_file() && !meta.is_dir() {
+            if let Err(e) = check_regular(path, "text file", &meta) {
+                bail!("{e:#}; to read a pipe, pass - (standard input) instead");
+            }
+        }
+    }
+    let bytes = read_input(path, "text file", limit)?;
     match String::from_utf8(bytes) {
         Ok(mut text) => {
             // A byte-order mark is an encoding signature, not text.
@@ -210,7 +220,7 @@ pub fn read_utf8(path: &Path) -> Result<String> {
             let byte = e.as_bytes()[at];
             bail!(
                 "{} is not valid UTF-8: byte 0x{byte:02X} at offset {at} (convert it with e.g. `iconv -t UTF-8`)",
-                path.display()
+                input_name(path)
             )
         }
     }

@@ -158,7 +158,12 @@ pub fn choose(task: &Task, budget: Option<(f64, &Calibration)>, hidden: Option<u
     let exposure = params / train_chars.max(1) as f64 * passes;
     Recipe {
         hidden,
-        dropout: dropout_for(exposure),
+        // Dropout acts between layers: a 1-layer model has nowhere to apply it.
+        dropout: if layers > 1 {
+            dropout_for(exposure)
+        } else {
+            0.0
+        },
         lr: LrSchedule::cosine(lr_for(hidden), 0.02, 0.05, tail_for(exposure)),
         epochs: epochs(hidden),
     }
