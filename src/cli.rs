@@ -62,7 +62,7 @@ pub enum Command {
     Plot(PlotArgs),
     /// Measure training, evaluation and sampling speed and peak memory.
     #[command(
-        after_help = "Examples:\n  charrnn bench ../shared/data/tinyshakespeare.txt\n  charrnn bench corpus.txt --hidden 512 --seconds 30 --json"
+        after_help = "Examples:\n  charrnn bench                                  # on the play built into charrnn\n  charrnn bench ../shared/data/tinyshakespeare.txt\n  charrnn bench corpus.txt --hidden 512 --seconds 30 --json"
     )]
     Bench(BenchArgs),
     /// Print a shell completion script (bash, zsh, fish, elvish, powershell).
@@ -441,9 +441,13 @@ pub struct ScoreArgs {
     /// One JSON object per line instead of TSV
     #[arg(long)]
     pub json: bool,
-    /// Add each character's surprisal, -ln p in nats, then the <end>'s
+    /// Add each character's surprisal, -ln p in nats, then the end's (see --end)
     #[arg(long)]
     pub per_char: bool,
+    /// What is scored after a line's characters [default: end for a lines-mode model,
+    /// newline for a stream-mode one]
+    #[arg(long)]
+    pub end: Option<charrnn::analysis::score::LineEnd>,
     /// Threads [default: available cores]
     #[arg(long, value_parser = threads, allow_negative_numbers = true)]
     pub threads: Option<usize>,
@@ -520,7 +524,7 @@ pub struct CompletionsArgs {
 
 #[derive(Debug, Args)]
 pub struct BenchArgs {
-    /// Text file to train on [default: ../shared/data/tinyshakespeare.txt if present]
+    /// Text file to train on [default: data/plays.txt, built into charrnn]
     pub corpus: Option<PathBuf>,
     /// Recurrent cell
     #[arg(long, default_value = "lstm")]

@@ -106,7 +106,7 @@ pub fn run(args: TrainArgs) -> Result<()> {
             (t, Some(r.eval_every), None)
         }
         None => {
-            let recipe = choose_recipe(&args, &corpus, init.as_ref().map(|i| &i.1.config));
+            let recipe = choose_recipe(&args, &corpus, init.as_ref().map(|i| &i.1.config))?;
             let config = args.train_config(super::default_threads, &recipe);
             let mut model_config = args.model_config(corpus.vocab.len(), &recipe);
             let start = match &init {
@@ -300,7 +300,7 @@ pub fn run(args: TrainArgs) -> Result<()> {
 /// the budget allows on this machine (measured in about half a second); dropout and
 /// learning rate for the model and the corpus. Says on stderr what it chose.
 /// `fixed`: the model fine-tuning starts from, whose shape is not chosen.
-fn choose_recipe(args: &TrainArgs, corpus: &Corpus, fixed: Option<&ModelConfig>) -> Recipe {
+fn choose_recipe(args: &TrainArgs, corpus: &Corpus, fixed: Option<&ModelConfig>) -> Result<Recipe> {
     let threads = args.threads.unwrap_or_else(|| super::default_threads(64));
     let hidden = fixed.map(|f| f.hidden).or(args.hidden);
     let (d, m) = (TrainConfig::default(), fixed.copied().unwrap_or_default());
@@ -312,7 +312,7 @@ fn choose_recipe(args: &TrainArgs, corpus: &Corpus, fixed: Option<&ModelConfig>)
         chars_per_step: (args.batch_size.unwrap_or(d.batch))
             .saturating_mul(args.seq_len.unwrap_or(d.seq_len)),
     };
-    let (r, calibration) = recipe::plan(&task, args.time_limit, threads, hidden);
+    let (r, calibration) = recipe::plan(&task, args.time_limit, threads, hidden)?;
     if let (Some(seconds), Some(c)) = (args.time_limit, calibration) {
         eprintln!(
             "charrnn: {seconds:.0} s on this machine ({:.0} GFLOP/s of training): width {}{}, dropout {}, lr {:.1e} falling over the last {:.0}% of the run to {:.1e} (about {:.0} epochs of {} characters)",
@@ -327,7 +327,7 @@ fn choose_recipe(args: &TrainArgs, corpus: &Corpus, fixed: Option<&ModelConfig>)
             corpus.info.train_chars
         );
     }
-    r
+    Ok(r)
 }
 
 /// The command line of this run with --time-limit replaced by the steps it made and the

@@ -75,6 +75,32 @@ impl Corpus {
         s
     }
 
+    /// A corpus of one text held in memory (`name` stands for its source), cut as
+    /// [`Corpus::load`] cuts files (a test holds the two equal).
+    pub fn from_text(name: &str, text: &str, mode: Mode, val_fraction: f64) -> Result<Corpus> {
+        use crate::text::split;
+        let (train, val) = split::train_val(&[text.to_string()], mode, val_fraction);
+        let vocab = Vocab::from_texts(train.iter().chain(&val).map(String::as_str));
+        let chars = |s: &[String]| s.iter().map(|s| s.chars().count()).sum::<usize>();
+        let (train_chars, val_chars) = (chars(&train), chars(&val));
+        if train_chars + val_chars == 0 {
+            bail!("the corpus is empty: {name}");
+        }
+        Ok(Corpus {
+            train: split::tokens(&vocab, &train)?,
+            val: split::tokens(&vocab, &val)?,
+            vocab,
+            info: CorpusInfo {
+                mode,
+                sources: vec![name.to_string()],
+                val_fraction,
+                train_chars,
+                val_chars,
+            },
+            skipped: Vec::new(),
+        })
+    }
+
     /// Errors unless the training text holds at least one window of `seq_len` predictions.
     pub fn check_window(&self, seq_len: usize) -> Result<()> {
         if self.train.len().saturating_sub(1) < seq_len {
@@ -196,10 +222,8 @@ pub fn read_utf8(path: &Path) -> Result<String> {
     if !is_stdin(path) {
         let meta =
             std::fs::metadata(path).with_context(|| format!("cannot read {}", path.display()))?;
-        if !meta.is_file() && !meta.is_dir() {
-            if let Err(e) = check_regular(path, "text file", &meta) {
-                bail!("{e:#}; to read a pipe, pass - (standard input) instead");
-            }
+        if let (false, Err(e)) = (meta.is_dir(), check_regular(path, "text file", &meta)) {
+            bail!("{e:#}; to read a pipe, pass - (standard input) instead");
         }
     }
     let bytes = read_input(path, "text file", limit)?;
@@ -246,6 +270,27 @@ mod tests {
         assert!(c.info.sources.iter().all(|s| Path::new(s).is_absolute()));
         assert!(c.info.sources[0].ends_with("a.txt"));
         assert_eq!(c.skipped.len(), 1);
+    }
+
+    #[test]
+    fn a_text_in_memory_is_cut_as_a_file_is() {
+        let dir = tempfile::tempdir().unwrap();
+        let text = "one line\nand another, longer\n\nthird é\n".repeat(7);
+        let p = dir.path().join("t.txt");
+        std::fs::write(&p, &text).unwrap();
+        for mode in [Mode::Stream, Mode::Lines] {
+            let a = Corpus::load(std::slice::from_ref(&p), mode, 0.2, VocabSource::Corpus).unwrap();
+            let b = Corpus::from_text("t", &text, mode, 0.2).unwrap();
+            assert_eq!(a.vocab, b.vocab);
+            assert_eq!(
+                (a.train.to_vec(), a.val.to_vec()),
+                (b.train.to_vec(), b.val.to_vec())
+            );
+            assert_eq!(
+                (a.info.train_chars, a.info.val_chars),
+                (b.info.train_chars, b.info.val_chars)
+            );
+        }
     }
 
     #[test]
