@@ -162,9 +162,9 @@ pub struct TrainArgs {
     #[arg(long, value_parser = positive_f64, allow_negative_numbers = true)]
     pub time_limit: Option<f64>,
     /// Characters of the validation split scored at each validation, in evenly spaced
-    /// segments; 0 scores all of it
-    #[arg(long, default_value_t = 1_000_000)]
-    pub val_chars: usize,
+    /// segments; 0 scores all of it [default: 1000000]
+    #[arg(long)]
+    pub val_chars: Option<usize>,
     /// Steps between validations and checkpoints [default: half an epoch, 10 to 1000]
     #[arg(long, value_parser = positive::<u64>, allow_negative_numbers = true)]
     pub eval_every: Option<u64>,
@@ -297,6 +297,11 @@ impl TrainArgs {
             return Err(format!(
                 "--momentum applies only to --optimizer sgd, not {optimizer}; leave it out"
             ));
+        }
+        if let (Some(0.0), Some(_)) = (self.val_fraction, self.val_chars) {
+            return Err(
+                "--val-chars has no effect with --val-fraction 0 (nothing is held out to validate on); leave one out".into(),
+            );
         }
         if let (Some(d), 1) = (self.dropout.filter(|&d| d > 0.0), layers) {
             return Err(format!(

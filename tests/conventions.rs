@@ -312,6 +312,10 @@ fn flags_that_change_nothing_are_refused() {
             &["--dropout", "0.3", "--layers", "1"],
             "--dropout 0.3 has no effect on a 1-layer model",
         ),
+        (
+            &["--val-fraction", "0", "--val-chars", "500"],
+            "--val-chars has no effect with --val-fraction 0",
+        ),
     ] {
         let o = train(&dir, "refused", extra);
         assert_one_line_error(&o, needle);

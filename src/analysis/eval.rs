@@ -181,6 +181,30 @@ mod tests {
         }
     }
 
+    /// A window is cut to what a stream reads, so a huge `--window` or `--warmup` costs
+    /// nothing by itself; a model too large for the windows asked is refused with the
+    /// estimate, naming the flags.
+    #[test]
+    fn memory_is_checked_with_the_estimate() {
+        let (model, _, toks) = setup(CellKind::Lstm, 1, 0.0);
+        let c = model.config;
+        let huge = EvalConfig {
+            window: usize::MAX,
+            warmup: usize::MAX,
+            ..config(4, 1, 1)
+        };
+        let normal = memory_bytes(&c, toks.len(), &config(4, 50, 1)).unwrap();
+        assert!(memory_bytes(&c, toks.len(), &huge).unwrap() < 4 * normal);
+        let big = ModelConfig {
+            hidden: 1 << 14,
+            vocab_size: 1 << 16,
+            ..c
+        };
+        let e = check_memory(&big, 1 << 30, &config(32, 1 << 20, 2)).unwrap_err();
+        let e = e.to_string();
+        assert!(e.contains("needs about") && e.contains("--window"), "{e}");
+    }
+
     /// A sample scores at most `max_chars` positions.
     #[test]
     fn a_sample_is_bounded() {

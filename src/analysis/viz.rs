@@ -288,3 +288,77 @@ fn properties(chars: &[char]) -> Vec<(&'static str, Vec<f64>)> {
         ("upper-case line", upper_line),
     ]
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::nn::CellKind;
+    use rand::SeedableRng;
+
+    /// The correlations gathered as the text is read equal the textbook two-pass formula
+    /// over the activations kept at full precision; a unit that never moves is not listed.
+    #[test]
+    fn trackers_equal_the_two_pass_correlation() {
+        let text = "KING: \"Go (now)\", he said.\nqueen: (yes) \"no\"\nALL: \"(a) b\"\n".repeat(5);
+        let vocab = Vocab::from_texts([text.as_str()]);
+        let mut m = Model::new(ModelConfig {
+            cell: CellKind::Lstm,
+            layers: 2,
+            hidden: 6,
+            vocab_size: vocab.len(),
+            dropout: 0.0,
+        });
+        m.init(&mut rand_chacha::ChaCha8Rng::seed_from_u64(4));
+        let a = activations(&m, &vocab, &text, Mode::Stream, usize::MAX).unwrap();
+        assert!(a.tracking.len() >= 9, "{:?}", a.tracking);
+        // The activations at full precision, stepped again.
+        let chars: Vec<char> = text.chars().collect();
+        let mut st = Stepper::new(&m, 1);
+        st.step(&[START]);
+        let mut h = Vec::new();
+        for &c in &chars {
+            st.step(&[vocab.id(c).unwrap()]);
+            h.push(st.state().h[..12].to_vec());
+        }
+        let props = properties(&chars);
+        for t in &a.tracking {
+            let values = &props.iter().find(|p| p.0 == t.property).unwrap().1;
+            let xs: Vec<f64> = h.iter().map(|r| r[t.layer * 6 + t.unit] as f64).collect();
+            let n = xs.len() as f64;
+            let (xm, vm) = (xs.iter().sum::<f64>() / n, values.iter().sum::<f64>() / n);
+            let sxy: f64 = xs
+                .iter()
+                .zip(values)
+                .map(|(x, v)| (x - xm) * (v - vm))
+                .sum();
+            let sxx: f64 = xs.iter().map(|x| (x - xm) * (x - xm)).sum();
+            let svv: f64 = values.iter().map(|v| (v - vm) * (v - vm)).sum();
+            let want = sxy / (sxx * svv).sqrt();
+            assert!((t.correlation - want).abs() < 1e-9, "{t:?}: {want}");
+            // The byte kept for the page is the activation, rounded.
+            let (i, x) = (chars.len() / 2, h[chars.len() / 2][t.layer * 6 + t.unit]);
+            let q = a.h[t.layer][i * 6 + t.unit];
+            assert_eq!(q, (x.clamp(-1.0, 1.0) * 127.0).round() as i8);
+        }
+    }
+
+    #[test]
+    fn a_page_too_large_for_memory_is_refused_with_its_size() {
+        let c = ModelConfig {
+            cell: CellKind::Lstm,
+            layers: 2,
+            hidden: 512,
+            vocab_size: 65,
+            dropout: 0.0,
+        };
+        let per_char = memory_bytes(&c, 2_000_000).unwrap() - memory_bytes(&c, 1_000_000).unwrap();
+        assert_eq!(per_char, 1_000_000 * (1024 + BYTES_PER_CHAR));
+        let e = check_memory(&c, 1 << 50).unwrap_err().to_string();
+        assert!(
+            e.contains("needs about") && e.contains("--max-chars"),
+            "{e}"
+        );
+        assert!(check_memory(&c, 5000).is_ok());
+        assert_eq!(memory_bytes(&c, usize::MAX), None);
+    }
+}

@@ -164,7 +164,7 @@ pub fn run(args: TrainArgs) -> Result<()> {
         args.time_limit,
         windows,
         eval_every,
-        args.val_chars,
+        args.val_chars.unwrap_or(1_000_000),
     );
     let mut dir = claim.into_run(corpus.vocab.clone(), corpus.info.clone(), eval_every);
 
