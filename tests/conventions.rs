@@ -91,6 +91,10 @@ fn a_dash_reads_standard_input() {
     assert!(s.status.success(), "{}", stderr(&s));
     assert!(stdout(&s).starts_with("the lazy"), "{}", stdout(&s));
 
+    // Training reads its text twice and records its path: `-` is refused with the reason.
+    let t = with_stdin(&dir, &["train", "-", "--dir", "t"], common::TEXT);
+    assert_one_line_error(&t, "save standard input to a file");
+
     // A named pipe (what /dev/stdin is under a shell pipe) is refused, pointing to `-`.
     #[cfg(unix)]
     {

@@ -175,6 +175,11 @@ pub struct FileList {
 pub fn list_files(paths: &[PathBuf]) -> Result<FileList> {
     let mut out = FileList::default();
     for path in paths {
+        if is_stdin(path) {
+            bail!(
+                "train reads its corpus twice and records where it came from (to rebuild the validation split): save standard input to a file and pass its name"
+            );
+        }
         let meta =
             std::fs::metadata(path).with_context(|| format!("cannot read {}", path.display()))?;
         if !meta.is_dir() {
