@@ -13,6 +13,7 @@ pub const BUILTIN_NAME: &str = "built-in data/plays.txt";
 use crate::analysis::eval::{EvalConfig, evaluate};
 use crate::decode::sample::{SampleConfig, Sampler};
 use crate::io::checkpoint::{Checkpoint, DataSection};
+use crate::kernels::Precision;
 use crate::nn::{CellKind, Model, ModelConfig};
 use crate::text::Mode;
 use crate::text::corpus::Corpus;
@@ -35,6 +36,8 @@ pub struct BenchConfig {
     pub batch: usize,
     pub seq_len: usize,
     pub threads: usize,
+    /// Precision of the products of training and evaluation.
+    pub precision: Precision,
     /// Seconds of timed training.
     pub seconds: f64,
     /// Characters per timed sampling run (three runs; the median counts).
@@ -46,6 +49,8 @@ pub struct BenchConfig {
 pub struct BenchReport {
     /// The kernels that produced the figures (`avx512`, `avx2`, `portable`).
     pub isa: &'static str,
+    /// The products' precision and, for bf16, the kernel (`bf16 (AMX-BF16)`).
+    pub precision: String,
     pub vocab: usize,
     pub train_chars_per_s: f64,
     pub train_steps: usize,
@@ -68,6 +73,10 @@ pub struct BenchReport {
 /// Measures `config` on `corpus` (read from `source`, which the checkpoint names).
 pub fn measure(corpus: &Corpus, source: &Path, config: &BenchConfig) -> Result<BenchReport> {
     let vocab = &corpus.vocab;
+    config
+        .precision
+        .check_available()
+        .map_err(anyhow::Error::msg)?;
     let batch_len = config.batch.checked_mul(config.seq_len);
     if batch_len.is_none_or(|n| corpus.train.len() <= n) {
         bail!(
@@ -99,6 +108,7 @@ pub fn measure(corpus: &Corpus, source: &Path, config: &BenchConfig) -> Result<B
         grad_clip: 5.0,
         threads: config.threads,
         seed: 1234,
+        precision: config.precision,
     };
     let optimizer = Optimizer::new(tc.optimizer, model.param_count());
     let progress = Trainer::fresh_progress(&model, &tc);
@@ -124,6 +134,7 @@ pub fn measure(corpus: &Corpus, source: &Path, config: &BenchConfig) -> Result<B
         &corpus.val,
         &EvalConfig {
             threads: config.threads,
+            precision: config.precision,
             ..EvalConfig::default()
         },
     );
@@ -152,6 +163,7 @@ pub fn measure(corpus: &Corpus, source: &Path, config: &BenchConfig) -> Result<B
         checkpoint_io(&mut trainer, corpus, source)?;
     Ok(BenchReport {
         isa: crate::kernels::isa().name(),
+        precision: config.precision.describe(),
         vocab: vocab.len(),
         train_chars_per_s,
         train_steps: steps,

@@ -149,6 +149,11 @@ pub struct TrainArgs {
     /// Random seed of initialisation and dropout [default: 1234]
     #[arg(long)]
     pub seed: Option<u64>,
+    /// Precision of the large matrix products: bf16 rounds their operands to bf16 and keeps
+    /// f32 sums, weights, optimizer state and checkpoints (CPUs with AVX512_BF16 only; may
+    /// be changed on --resume) [default: f32]
+    #[arg(long)]
+    pub precision: Option<charrnn::kernels::Precision>,
     /// Stop after this many epochs in total [default: with no --max-steps or --time-limit,
     /// 20 epochs, or 2000 steps if that is more]
     #[arg(long, value_parser = positive::<usize>, allow_negative_numbers = true)]
@@ -234,6 +239,7 @@ impl TrainArgs {
             grad_clip: self.grad_clip.unwrap_or(d.grad_clip),
             threads: self.threads.unwrap_or_else(|| default_threads(batch)),
             seed: self.seed.unwrap_or(d.seed),
+            precision: self.precision.unwrap_or_default(),
         }
     }
 
@@ -431,6 +437,10 @@ pub struct EvalArgs {
     /// refusing the file at the first one
     #[arg(long)]
     pub skip_unknown: bool,
+    /// Precision of the products: bf16 is faster where the CPU has AVX512_BF16, and its
+    /// number is a bf16 number, not the f32 one training validates with
+    #[arg(long, default_value = "f32")]
+    pub precision: charrnn::kernels::Precision,
 }
 
 #[derive(Debug, Args)]
@@ -552,6 +562,9 @@ pub struct BenchArgs {
     /// Threads (stream shards) [default: available cores, at most one per 16 streams]
     #[arg(long, value_parser = threads, allow_negative_numbers = true)]
     pub threads: Option<usize>,
+    /// Precision of the products of training and evaluation (bf16: AVX512_BF16 only)
+    #[arg(long, default_value = "f32")]
+    pub precision: charrnn::kernels::Precision,
     /// Characters generated for the sampling measurement
     #[arg(long, default_value_t = 2000, value_parser = positive::<usize>, allow_negative_numbers = true)]
     pub sample_chars: usize,

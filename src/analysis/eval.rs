@@ -1,5 +1,6 @@
 //! Evaluation: the mean cross-entropy of a model over every scored position of a text.
 
+use crate::kernels::Precision;
 use crate::nn::{Model, ModelConfig, PackedWeights, State, Workspace};
 use crate::text::Tokens;
 use crate::text::batches::{Batches, Window, shard_rows};
@@ -25,6 +26,8 @@ pub struct EvalConfig {
     pub max_chars: Option<usize>,
     /// Threads (stream shards).
     pub threads: usize,
+    /// Precision of the products (validation during training is always f32).
+    pub precision: Precision,
 }
 
 impl Default for EvalConfig {
@@ -35,6 +38,7 @@ impl Default for EvalConfig {
             warmup: DEFAULT_WARMUP,
             max_chars: None,
             threads: 1,
+            precision: Precision::F32,
         }
     }
 }
@@ -121,7 +125,7 @@ pub fn evaluate(model: &Model, tokens: &Tokens, config: &EvalConfig) -> EvalStat
     let (batch, seq_len) = (batches.batch, batches.seq_len);
     let n = config.threads.clamp(1, batch);
     let mut win = Window::default();
-    let packed = PackedWeights::inference(model);
+    let packed = PackedWeights::with_mode(model, false, config.precision);
     let mut shards: Vec<(Range<usize>, Workspace, State)> = (0..n)
         .map(|i| {
             let rows = shard_rows(batch, n, i);

@@ -40,6 +40,7 @@ pub fn run(args: BenchArgs) -> Result<()> {
             batch: args.batch_size,
             seq_len: args.seq_len,
             threads,
+            precision: args.precision,
             seconds: args.seconds,
             sample_chars: args.sample_chars,
         },
@@ -62,8 +63,9 @@ pub fn run(args: BenchArgs) -> Result<()> {
         return Ok(());
     }
     println!(
-        "charrnn bench: {cfg}, {} kernels, vocabulary {} ({})",
+        "charrnn bench: {cfg}, {} kernels, {} products, vocabulary {} ({})",
         r.isa,
+        r.precision,
         r.vocab,
         path.display()
     );

@@ -68,7 +68,11 @@ pub fn run(args: EvalArgs) -> Result<()> {
         warmup: args.warmup,
         max_chars: args.max_chars,
         threads,
+        precision: args.precision,
     };
+    args.precision
+        .check_available()
+        .map_err(anyhow::Error::msg)?;
     charrnn::analysis::eval::check_memory(&model.config, tokens.len(), &config)?;
     let stats = evaluate(&model, &tokens, &config);
     let secs = t0.elapsed().as_secs_f64();
@@ -81,6 +85,7 @@ pub fn run(args: EvalArgs) -> Result<()> {
             "bits_per_char": stats.bits_per_char(),
             "perplexity": stats.perplexity(),
             "seconds": secs,
+            "precision": args.precision,
         });
         println!("{doc}");
     } else {
@@ -92,6 +97,12 @@ pub fn run(args: EvalArgs) -> Result<()> {
             stats.count,
             stats.count as f64 / secs.max(1e-9)
         );
+        if !args.precision.is_f32() {
+            println!(
+                "(computed with {} products: a bf16 number, which differs slightly from the f32 number training validates with)",
+                args.precision.describe()
+            );
+        }
     }
     Ok(())
 }

@@ -102,6 +102,9 @@ pub fn run(args: TrainArgs) -> Result<()> {
             if let Some(lr) = args.lr {
                 r.train.lr.base = lr;
             }
+            if let Some(p) = args.precision {
+                r.train.precision = p;
+            }
             let t = setup::resumed(&corpus, r.model, r.optimizer, r.train, r.progress)?;
             (t, Some(r.eval_every), None)
         }
@@ -182,7 +185,14 @@ pub fn run(args: TrainArgs) -> Result<()> {
         config.batch,
         config.seq_len,
         config.threads.min(config.batch),
-        charrnn::kernels::isa().name(),
+        match config.precision {
+            charrnn::kernels::Precision::F32 => charrnn::kernels::isa().name().to_string(),
+            p => format!(
+                "{}, {} products",
+                charrnn::kernels::isa().name(),
+                p.describe()
+            ),
+        },
         windows
     );
     if trainer.progress.step > 0 {

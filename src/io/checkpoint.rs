@@ -420,6 +420,7 @@ mod tests {
             grad_clip: 5.0,
             threads: 2,
             seed: 42,
+            precision: Default::default(),
         };
         let mut opt = Optimizer::new(train.optimizer, model.param_count());
         opt.m
@@ -479,6 +480,9 @@ mod tests {
         }
         for o in OptimizerKind::value_variants() {
             assert_eq!(serde_json::to_value(o).unwrap(), o.to_string());
+        }
+        for p in crate::kernels::Precision::value_variants() {
+            assert_eq!(serde_json::to_value(p).unwrap(), p.to_string());
         }
         assert_eq!(OptimizerKind::RmsProp.to_string(), "rmsprop");
     }

@@ -19,15 +19,102 @@
 //! keeps choosing its own kernels: it is not capped).
 
 #[cfg(target_arch = "x86_64")]
+mod amx;
+#[cfg(target_arch = "x86_64")]
 mod avx512;
+#[cfg(target_arch = "x86_64")]
+pub mod bf16;
 pub mod fastmath;
 mod matmul;
 mod packed;
 
 pub use fastmath::{add_assign, add_row_sums, exp_neg, sigmoid, tanh};
 pub use matmul::matmul;
-pub use packed::{PackedMatrix, matmul_packed};
+pub use packed::{PackedLayout, PackedMatrix, matmul_packed};
 
+/// The precision of the large matrix products. Parameters, gradients, optimizer state, the
+/// element-wise cell math, the loss and checkpoints are f32 either way.
+#[derive(
+    Debug,
+    Clone,
+    Copy,
+    Default,
+    PartialEq,
+    Eq,
+    clap::ValueEnum,
+    serde::Serialize,
+    serde::Deserialize,
+)]
+#[serde(rename_all = "lowercase")]
+pub enum Precision {
+    /// f32 operands and sums.
+    #[default]
+    F32,
+    /// Operands rounded to bf16 (8 significant bits), products and sums in f32: up to several
+    /// times faster where the CPU has bf16 instructions (see [`bf16`]).
+    Bf16,
+}
+
+crate::value_enum_display!(Precision);
+
+impl Precision {
+    pub fn is_f32(&self) -> bool {
+        *self == Precision::F32
+    }
+
+    /// Errors, naming what is missing, if this CPU cannot compute in this precision.
+    pub fn check_available(self) -> Result<(), String> {
+        if self == Precision::F32 || bf16_kernel().is_some() {
+            return Ok(());
+        }
+        let capped = isa() < detected();
+        Err(format!(
+            "--precision bf16 needs a CPU with AVX512_BF16 (AMD Zen 4 or 5, Intel Sapphire Rapids or later){}",
+            if capped {
+                "; CHARRNN_ISA caps the kernels below AVX-512 here"
+            } else {
+                "; this one has none"
+            }
+        ))
+    }
+
+    /// What computes the products: "f32", or "bf16 (AMX-BF16)" and the like.
+    pub fn describe(self) -> String {
+        match (self, bf16_kernel()) {
+            (Precision::Bf16, Some(k)) => format!("bf16 ({})", k),
+            _ => self.to_string(),
+        }
+    }
+}
+
+/// The bf16 kernel this CPU runs, if any: "AMX-BF16" or "AVX512_BF16".
+pub fn bf16_kernel() -> Option<&'static str> {
+    #[cfg(target_arch = "x86_64")]
+    return bf16::kernel().map(bf16::Kernel::name);
+    #[cfg(not(target_arch = "x86_64"))]
+    None
+}
+
+/// `c (+)= a · b` with both operands rounded to bf16; panics where [`bf16_kernel`] is `None`.
+/// a: [M, K], b: [K, N], c: [M, N], any strides.
+pub fn matmul_bf16(
+    c: &mut ArrayViewMut2<f32>,
+    a: ArrayView2<f32>,
+    b: ArrayView2<f32>,
+    accumulate: bool,
+) {
+    #[cfg(target_arch = "x86_64")]
+    bf16::matmul(c, a, b, accumulate);
+    #[cfg(not(target_arch = "x86_64"))]
+    panic!(
+        "bf16 products need AVX512_BF16 ({:?} {:?} {:?} {accumulate})",
+        c.dim(),
+        a.dim(),
+        b.dim()
+    );
+}
+
+use ndarray::{ArrayView2, ArrayViewMut2};
 use std::sync::atomic::{AtomicU8, Ordering};
 
 /// Instruction-set levels that charrnn has code paths for, in increasing width.

@@ -29,6 +29,9 @@ pub enum PackedLayout {
     Panels,
     /// Plain row-major [K, N], handed to `gemm` whole as one contiguous operand.
     RowMajor,
+    /// bf16 pairs in 64-column panels, for the bf16 products (see [`super::bf16`]); only
+    /// where [`super::bf16_available`].
+    Bf16Pairs,
 }
 
 impl PackedLayout {
@@ -70,6 +73,8 @@ impl PackedMatrix {
                 .checked_mul(k)
                 .and_then(|x| x.checked_mul(PANEL)),
             PackedLayout::RowMajor => k.checked_mul(n),
+            // u32 pairs, the same size as f32.
+            PackedLayout::Bf16Pairs => bf16_len(k, n),
         }
         .expect("PackedMatrix: size overflows usize");
         PackedMatrix {
@@ -109,6 +114,15 @@ impl PackedMatrix {
         ArrayView2::from_shape((self.k, w).strides((PANEL, 1)), d).unwrap()
     }
 
+    /// The packed pairs (bf16 layout only).
+    #[cfg(target_arch = "x86_64")]
+    pub(super) fn pairs(&self) -> &[u32] {
+        let len = bf16_len(self.k, self.n).expect("checked at construction");
+        // SAFETY: `Line` is 16 plain 4-byte numbers without padding; any bits are a valid
+        // u32, and `with_layout` made at least `len` of them.
+        unsafe { std::slice::from_raw_parts(self.lines.as_ptr().cast(), len) }
+    }
+
     /// B as a row-major [K, N] view (row-major layout only).
     fn plain(&self) -> ArrayView2<'_, f32> {
         ArrayView2::from_shape((self.k, self.n), &self.data()[..self.k * self.n]).unwrap()
@@ -118,6 +132,18 @@ impl PackedMatrix {
     pub fn pack(&mut self, b: ArrayView2<f32>) {
         assert_eq!(b.dim(), (self.k, self.n), "pack: shape");
         let (k, n) = (self.k, self.n);
+        if self.layout == PackedLayout::Bf16Pairs {
+            let len = bf16_len(k, n).expect("checked at construction");
+            // SAFETY: as in `pairs`, with the borrow of `self` unique.
+            let dst = unsafe {
+                std::slice::from_raw_parts_mut(self.lines.as_mut_ptr().cast::<u32>(), len)
+            };
+            #[cfg(target_arch = "x86_64")]
+            super::bf16::pack_b(b, dst);
+            #[cfg(not(target_arch = "x86_64"))]
+            unreachable!("bf16 layout on a CPU without bf16 products ({})", dst.len());
+            return;
+        }
         if self.layout == PackedLayout::RowMajor {
             let dst = &mut self.data_mut()[..k * n];
             match (b.as_slice(), b.t().as_slice()) {
@@ -180,6 +206,13 @@ pub fn matmul_packed(c: &mut [f32], a: &[f32], b: &PackedMatrix, accumulate: boo
         "matmul_packed: c is not [M, N]"
     );
     #[cfg(target_arch = "x86_64")]
+    if b.layout == PackedLayout::Bf16Pairs {
+        let a = ArrayView2::from_shape((m, k), a).unwrap();
+        let mut c = ArrayViewMut2::from_shape((m, n), c).unwrap();
+        super::bf16::matmul_packed(&mut c, a, b, accumulate);
+        return;
+    }
+    #[cfg(target_arch = "x86_64")]
     if b.layout == PackedLayout::Panels && k > 0 && super::isa() == Isa::Avx512 {
         // SAFETY: the CPU has AVX-512F (`isa()` checked it); a is [M, K] and c is [M, N]
         // (asserted above without overflow), and `b`'s panels hold ceil(N/64)·K·64 floats
@@ -190,8 +223,18 @@ pub fn matmul_packed(c: &mut [f32], a: &[f32], b: &PackedMatrix, accumulate: boo
     matmul_packed_portable(c, a, b, m, accumulate);
 }
 
+/// u32 pairs of a bf16 [K, N]: ceil(N/64) panels of K/2 pair rows (padded to 16) of 64.
+fn bf16_len(k: usize, n: usize) -> Option<usize> {
+    let rows = k.div_ceil(2).checked_next_multiple_of(16)?;
+    n.div_ceil(PANEL).checked_mul(rows)?.checked_mul(PANEL)
+}
+
 fn matmul_packed_portable(c: &mut [f32], a: &[f32], b: &PackedMatrix, m: usize, accumulate: bool) {
     let (k, n) = b.dim();
+    assert!(
+        b.layout != PackedLayout::Bf16Pairs,
+        "bf16 products need AVX512_BF16"
+    );
     let a = ArrayView2::from_shape((m, k), a).unwrap();
     let mut c = ArrayViewMut2::from_shape((m, n), c).unwrap();
     if b.layout == PackedLayout::RowMajor {

@@ -11,7 +11,10 @@
 //! is applied to the input of every layer above the first, as in `torch.nn.LSTM(dropout=p)`;
 //! it is off whenever no random generator is passed.
 
-use crate::kernels::{PackedMatrix, add_assign, add_row_sums, matmul};
+use crate::kernels::{
+    PackedLayout, PackedMatrix, Precision, add_assign, add_row_sums, matmul, matmul_bf16,
+    matmul_packed,
+};
 use crate::nn::cell::{self, CellKind};
 use crate::nn::loss::{
     softmax_cross_entropy, softmax_cross_entropy_backward, softmax_cross_entropy_each,
@@ -386,7 +389,8 @@ impl Model {
                 };
                 let input = ArrayView2::from_shape((n, hid), input).unwrap();
                 let mut out = ArrayViewMut2::from_shape((n, gh), &mut *gates).unwrap();
-                matmul(&mut out, input, self.mat(ids.w_ih).t(), false);
+                let pre = packed.bf16.as_ref().map(|b| &b.w_ih_t[l - 1]);
+                packed.product(&mut out, input, self.mat(ids.w_ih).t(), pre, false);
                 for row in gates.chunks_exact_mut(gh) {
                     crate::kernels::add_assign(row, b_ih);
                 }
@@ -408,7 +412,8 @@ impl Model {
         let top = ArrayView2::from_shape((n, hid), top).unwrap();
         let logits = &mut ws.logits[..n * v];
         let mut out = ArrayViewMut2::from_shape((n, v), &mut *logits).unwrap();
-        matmul(&mut out, top, self.mat(self.head_w).t(), false);
+        let pre = packed.bf16.as_ref().map(|b| &b.head_t);
+        packed.product(&mut out, top, self.mat(self.head_w).t(), pre, false);
         let b_head = self.vec(self.head_b);
         for row in logits.chunks_exact_mut(v) {
             crate::kernels::add_assign(row, b_head);
@@ -493,14 +498,21 @@ impl Model {
         let top = &ws.layers[self.config.layers - 1].h[..n * hid];
         let top = ArrayView2::from_shape((n, hid), top).unwrap();
         // dW_head += dlogitsᵀ · h_top;  db_head += Σ_n dlogits;  dh_top = dlogits · W_head
-        matmul(&mut lay.mat_mut(grads, self.head_w), dlogits.t(), top, true);
+        packed.product(
+            &mut lay.mat_mut(grads, self.head_w),
+            dlogits.t(),
+            top,
+            None,
+            true,
+        );
         add_row_sums(
             lay.slice_mut(grads, self.head_b),
             dlogits.as_slice().unwrap(),
         );
         {
             let mut dh = ArrayViewMut2::from_shape((n, hid), &mut ws.dh[..n * hid]).unwrap();
-            matmul(&mut dh, dlogits, self.mat(self.head_w), false);
+            let pre = packed.bf16.as_ref().map(|b| &b.head);
+            packed.product(&mut dh, dlogits, self.mat(self.head_w), pre, false);
         }
 
         for (l, ids) in self.layers.iter().enumerate().rev() {
@@ -518,7 +530,13 @@ impl Model {
             // Weight gradients of the whole window in one product each, outside the time loop.
             let h_prev = ArrayView2::from_shape((n, hid), &cache.h_prev[..n * hid]).unwrap();
             let dgh_m = ArrayView2::from_shape((n, gh), dgh).unwrap();
-            matmul(&mut lay.mat_mut(grads, ids.w_hh), dgh_m.t(), h_prev, true);
+            packed.product(
+                &mut lay.mat_mut(grads, ids.w_hh),
+                dgh_m.t(),
+                h_prev,
+                None,
+                true,
+            );
             if std::ptr::eq(dgx, dgh) {
                 // One buffer (RNN, LSTM): both biases get the same gradient; sum it once.
                 let db = &mut ws.db[..gh];
@@ -538,12 +556,19 @@ impl Model {
                     &below[l - 1].h[..n * hid]
                 };
                 let input = ArrayView2::from_shape((n, hid), input).unwrap();
-                matmul(&mut lay.mat_mut(grads, ids.w_ih), dgx_m.t(), input, true);
+                packed.product(
+                    &mut lay.mat_mut(grads, ids.w_ih),
+                    dgx_m.t(),
+                    input,
+                    None,
+                    true,
+                );
                 // Gradient into the layer below: dx = dgx · W_ih, through the dropout mask.
                 let dx = &mut ws.dx[..n * hid];
                 {
                     let mut dx_m = ArrayViewMut2::from_shape((n, hid), &mut *dx).unwrap();
-                    matmul(&mut dx_m, dgx_m, self.mat(ids.w_ih), false);
+                    let pre = packed.bf16.as_ref().map(|b| &b.w_ih[l - 1]);
+                    packed.product(&mut dx_m, dgx_m, self.mat(ids.w_ih), pre, false);
                 }
                 if ws.dropout_active {
                     for (d, &m) in dx.iter_mut().zip(&ws.masks[l][..n * hid]) {
@@ -588,37 +613,76 @@ impl Model {
 /// and W_hh [G·H, H] (backward, training only), packed for the products inside the time
 /// loop, which read them T times (see [`PackedMatrix`]). Derived from the parameters: one copy
 /// serves every shard, and [`PackedWeights::sync`] must follow every change of the parameters.
+///
+/// In bf16 precision the recurrent weights are packed as bf16 pairs, and so are the other
+/// weights of the large products (`bf16`), once per update rather than once per product
+/// and shard.
 #[derive(Debug, Clone)]
 pub struct PackedWeights {
+    precision: Precision,
     w_ih0_t: Vec<f32>,
     w_hh_t: Vec<PackedMatrix>,
     w_hh: Vec<PackedMatrix>,
+    bf16: Option<Bf16Weights>,
+}
+
+/// The weights of the once-per-window products, packed as bf16 pairs.
+#[derive(Debug, Clone)]
+struct Bf16Weights {
+    /// Per layer l ≥ 1: W_ihᵀ [H, G·H] (forward) and W_ih [G·H, H] (backward, training only).
+    w_ih_t: Vec<PackedMatrix>,
+    w_ih: Vec<PackedMatrix>,
+    /// W_headᵀ [H, V] (forward) and W_head [V, H] (backward; empty 0 x 0 for inference).
+    head_t: PackedMatrix,
+    head: PackedMatrix,
 }
 
 impl PackedWeights {
-    /// For forward and backward passes, packed from `model`.
+    /// For forward and backward passes, packed from `model`, with f32 products.
     pub fn training(model: &Model) -> PackedWeights {
-        PackedWeights::with_mode(model, true)
+        PackedWeights::with_mode(model, true, Precision::F32)
     }
 
-    /// For forward passes only (evaluation, sampling), packed from `model`.
+    /// For forward passes only (evaluation, sampling), packed from `model`, f32 products.
     pub fn inference(model: &Model) -> PackedWeights {
-        PackedWeights::with_mode(model, false)
+        PackedWeights::with_mode(model, false, Precision::F32)
     }
 
-    fn with_mode(model: &Model, training: bool) -> PackedWeights {
+    /// For forward and backward passes (`training`) or forward only, with products in
+    /// `precision`, which must be available on this CPU (see [`Precision::check_available`]).
+    pub fn with_mode(model: &Model, training: bool, precision: Precision) -> PackedWeights {
         let c = &model.config;
-        let (h, gh) = (c.hidden, c.cell.gates() * c.hidden);
+        let (h, gh, v) = (c.hidden, c.cell.gates() * c.hidden, c.vocab_size);
+        let bf16 = precision == Precision::Bf16;
+        let recurrent = |k, n| match bf16 {
+            true => PackedMatrix::with_layout(k, n, PackedLayout::Bf16Pairs),
+            false => PackedMatrix::new(k, n),
+        };
+        let pairs = |k, n| PackedMatrix::with_layout(k, n, PackedLayout::Bf16Pairs);
         let mut packed = PackedWeights {
+            precision,
             w_ih0_t: vec![0.0; c.vocab_size * gh],
-            w_hh_t: (0..c.layers).map(|_| PackedMatrix::new(h, gh)).collect(),
+            w_hh_t: (0..c.layers).map(|_| recurrent(h, gh)).collect(),
             w_hh: (0..c.layers)
                 .filter(|_| training)
-                .map(|_| PackedMatrix::new(gh, h))
+                .map(|_| recurrent(gh, h))
                 .collect(),
+            bf16: bf16.then(|| Bf16Weights {
+                w_ih_t: (1..c.layers).map(|_| pairs(h, gh)).collect(),
+                w_ih: (1..c.layers)
+                    .filter(|_| training)
+                    .map(|_| pairs(gh, h))
+                    .collect(),
+                head_t: pairs(h, v),
+                head: if training { pairs(v, h) } else { pairs(0, 0) },
+            }),
         };
         packed.sync(model);
         packed
+    }
+
+    pub fn precision(&self) -> Precision {
+        self.precision
     }
 
     /// Copies the model's current parameters in; the copies are independent of each other,
@@ -628,6 +692,8 @@ impl PackedWeights {
             w_ih0_t,
             w_hh_t,
             w_hh,
+            bf16,
+            ..
         } = self;
         rayon::scope(|s| {
             s.spawn(|_| transpose_into(model.mat(model.layers[0].w_ih), w_ih0_t));
@@ -637,7 +703,37 @@ impl PackedWeights {
             for (ids, dst) in model.layers.iter().zip(w_hh) {
                 s.spawn(move |_| dst.pack(model.mat(ids.w_hh)));
             }
+            if let Some(b) = bf16 {
+                for (ids, dst) in model.layers[1..].iter().zip(&mut b.w_ih_t) {
+                    s.spawn(move |_| dst.pack(model.mat(ids.w_ih).t()));
+                }
+                for (ids, dst) in model.layers[1..].iter().zip(&mut b.w_ih) {
+                    s.spawn(move |_| dst.pack(model.mat(ids.w_ih)));
+                }
+                s.spawn(|_| b.head_t.pack(model.mat(model.head_w).t()));
+                if b.head.dim() != (0, 0) {
+                    s.spawn(|_| b.head.pack(model.mat(model.head_w)));
+                }
+            }
         });
+    }
+
+    /// `c (+)= a · b` in this precision, where `b` is (a view of) a weight matrix or an
+    /// activation; `pre`: `b` packed as bf16 pairs, if it is a weight this holds packed.
+    /// a: [M, K], b: [K, N], c: [M, N].
+    fn product(
+        &self,
+        c: &mut ArrayViewMut2<f32>,
+        a: ArrayView2<f32>,
+        b: ArrayView2<f32>,
+        pre: Option<&PackedMatrix>,
+        accumulate: bool,
+    ) {
+        match (self.precision, pre, a.as_slice(), c.as_slice_mut()) {
+            (Precision::F32, ..) => matmul(c, a, b, accumulate),
+            (Precision::Bf16, Some(p), Some(a), Some(c)) => matmul_packed(c, a, p, accumulate),
+            (Precision::Bf16, ..) => matmul_bf16(c, a, b, accumulate),
+        }
     }
 }
 

@@ -95,6 +95,10 @@ pub fn fresh<'a>(
     forget_bias: Option<f32>,
 ) -> Result<Trainer<'a>> {
     corpus.check_window(config.seq_len)?;
+    config
+        .precision
+        .check_available()
+        .map_err(anyhow::Error::msg)?;
     if let Some(batch) = config.fit_batch(corpus.train.len().saturating_sub(1)) {
         config.batch = batch;
     }
@@ -122,6 +126,9 @@ pub fn resumed<'a>(
     progress: Progress,
 ) -> Result<Trainer<'a>> {
     corpus.check_window(config.seq_len)?;
+    config.precision.check_available().map_err(|e| {
+        anyhow::anyhow!("{e}; pass --precision f32 to continue this bf16 run in f32")
+    })?;
     Trainer::check_memory(&model.config, &config)?;
     let trainer = Trainer::new(model, optimizer, config, &corpus.train, progress);
     let windows = trainer.batches().windows;

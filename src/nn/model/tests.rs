@@ -318,3 +318,56 @@ fn a_larger_vocabulary_keeps_what_the_model_knew() {
         assert_eq!(m.w_hh(1), big.w_hh(1));
     }
 }
+
+/// With bf16 products (where the CPU has them) the loss and every tensor's gradient stay
+/// within bf16's rounding of the f32 ones: each operand moves by at most 2^-8 relative, so
+/// a tensor's gradient may move by a few tenths of a percent of its norm, not more.
+#[test]
+fn bf16_products_track_f32() {
+    if crate::kernels::Precision::Bf16.check_available().is_err() {
+        eprintln!("note: no AVX512_BF16 on this CPU; bf16 training is not tested here");
+        return;
+    }
+    let win = test_window();
+    for cell in CELLS {
+        let m = model(cell, 2, 6, 40, 5);
+        let state = test_state(&m.config, win.batch);
+        let run = |precision| {
+            let mut ws = Workspace::new(&m.config, win.batch, win.t_len);
+            let packed = PackedWeights::with_mode(&m, true, precision);
+            let mut s = state.clone();
+            let n = win.count as f64;
+            let loss = m.forward(&packed, &mut ws, &win, 0..win.batch, &mut s, None) / n;
+            let mut g = vec![0.0; m.param_count()];
+            m.backward(&packed, &mut ws, &mut g, 1.0 / n as f32);
+            (loss, g, s)
+        };
+        let (l32, g32, s32) = run(Precision::F32);
+        let (l16, g16, s16) = run(Precision::Bf16);
+        assert!(
+            (l16 - l32).abs() < 2e-3 * l32,
+            "{cell}: loss {l16} vs {l32}"
+        );
+        let norm = |x: &[f32]| x.iter().map(|v| (*v as f64).powi(2)).sum::<f64>().sqrt();
+        for spec in &m.layout.tensors {
+            let (a, b) = (&g16[spec.range()], &g32[spec.range()]);
+            let diff: Vec<f32> = a.iter().zip(b).map(|(x, y)| x - y).collect();
+            let rel = norm(&diff) / norm(b).max(1e-12);
+            assert!(
+                rel < 1e-2,
+                "{cell} {}: gradient off by {rel:.2e} of its norm",
+                spec.name
+            );
+        }
+        let dh = norm(
+            &s16.h
+                .iter()
+                .zip(&s32.h)
+                .map(|(x, y)| x - y)
+                .collect::<Vec<_>>(),
+        );
+        assert!(dh < 1e-2 * norm(&s32.h), "{cell}: final state");
+        // The products really ran in bf16.
+        assert_ne!(g16, g32, "{cell}: bf16 gave the f32 gradient bit for bit");
+    }
+}
