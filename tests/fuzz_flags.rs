@@ -73,7 +73,7 @@ proptest! {
         let vocab = Vocab::from_texts(["abc \n"]);
         let m = model(cell, vocab.len(), 3);
         let tokens = split::tokens(&vocab, &split::sequences(&[text], Mode::Stream)).unwrap();
-        let config = EvalConfig { streams, window: window.max(1), warmup, max_chars: max_chars.map(|m| m.max(1)), threads };
+        let config = EvalConfig { streams, window: window.max(1), warmup, max_chars: max_chars.map(|m| m.max(1)), threads, ..EvalConfig::default() };
         let bytes = eval::memory_bytes(&m.config, tokens.len(), &config);
         // A window is never longer than what a stream reads: the estimate stays small.
         prop_assert!(bytes.is_some_and(|b| b < 64 << 20), "{bytes:?}");
