@@ -359,7 +359,8 @@ pub struct SampleArgs {
     /// Random seed; the same seed and checkpoint give the same text [default: from the clock]
     #[arg(long)]
     pub seed: Option<u64>,
-    /// Always pick the most likely character (greedy; ignores temperature, top-k, top-p)
+    /// Always pick the most likely character (greedy: --temperature, --top-k, --top-p and
+    /// --seed do not apply)
     #[arg(long)]
     pub argmax: bool,
     /// Number of sequences to generate, one per line (for models trained with --mode lines)

@@ -56,7 +56,7 @@ fn size() -> impl Strategy<Value = usize> {
 }
 
 proptest! {
-    #![proptest_config(ProptestConfig { cases: cases(300), failure_persistence: None, ..ProptestConfig::default() })]
+    #![proptest_config(ProptestConfig { cases: cases(1000), failure_persistence: None, ..ProptestConfig::default() })]
 
     /// Any warm-up, window, stream count and sample size: no panic, an estimate that never
     /// overflows silently, and every position scored once when no sample is asked for.
