@@ -86,14 +86,13 @@ pub fn measure(corpus: &Corpus, source: &Path, config: &BenchConfig) -> Result<B
             config.seq_len
         );
     }
-    let mut model = Model::new(ModelConfig {
+    let model_config = ModelConfig {
         cell: config.cell,
         vocab_size: vocab.len(),
         hidden: config.hidden,
         layers: config.layers,
         dropout: 0.0,
-    });
-    model.init(&mut rand_chacha::ChaCha8Rng::seed_from_u64(1234));
+    };
     // PyTorch's reference script: Adam at a constant 2e-3, clip 5.
     let tc = TrainConfig {
         batch: config.batch,
@@ -110,6 +109,11 @@ pub fn measure(corpus: &Corpus, source: &Path, config: &BenchConfig) -> Result<B
         seed: 1234,
         precision: config.precision,
     };
+    // Sizes from flags are checked before anything of their size is allocated.
+    Trainer::check_memory(&model_config, &tc)?;
+    model_config.validate().map_err(anyhow::Error::msg)?;
+    let mut model = Model::new(model_config);
+    model.init(&mut rand_chacha::ChaCha8Rng::seed_from_u64(1234));
     let optimizer = Optimizer::new(tc.optimizer, model.param_count());
     let progress = Trainer::fresh_progress(&model, &tc);
     let mut trainer = Trainer::new(model, optimizer, tc, &corpus.train, progress);

@@ -475,6 +475,11 @@ fn bench_needs_no_corpus() {
     let v: Value = serde_json::from_str(&stdout(&o)).unwrap();
     assert_eq!(v["corpus"], "built-in data/plays.txt");
     assert!(v["train_chars_per_s"].as_f64().unwrap() > 0.0);
+    // Its sizes are checked before anything is allocated.
+    for hidden in ["4294967296", "100000"] {
+        let o = run(&dir, &["bench", "--hidden", hidden, "--seconds", "0.1"]);
+        assert_one_line_error(&o, "; use a smaller --hidden");
+    }
 }
 
 /// A corpus of tens of thousands of distinct characters with --time-limit: the measurement
