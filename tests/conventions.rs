@@ -5,7 +5,7 @@
 
 mod common;
 use common::*;
-use std::io::Read;
+use std::io::{BufRead, Read};
 
 /// A small stream-mode model on `common::TEXT`, in `dir/m`.
 fn stream_model(dir: &TempDir) -> String {
@@ -413,6 +413,28 @@ fn beam_search_prints_as_it_goes() {
     child.kill().unwrap();
     child.wait().unwrap();
     assert!(got.starts_with(b"the "));
+
+    // Where the candidates disagree, stderr says how far the search is after 3 seconds.
+    let bin = assert_cmd::cargo::cargo_bin("charrnn");
+    let mut child = std::process::Command::new(bin)
+        .current_dir(dir.path())
+        .args(["sample", "--checkpoint", &stream, "--prime", "the "])
+        .args(["--beam", "8", "--length-penalty", "1", "--len", "100000000"])
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut line = String::new();
+    std::io::BufReader::new(child.stderr.take().unwrap())
+        .read_line(&mut line)
+        .unwrap();
+    child.kill().unwrap();
+    child.wait().unwrap();
+    assert!(
+        line.starts_with("charrnn: beam 8: ")
+            && line.contains("of at most 100000000 characters searched"),
+        "{line}"
+    );
 }
 
 /// The activation page: numbers in their shortest f32 form, and the size per character

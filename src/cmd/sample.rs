@@ -11,7 +11,8 @@ use charrnn::text::corpus::read_utf8;
 use std::io::Write;
 use std::time::{Duration, Instant};
 
-/// How often a long beam search says how far it is.
+/// When a long beam search first says how far it is, and how often after that.
+const BEAM_FIRST_NOTE: Duration = Duration::from_secs(3);
 const BEAM_NOTE_EVERY: Duration = Duration::from_secs(10);
 
 pub fn run(args: SampleArgs) -> Result<()> {
@@ -47,15 +48,15 @@ pub fn run(args: SampleArgs) -> Result<()> {
         out.flush()?;
         // Characters are printed as soon as every candidate agrees on them; a long search
         // also says on stderr how far it is.
-        let (start, mut noted, mut printed) = (Instant::now(), Instant::now(), 0usize);
+        let (start, mut next_note, mut printed) = (Instant::now(), BEAM_FIRST_NOTE, 0usize);
         let best = beam_search(&model, &ids, &config, |fixed, steps| {
             if !fixed.is_empty() {
                 printed += fixed.len();
                 write!(out, "{}", vocab.decode(fixed))?;
                 out.flush()?;
             }
-            if noted.elapsed() >= BEAM_NOTE_EVERY && steps < args.len {
-                noted = Instant::now();
+            if start.elapsed() >= next_note && steps < args.len {
+                next_note = start.elapsed() + BEAM_NOTE_EVERY;
                 let rate = steps as f64 / start.elapsed().as_secs_f64();
                 eprintln!(
                     "charrnn: beam {width}: {steps} of at most {} characters searched ({rate:.0}/s, about {:.0} s left at most); {printed} printed, the rest as soon as the candidates agree on it",
