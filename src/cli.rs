@@ -686,6 +686,38 @@ mod tests {
         Cli::command().debug_assert();
     }
 
+    /// The rule for flags that change nothing: refused when another flag makes them
+    /// meaningless, accepted where they act.
+    #[test]
+    fn flags_that_change_nothing() {
+        let sample = |args: &[&str]| {
+            let cli = Cli::try_parse_from([&["charrnn", "sample"][..], args].concat()).unwrap();
+            let Command::Sample(a) = cli.command else {
+                unreachable!()
+            };
+            a.check_flags()
+        };
+        assert!(sample(&["--beam", "3", "--top-p", "0.5"]).is_err());
+        assert!(sample(&["--beam", "3", "--length-penalty", "0.6", "--len", "9"]).is_ok());
+        assert!(sample(&["--length-penalty", "0.6"]).is_err());
+        assert!(sample(&["--argmax", "--seed", "1"]).is_err());
+        assert!(sample(&["--top-k", "3", "--top-p", "0.5", "--seed", "1"]).is_ok());
+        let train = |args: &[&str], layers| {
+            let cli =
+                Cli::try_parse_from([&["charrnn", "train", "x.txt"][..], args].concat()).unwrap();
+            let Command::Train(a) = cli.command else {
+                unreachable!()
+            };
+            a.check_flags(layers)
+        };
+        assert!(train(&["--lr-schedule", "epochs", "--lr-floor", "0.1"], 2).is_err());
+        assert!(train(&["--lr-schedule", "cosine", "--lr-decay-after", "3"], 2).is_err());
+        assert!(train(&["--lr-schedule", "epochs", "--lr-decay-after", "3"], 2).is_ok());
+        assert!(train(&["--optimizer", "rmsprop", "--momentum", "0.5"], 2).is_err());
+        assert!(train(&["--dropout", "0.2"], 1).is_err());
+        assert!(train(&["--dropout", "0"], 1).is_ok() && train(&["--dropout", "0.2"], 3).is_ok());
+    }
+
     #[test]
     fn validators() {
         assert_eq!(positive::<usize>("3"), Ok(3));
