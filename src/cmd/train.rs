@@ -18,6 +18,9 @@ use std::io::Write;
 use std::path::PathBuf;
 
 pub fn run(args: TrainArgs) -> Result<()> {
+    if let Some(p) = args.precision {
+        p.check_available().map_err(anyhow::Error::msg)?;
+    }
     let fresh = args.resume.is_none();
     let resumed = match &args.resume {
         Some(path) => Some(Checkpoint::load(path)?.restore()?),
@@ -322,7 +325,8 @@ fn choose_recipe(args: &TrainArgs, corpus: &Corpus, fixed: Option<&ModelConfig>)
         chars_per_step: (args.batch_size.unwrap_or(d.batch))
             .saturating_mul(args.seq_len.unwrap_or(d.seq_len)),
     };
-    let (r, calibration) = recipe::plan(&task, args.time_limit, threads, hidden)?;
+    let precision = args.precision.unwrap_or_default();
+    let (r, calibration) = recipe::plan(&task, args.time_limit, threads, hidden, precision)?;
     if let (Some(seconds), Some(c)) = (args.time_limit, calibration) {
         eprintln!(
             "charrnn: {seconds:.0} s on this machine ({:.0} GFLOP/s of training): width {}{}, dropout {}, lr {:.1e} falling over the last {:.0}% of the run to {:.1e} (about {:.0} epochs of {} characters)",

@@ -8,6 +8,7 @@
 //! character of the corpus. The measurements behind the numbers are in the README's table
 //! of defaults (and `bench/results/`).
 
+use crate::kernels::Precision;
 use crate::nn::{CellKind, ModelConfig};
 use crate::train::schedule::LrSchedule;
 
@@ -46,6 +47,7 @@ const CALIBRATION_BYTES: u64 = 256 << 20;
 pub fn calibration_config(
     vocab_size: usize,
     threads: usize,
+    precision: Precision,
 ) -> anyhow::Result<(ModelConfig, crate::train::TrainConfig)> {
     use crate::train::{TrainConfig, Trainer};
     let config = ModelConfig {
@@ -58,6 +60,7 @@ pub fn calibration_config(
     let budget = CALIBRATION_BYTES.min(crate::fs::available_memory() / 2);
     let mut tc = TrainConfig {
         threads,
+        precision,
         ..TrainConfig::default()
     };
     while tc.batch > 1 && Trainer::memory_bytes(&config, &tc).is_none_or(|b| b > budget) {
@@ -76,11 +79,17 @@ pub fn calibration_config(
 
 /// Measures this machine: a few training steps of a 2x256 LSTM over `vocab_size` symbols
 /// (batch 64 x 100, fewer streams for a very large vocabulary: see
-/// [`calibration_config`]), on `threads` shards, random text; about half a second.
-pub fn calibrate(vocab_size: usize, threads: usize) -> anyhow::Result<Calibration> {
+/// [`calibration_config`]), on `threads` shards, random text, products in `precision`;
+/// about half a second. (bf16 speeds up the products more than the rest, and wider models
+/// are more products: the estimate for them is on the low side.)
+pub fn calibrate(
+    vocab_size: usize,
+    threads: usize,
+    precision: Precision,
+) -> anyhow::Result<Calibration> {
     use crate::train::{Optimizer, Trainer};
     use rand::{RngExt, SeedableRng};
-    let (config, tc) = calibration_config(vocab_size, threads)?;
+    let (config, tc) = calibration_config(vocab_size, threads, precision)?;
     let mut model = crate::nn::Model::new(config);
     let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(0);
     model.init(&mut rng);
@@ -295,9 +304,10 @@ pub fn plan(
     time_limit: Option<f64>,
     threads: usize,
     hidden: Option<usize>,
+    precision: Precision,
 ) -> anyhow::Result<(Recipe, Option<Calibration>)> {
     let calibration = match time_limit {
-        Some(_) => Some(calibrate(task.vocab_size, threads)?),
+        Some(_) => Some(calibrate(task.vocab_size, threads, precision)?),
         None => None,
     };
     let budget = time_limit.zip(calibration.as_ref());
@@ -345,9 +355,9 @@ mod tests {
     /// measurement's memory.
     #[test]
     fn calibration_fits_its_memory() {
-        let (_, small) = calibration_config(65, 2).unwrap();
+        let (_, small) = calibration_config(65, 2, Precision::F32).unwrap();
         assert_eq!((small.batch, small.seq_len), (64, 100));
-        let (config, large) = calibration_config(65_536, 2).unwrap();
+        let (config, large) = calibration_config(65_536, 2, Precision::F32).unwrap();
         assert!(large.batch < 16, "{}", large.batch);
         let bytes = crate::train::Trainer::memory_bytes(&config, &large).unwrap();
         assert!(bytes <= CALIBRATION_BYTES || large.batch == 1, "{bytes}");
