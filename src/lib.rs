@@ -28,6 +28,7 @@
 //!   one-hot. [`corpus`](text::corpus): reading files and directories, the token streams of
 //!   training and validation. [`split`](text::split): sequences bracketed by start/end, the
 //!   train/validation split. [`batches`](text::batches): `B x T` windows for truncated BPTT.
+//!   [`unknown`](text::unknown): characters a vocabulary lacks, by line and column.
 //! - [`kernels`]: matrix products (general, and packed for the time loop), vectorised
 //!   element-wise functions, and the run-time choice of instruction set.
 //! - [`nn`]: the network. [`params`](nn::params): flat buffers with named views.
@@ -46,7 +47,8 @@
 //!   and cadence), [`setup`](train::setup) (what a new, resumed or fine-tuned run reads and
 //!   starts from, checked before it is built), [`report`](train::report) (the lines a run
 //!   prints about itself).
-//! - [`decode`]: generating text ([`sample`](decode::sample)).
+//! - [`decode`]: generating text ([`sample`](decode::sample)), and the most probable
+//!   continuation ([`beam`](decode::beam)).
 //! - [`analysis`]: measuring a model on text ([`eval`](analysis::eval)).
 //! - [`io`]: [`checkpoint`](io::checkpoint) (versioned JSON, checked on load),
 //!   [`rundir`](io::rundir) (a run's directory: its id, locked, best before latest, no

@@ -49,6 +49,13 @@ pub fn run(args: TrainArgs) -> Result<()> {
         }
         None => None,
     };
+    let layers = init.as_ref().map(|i| i.1.config.layers);
+    args.check_flags(
+        layers
+            .or(args.layers)
+            .unwrap_or(ModelConfig::default().layers),
+    )
+    .map_err(anyhow::Error::msg)?;
 
     // The text's files (names only: what a typo or a wrong path gets is this error).
     let origin = match (&resumed, &init) {
@@ -126,7 +133,7 @@ pub fn run(args: TrainArgs) -> Result<()> {
         }
         None => {
             let (recipe, calibration) =
-                choose_recipe(&args, &corpus, init.as_ref().map(|i| &i.1.config));
+                choose_recipe(&args, &corpus, init.as_ref().map(|i| &i.1.config))?;
             let config = args.train_config(super::default_threads, &recipe);
             let mut model_config = args.model_config(corpus.vocab.len(), &recipe);
             let start = match &init {
@@ -190,7 +197,7 @@ pub fn run(args: TrainArgs) -> Result<()> {
         args.time_limit,
         windows,
         eval_every,
-        args.val_chars,
+        args.val_chars.unwrap_or(1_000_000),
     );
     if !fresh {
         let what = match (args.max_steps, args.epochs) {
@@ -318,7 +325,7 @@ fn choose_recipe(
     args: &TrainArgs,
     corpus: &Corpus,
     fixed: Option<&ModelConfig>,
-) -> (Recipe, Option<recipe::Calibration>) {
+) -> Result<(Recipe, Option<recipe::Calibration>)> {
     let threads = args.threads.unwrap_or_else(|| super::default_threads(64));
     let hidden = fixed.map(|f| f.hidden).or(args.hidden);
     let (d, m) = (TrainConfig::default(), fixed.copied().unwrap_or_default());
