@@ -62,7 +62,7 @@ pub enum Command {
     Plot(PlotArgs),
     /// Measure training, evaluation and sampling speed and peak memory.
     #[command(
-        after_help = "Examples:\n  charrnn bench ../shared/data/tinyshakespeare.txt\n  charrnn bench corpus.txt --hidden 512 --seconds 30 --json"
+        after_help = "Examples:\n  charrnn bench                                  # on the play built into charrnn\n  charrnn bench ../shared/data/tinyshakespeare.txt\n  charrnn bench corpus.txt --hidden 512 --seconds 30 --json"
     )]
     Bench(BenchArgs),
     /// Print a shell completion script (bash, zsh, fish, elvish, powershell).
@@ -142,6 +142,10 @@ pub struct TrainArgs {
     /// Fraction of the corpus held out for validation (its end) [default: 0.1]
     #[arg(long, value_parser = val_fraction, allow_negative_numbers = true)]
     pub val_fraction: Option<f64>,
+    /// Validate on this file instead of a held-out part of the corpus (which then all
+    /// trains); its characters must all occur in the training text
+    #[arg(long, conflicts_with = "val_fraction")]
+    pub val_file: Option<PathBuf>,
     /// Batch shards run in parallel; results are bit-identical for a given number
     /// [default: available cores, at most one per 16 streams]
     #[arg(long, value_parser = threads, allow_negative_numbers = true)]
@@ -167,9 +171,9 @@ pub struct TrainArgs {
     #[arg(long, value_parser = positive_f64, allow_negative_numbers = true)]
     pub time_limit: Option<f64>,
     /// Characters of the validation split scored at each validation, in evenly spaced
-    /// segments; 0 scores all of it
-    #[arg(long, default_value_t = 1_000_000)]
-    pub val_chars: usize,
+    /// segments; 0 scores all of it [default: 1000000]
+    #[arg(long)]
+    pub val_chars: Option<usize>,
     /// Steps between validations and checkpoints [default: half an epoch, 10 to 1000]
     #[arg(long, value_parser = positive::<u64>, allow_negative_numbers = true)]
     pub eval_every: Option<u64>,
@@ -187,6 +191,10 @@ pub struct TrainArgs {
     /// Replace the checkpoints of another run in --out instead of refusing to
     #[arg(long)]
     pub force: bool,
+    /// Also keep a copy of the checkpoint every this many validations, as step-<N>.json
+    /// (never overwritten)
+    #[arg(long, value_parser = positive::<u64>, allow_negative_numbers = true)]
+    pub keep_every: Option<u64>,
     /// Characters of sample text printed at the end; 0 for none
     #[arg(long, default_value_t = 300)]
     pub sample_len: usize,
@@ -265,10 +273,57 @@ impl TrainArgs {
             ("--forget-bias", self.forget_bias.is_some()),
             ("--mode", self.mode.is_some()),
             ("--val-fraction", self.val_fraction.is_some()),
+            ("--val-file", self.val_file.is_some()),
             ("--threads", self.threads.is_some()),
             ("--seed", self.seed.is_some()),
         ];
         given.iter().find(|(_, g)| *g).map(|(flag, _)| *flag)
+    }
+
+    /// Refuses a flag that another makes meaningless (see the README's conventions): one
+    /// line naming both. `layers`: the model's layers (given, inherited or the default).
+    pub fn check_flags(&self, layers: usize) -> Result<(), String> {
+        let epochs = self.lr_schedule == Some(Shape::Epochs);
+        let cosine_only = [
+            ("--lr-warmup", self.lr_warmup.is_some()),
+            ("--lr-floor", self.lr_floor.is_some()),
+            ("--lr-tail", self.lr_tail.is_some()),
+        ];
+        let epochs_only = [
+            ("--lr-decay", self.lr_decay.is_some()),
+            ("--lr-decay-after", self.lr_decay_after.is_some()),
+        ];
+        let first = |flags: &[(&'static str, bool)]| flags.iter().find(|f| f.1).map(|f| f.0);
+        match (epochs, first(&cosine_only), first(&epochs_only)) {
+            (true, Some(f), _) => {
+                return Err(format!(
+                    "{f} shapes the cosine schedule, not --lr-schedule epochs; leave one out"
+                ));
+            }
+            (false, _, Some(f)) if self.resume.is_none() => {
+                return Err(format!(
+                    "{f} applies only to --lr-schedule epochs (the default schedule is cosine); add --lr-schedule epochs or leave it out"
+                ));
+            }
+            _ => {}
+        }
+        let optimizer = self.optimizer.unwrap_or(OptimizerKind::Adam);
+        if self.momentum.is_some() && optimizer != OptimizerKind::Sgd {
+            return Err(format!(
+                "--momentum applies only to --optimizer sgd, not {optimizer}; leave it out"
+            ));
+        }
+        if let (Some(0.0), Some(_)) = (self.val_fraction, self.val_chars) {
+            return Err(
+                "--val-chars has no effect with --val-fraction 0 (nothing is held out to validate on); leave one out".into(),
+            );
+        }
+        if let (Some(d), 1) = (self.dropout.filter(|&d| d > 0.0), layers) {
+            return Err(format!(
+                "--dropout {d} has no effect on a 1-layer model (dropout acts between layers); leave it out or use --layers 2 or more"
+            ));
+        }
+        Ok(())
     }
 }
 
@@ -285,18 +340,21 @@ pub struct SampleArgs {
     #[arg(long, visible_alias = "sample-len", default_value_t = 500)]
     pub len: usize,
     /// Softmax temperature: lower is more conservative, higher more surprising (> 0)
-    #[arg(long, default_value_t = 0.8, value_parser = positive_f32, allow_negative_numbers = true)]
-    pub temperature: f32,
-    /// Sample only from the k most likely characters (0 = all)
-    #[arg(long, default_value_t = 0)]
-    pub top_k: usize,
-    /// Sample only from the most likely characters whose probabilities add up to p, in (0, 1]
-    #[arg(long, default_value_t = 1.0, value_parser = top_p, allow_negative_numbers = true)]
-    pub top_p: f32,
+    /// [default: 0.8]
+    #[arg(long, value_parser = positive_f32, allow_negative_numbers = true)]
+    pub temperature: Option<f32>,
+    /// Sample only from the k most likely characters (0 = all) [default: 0]
+    #[arg(long)]
+    pub top_k: Option<usize>,
+    /// Sample only from the most likely characters whose probabilities add up to p, in
+    /// (0, 1] [default: 1]
+    #[arg(long, value_parser = top_p, allow_negative_numbers = true)]
+    pub top_p: Option<f32>,
     /// Text the generated text continues (printed first)
     #[arg(long, default_value = "")]
     pub prime: String,
-    /// Read the prime from a file instead
+    /// Read the prime from a file instead (- for standard input); with a lines-mode model,
+    /// one line (its line end is not part of the prime)
     #[arg(long)]
     pub prime_file: Option<PathBuf>,
     /// Beam search with this many beams: print the most probable continuation found
@@ -304,13 +362,14 @@ pub struct SampleArgs {
     #[arg(long, value_parser = beam_width, allow_negative_numbers = true)]
     pub beam: Option<usize>,
     /// Beam search: rank continuations by ln p / length^alpha (0: plain probability, which
-    /// favours ending early)
-    #[arg(long, default_value_t = 0.0, value_parser = non_negative_f32, allow_negative_numbers = true)]
-    pub length_penalty: f32,
+    /// favours ending early) [default: 0]
+    #[arg(long, value_parser = non_negative_f32, allow_negative_numbers = true)]
+    pub length_penalty: Option<f32>,
     /// Random seed; the same seed and checkpoint give the same text [default: from the clock]
     #[arg(long)]
     pub seed: Option<u64>,
-    /// Always pick the most likely character (greedy; ignores temperature, top-k, top-p)
+    /// Always pick the most likely character (greedy: --temperature, --top-k, --top-p and
+    /// --seed do not apply)
     #[arg(long)]
     pub argmax: bool,
     /// Number of sequences to generate, one per line (for models trained with --mode lines)
@@ -318,9 +377,44 @@ pub struct SampleArgs {
     pub num: usize,
 }
 
+impl SampleArgs {
+    /// Refuses a flag that another makes meaningless (see the README's conventions): one
+    /// line naming both.
+    pub fn check_flags(&self) -> Result<(), String> {
+        let random = [
+            ("--temperature", self.temperature.is_some()),
+            ("--top-k", self.top_k.is_some()),
+            ("--top-p", self.top_p.is_some()),
+            ("--seed", self.seed.is_some()),
+        ];
+        let given = |flags: &[(&'static str, bool)]| flags.iter().find(|f| f.1).map(|f| f.0);
+        if self.beam.is_some() {
+            if let Some(f) = given(&[random.as_slice(), &[("--argmax", self.argmax)]].concat()) {
+                return Err(format!(
+                    "{f} has no effect with --beam (beam search is deterministic); leave one out"
+                ));
+            }
+            if self.num > 1 {
+                return Err("--beam finds one continuation; --num does not apply".into());
+            }
+        } else if self.length_penalty.is_some() {
+            return Err(
+                "--length-penalty applies only to --beam; leave it out or add --beam N".into(),
+            );
+        }
+        if let (true, Some(f)) = (self.argmax, given(&random)) {
+            return Err(format!(
+                "{f} has no effect with --argmax (greedy decoding always takes the likeliest character); leave one out"
+            ));
+        }
+        Ok(())
+    }
+}
+
 #[derive(Debug, Args)]
 pub struct EvalArgs {
-    /// Text file to score [default: the validation split of the checkpoint's corpus]
+    /// Text file to score, - for standard input [default: the validation split of the
+    /// checkpoint's corpus]
     pub file: Option<PathBuf>,
     /// Checkpoint to evaluate [default: <checkpoints>/best.json, else latest.json]
     #[arg(long)]
@@ -349,6 +443,10 @@ pub struct EvalArgs {
     /// Threads (stream shards) [default: available cores, at most one per 16 streams]
     #[arg(long, value_parser = threads, allow_negative_numbers = true)]
     pub threads: Option<usize>,
+    /// Leave out the characters the model never saw (stderr counts them) instead of
+    /// refusing the file at the first one
+    #[arg(long)]
+    pub skip_unknown: bool,
     /// Precision of the products: bf16 is faster where the CPU has AVX512_BF16, and its
     /// number is a bf16 number, not the f32 one training validates with
     #[arg(long, default_value = "f32")]
@@ -357,7 +455,7 @@ pub struct EvalArgs {
 
 #[derive(Debug, Args)]
 pub struct ScoreArgs {
-    /// Text file: every non-empty line is scored on its own
+    /// Text file, - for standard input: every non-empty line is scored on its own
     pub file: PathBuf,
     /// Checkpoint to score with [default: <dir>/best.json, else latest.json]
     #[arg(long)]
@@ -368,9 +466,13 @@ pub struct ScoreArgs {
     /// One JSON object per line instead of TSV
     #[arg(long)]
     pub json: bool,
-    /// Add each character's surprisal, -ln p in nats, then the <end>'s
+    /// Add each character's surprisal, -ln p in nats, then the end's (see --end)
     #[arg(long)]
     pub per_char: bool,
+    /// What is scored after a line's characters [default: end for a lines-mode model,
+    /// newline for a stream-mode one]
+    #[arg(long)]
+    pub end: Option<charrnn::analysis::score::LineEnd>,
     /// Threads [default: available cores]
     #[arg(long, value_parser = threads, allow_negative_numbers = true)]
     pub threads: Option<usize>,
@@ -387,9 +489,13 @@ pub struct ExportArgs {
     /// File format
     #[arg(long, default_value = "safetensors")]
     pub format: ExportFormat,
-    /// File to write
+    /// File to write; - for standard output. Never a checkpoint, the file read, or a file in
+    /// a directory a trainer is writing
     #[arg(long, short)]
     pub output: PathBuf,
+    /// Replace --output if it exists (never a checkpoint or the file read)
+    #[arg(long)]
+    pub force: bool,
 }
 
 #[derive(Debug, Clone, Copy, clap::ValueEnum)]
@@ -401,7 +507,7 @@ pub enum ExportFormat {
 
 #[derive(Debug, Args)]
 pub struct VizArgs {
-    /// Text to show (its first --max-chars characters)
+    /// Text to show (its first --max-chars characters), - for standard input
     pub file: PathBuf,
     /// Checkpoint [default: <dir>/best.json, else latest.json]
     #[arg(long)]
@@ -409,13 +515,21 @@ pub struct VizArgs {
     /// Directory searched when --checkpoint is not given
     #[arg(long, default_value = "checkpoints")]
     pub dir: PathBuf,
-    /// HTML file to write
+    /// HTML file to write; - for standard output. Never a checkpoint, a file read, or a file
+    /// in a directory a trainer is writing
     #[arg(long, short, default_value = "viz.html")]
     pub output: PathBuf,
+    /// Replace --output if it exists (never a checkpoint or a file read)
+    #[arg(long)]
+    pub force: bool,
     /// Characters shown; the page holds every unit's activation for each, about
-    /// layers x hidden x 1.4 bytes per character
+    /// 55 + 1.34 x layers x hidden bytes per character (measured)
     #[arg(long, default_value_t = 5000, value_parser = positive::<usize>, allow_negative_numbers = true)]
     pub max_chars: usize,
+    /// Leave out the characters the model never saw (stderr counts them) instead of
+    /// refusing the text at the first one
+    #[arg(long)]
+    pub skip_unknown: bool,
 }
 
 #[derive(Debug, Args)]
@@ -423,9 +537,13 @@ pub struct PlotArgs {
     /// Run directories (each with metrics.jsonl, or at least a checkpoint)
     #[arg(required = true)]
     pub dirs: Vec<PathBuf>,
-    /// SVG file to write
+    /// SVG file to write; - for standard output. Never a checkpoint, a file read, or a file
+    /// in a directory a trainer is writing
     #[arg(long, short, default_value = "plot.svg")]
     pub output: PathBuf,
+    /// Replace --output if it exists (never a checkpoint or a file read)
+    #[arg(long)]
+    pub force: bool,
     /// Title of the plot [default: "charrnn: loss"]
     #[arg(long)]
     pub title: Option<String>,
@@ -443,7 +561,7 @@ pub struct CompletionsArgs {
 
 #[derive(Debug, Args)]
 pub struct BenchArgs {
-    /// Text file to train on [default: ../shared/data/tinyshakespeare.txt if present]
+    /// Text file to train on [default: data/plays.txt, built into charrnn]
     pub corpus: Option<PathBuf>,
     /// Recurrent cell
     #[arg(long, default_value = "lstm")]
@@ -587,6 +705,38 @@ mod tests {
     #[test]
     fn definitions_are_consistent() {
         Cli::command().debug_assert();
+    }
+
+    /// The rule for flags that change nothing: refused when another flag makes them
+    /// meaningless, accepted where they act.
+    #[test]
+    fn flags_that_change_nothing() {
+        let sample = |args: &[&str]| {
+            let cli = Cli::try_parse_from([&["charrnn", "sample"][..], args].concat()).unwrap();
+            let Command::Sample(a) = cli.command else {
+                unreachable!()
+            };
+            a.check_flags()
+        };
+        assert!(sample(&["--beam", "3", "--top-p", "0.5"]).is_err());
+        assert!(sample(&["--beam", "3", "--length-penalty", "0.6", "--len", "9"]).is_ok());
+        assert!(sample(&["--length-penalty", "0.6"]).is_err());
+        assert!(sample(&["--argmax", "--seed", "1"]).is_err());
+        assert!(sample(&["--top-k", "3", "--top-p", "0.5", "--seed", "1"]).is_ok());
+        let train = |args: &[&str], layers| {
+            let cli =
+                Cli::try_parse_from([&["charrnn", "train", "x.txt"][..], args].concat()).unwrap();
+            let Command::Train(a) = cli.command else {
+                unreachable!()
+            };
+            a.check_flags(layers)
+        };
+        assert!(train(&["--lr-schedule", "epochs", "--lr-floor", "0.1"], 2).is_err());
+        assert!(train(&["--lr-schedule", "cosine", "--lr-decay-after", "3"], 2).is_err());
+        assert!(train(&["--lr-schedule", "epochs", "--lr-decay-after", "3"], 2).is_ok());
+        assert!(train(&["--optimizer", "rmsprop", "--momentum", "0.5"], 2).is_err());
+        assert!(train(&["--dropout", "0.2"], 1).is_err());
+        assert!(train(&["--dropout", "0"], 1).is_ok() && train(&["--dropout", "0.2"], 3).is_ok());
     }
 
     #[test]

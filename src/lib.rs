@@ -28,6 +28,7 @@
 //!   one-hot. [`corpus`](text::corpus): reading files and directories, the token streams of
 //!   training and validation. [`split`](text::split): sequences bracketed by start/end, the
 //!   train/validation split. [`batches`](text::batches): `B x T` windows for truncated BPTT.
+//!   [`unknown`](text::unknown): characters a vocabulary lacks, by line and column.
 //! - [`world`]: the processes of a run and the one order in which their shards' gradients
 //!   are summed ([`tree`](world::tree)); the local world, a world of threads for tests, and
 //!   MPI's (the `mpi` feature).
@@ -47,12 +48,17 @@
 //!   cadence, best checkpoint, divergence, early stop; emits events),
 //!   [`recipe`](train::recipe) (the defaults for a corpus and a time budget, the run's length
 //!   and cadence), [`setup`](train::setup) (what a new, resumed or fine-tuned run reads and
-//!   starts from, checked before it is built).
-//! - [`decode`]: generating text ([`sample`](decode::sample)).
+//!   starts from, checked before it is built), [`report`](train::report) (the lines a run
+//!   prints about itself).
+//! - [`decode`]: generating text ([`sample`](decode::sample)), and the most probable
+//!   continuation ([`beam`](decode::beam)).
 //! - [`analysis`]: measuring a model on text ([`eval`](analysis::eval)).
 //! - [`io`]: [`checkpoint`](io::checkpoint) (versioned JSON, checked on load),
-//!   [`rundir`](io::rundir) (a run's directory: locked, best before latest), the metrics
-//!   log, plots, exports and the activation page.
+//!   [`rundir`](io::rundir) (a run's directory: its id, locked, best before latest, no
+//!   other run's state resumed in it), the metrics log, plots, exports,
+//!   [`model_file`](io::model_file) (a checkpoint or an export read as a model),
+//!   [`output`](io::output) (where a command may write a file it makes) and the
+//!   activation page.
 //! - [`bench`]: one configuration's speed, memory and checkpoint cost, measured.
 //!
 //! Dependencies run one way, folder by folder and file by file: `fs`, `kernels` and `world`

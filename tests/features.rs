@@ -359,7 +359,9 @@ fn every_subcommand_has_an_example() {
 }
 
 /// A time-limited run ends where the machine's speed puts it; it prints the same recipe as
-/// flags with the steps it made, and that command gives the same model twice.
+/// flags with the steps it made, and another --dir (its own holds the run: a command naming
+/// it would be refused). Pasted as printed, the command works, and gives the same model
+/// twice.
 #[test]
 fn a_time_limited_run_prints_a_command_that_repeats_its_recipe() {
     let dir = TempDir::new().unwrap();
@@ -380,26 +382,33 @@ fn a_time_limited_run_prints_a_command_that_repeats_its_recipe() {
     let command = line.split_once("): charrnn ").unwrap().1;
     assert!(!command.contains("--time-limit"), "{command}");
     let words: Vec<&str> = command.split_whitespace().collect();
-    let timed = json(&dir.path().join("timed/latest.json"));
-    let mut again = Vec::new();
-    for out in ["again", "again2"] {
-        let args: Vec<&str> = words
-            .iter()
-            .map(|w| if *w == "timed" { out } else { w })
-            .collect();
-        let o = run(&dir, &args);
-        assert!(o.status.success(), "{command}: {}", stderr(&o));
-        again.push(json(&dir.path().join(out).join("latest.json")));
-    }
-    assert_eq!(again[0]["model"], timed["model"], "the recipe's model");
-    assert_eq!(again[0]["progress"]["step"], timed["progress"]["step"]);
-    for key in ["lr", "lr_tail", "lr_schedule"] {
-        assert_eq!(again[0]["training"][key], timed["training"][key], "{key}");
-    }
+    let at = words.iter().position(|w| *w == "--dir").unwrap();
+    assert_eq!(words[at + 1], "timed-repeat", "{command}");
     assert_eq!(
-        again[0]["tensors"], again[1]["tensors"],
-        "the repeat is reproducible"
+        words.iter().filter(|w| **w == "--dir").count(),
+        1,
+        "{command}"
     );
+    let timed = json(&dir.path().join("timed/latest.json"));
+    // Pasted as printed.
+    let o = run(&dir, &words);
+    assert!(o.status.success(), "{command}: {}", stderr(&o));
+    let pasted = json(&dir.path().join("timed-repeat/latest.json"));
+    // And once more in another directory: the same bits.
+    let mut again = words.clone();
+    again[at + 1] = "again";
+    let o = run(&dir, &again);
+    assert!(o.status.success(), "{command}: {}", stderr(&o));
+    let again = json(&dir.path().join("again/latest.json"));
+    assert_eq!(pasted["model"], timed["model"], "the recipe's model");
+    assert_eq!(pasted["progress"]["step"], timed["progress"]["step"]);
+    for key in ["lr", "lr_tail", "lr_schedule"] {
+        assert_eq!(pasted["training"][key], timed["training"][key], "{key}");
+    }
+    for key in ["tensors", "optimizer", "hidden"] {
+        assert_eq!(pasted[key], again[key], "the repeat is reproducible: {key}");
+    }
+    assert_ne!(pasted["run"], again["run"], "two runs, two ids");
 }
 
 /// A run whose length charrnn chose stops once the model plainly over-fits (random text:

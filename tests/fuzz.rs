@@ -53,8 +53,9 @@ fn seeds() -> &'static Vec<String> {
                     val_fraction: 0.1,
                     train_chars: 90,
                     val_chars: 10,
+                    val_file: None,
                 };
-                let ck = Checkpoint::new(&model, &vocab, data, &train, 5, &opt, &progress);
+                let ck = Checkpoint::new("f022", &model, &vocab, data, &train, 5, &opt, &progress);
                 serde_json::to_string(&ck).unwrap()
             })
             .collect()

@@ -14,7 +14,7 @@ fn bf16_is_refused_without_avx512_bf16() {
     let dir = TempDir::new().unwrap();
     let c = corpus(&dir);
     let c = c.to_str().unwrap();
-    let train_args: Vec<&str> = ["train", c, "--precision", "bf16", "--max-steps", "2"]
+    let train_args: Vec<&str> = ["train", c, "--precision", "bf16", "--time-limit", "5"]
         .into_iter()
         .chain(SMALL.iter().copied())
         .collect();

@@ -1,10 +1,11 @@
 //! Evaluation: the mean cross-entropy of a model over every scored position of a text.
 
 use crate::kernels::Precision;
-use crate::nn::{Model, PackedWeights, State, Workspace};
+use crate::nn::{Model, ModelConfig, PackedWeights, State, Workspace};
 use crate::text::Tokens;
 use crate::text::batches::{Batches, Window, shard_rows};
 use crate::world::{self, Collective, LOCAL, tree};
+use anyhow::Result;
 use rayon::prelude::*;
 use std::ops::Range;
 
@@ -73,23 +74,55 @@ impl EvalStats {
     }
 }
 
+/// The streams and windows `config` reads a text of `n_tokens` tokens in: fewer streams for
+/// a short text, no warm-up longer than the text before a stream, and no window longer than
+/// what a stream reads (so a huge `--window` or `--warmup` costs nothing by itself).
+fn plan(n_tokens: usize, config: &EvalConfig) -> Batches {
+    let positions = n_tokens.saturating_sub(1);
+    let batch = config
+        .streams
+        .clamp(1, (positions / MIN_EVAL_STREAM_LEN).max(1));
+    let whole = Batches::warm(n_tokens, batch, 1, config.warmup, config.max_chars);
+    let longest = whole.warmup + whole.stream_len;
+    let seq_len = config.window.clamp(1, longest.max(1));
+    Batches::warm(n_tokens, batch, seq_len, config.warmup, config.max_chars)
+}
+
+/// Bytes [`evaluate`] holds for `model` on a text of `n_tokens` tokens (the shards'
+/// workspaces and states, the packed weights), with checked arithmetic; `None` if it
+/// overflows.
+pub fn memory_bytes(model: &ModelConfig, n_tokens: usize, config: &EvalConfig) -> Option<u64> {
+    let b = plan(n_tokens, config);
+    let n = config.threads.clamp(1, b.batch);
+    let rows = b.batch.div_ceil(n);
+    let (l, h) = (model.layers as u64, model.hidden as u64);
+    let state = l.checked_mul(h)?.checked_mul(2 * b.batch as u64)?;
+    let shard = Workspace::bytes(model, rows, b.seq_len, false)?;
+    (model.param_count()? as u64)
+        .checked_mul(2)?
+        .checked_add(state)?
+        .checked_mul(4)?
+        .checked_add(shard.checked_mul(n as u64)?)
+}
+
+/// Refuses an evaluation of `model` on `n_tokens` tokens whose buffers would not fit in
+/// memory, naming the flags that size them, before anything is allocated.
+pub fn check_memory(model: &ModelConfig, n_tokens: usize, config: &EvalConfig) -> Result<()> {
+    let b = plan(n_tokens, config);
+    crate::fs::check_fits(
+        memory_bytes(model, n_tokens, config),
+        &format!(
+            "evaluating a {}x{} {} in {} streams of {}-character windows",
+            model.layers, model.hidden, model.cell, b.batch, b.seq_len
+        ),
+        "use a smaller --window or --streams",
+    )
+}
+
 /// Scores every position of `tokens` (no dropout), or the sample `config.max_chars` asks
 /// for; see [`EvalConfig`].
 pub fn evaluate(model: &Model, tokens: &Tokens, config: &EvalConfig) -> EvalStats {
     evaluate_in(&LOCAL, model, tokens, config)
-}
-
-/// How [`evaluate`] cuts `tokens` into streams.
-pub fn eval_batches(tokens_len: usize, config: &EvalConfig) -> Batches {
-    let positions = tokens_len.saturating_sub(1);
-    let batch = config
-        .streams
-        .clamp(1, (positions / MIN_EVAL_STREAM_LEN).max(1));
-    // The workspace is sized by the window, and no window is longer than what a stream
-    // reads: a huge window costs nothing.
-    let longest = positions.div_ceil(batch) + config.warmup;
-    let seq_len = config.window.clamp(1, longest.max(1));
-    Batches::warm(tokens_len, batch, seq_len, config.warmup, config.max_chars)
 }
 
 /// The streams of [`evaluate`]'s shards that rank `rank` of `ranks` scores (empty when
@@ -113,7 +146,7 @@ pub fn eval_rows(
 /// The positions of a text of `len` tokens that rank `rank` of `ranks` reads when
 /// [`evaluate_in`] scores it: all it needs to hold.
 pub fn token_span(len: usize, config: &EvalConfig, ranks: usize, rank: usize) -> Range<usize> {
-    let batches = eval_batches(len, config);
+    let batches = plan(len, config);
     batches.span(eval_rows(&batches, config, ranks, rank))
 }
 
@@ -127,7 +160,7 @@ pub fn evaluate_in(
     tokens: &Tokens,
     config: &EvalConfig,
 ) -> EvalStats {
-    let batches = eval_batches(tokens.len(), config);
+    let batches = plan(tokens.len(), config);
     let (batch, seq_len) = (batches.batch, batches.seq_len);
     let n = config.threads.clamp(1, batch);
     let (ranks, rank) = (world.size(), world.rank());
@@ -235,6 +268,30 @@ mod tests {
                 }
             }
         }
+    }
+
+    /// A window is cut to what a stream reads, so a huge `--window` or `--warmup` costs
+    /// nothing by itself; a model too large for the windows asked is refused with the
+    /// estimate, naming the flags.
+    #[test]
+    fn memory_is_checked_with_the_estimate() {
+        let (model, _, toks) = setup(CellKind::Lstm, 1, 0.0);
+        let c = model.config;
+        let huge = EvalConfig {
+            window: usize::MAX,
+            warmup: usize::MAX,
+            ..config(4, 1, 1)
+        };
+        let normal = memory_bytes(&c, toks.len(), &config(4, 50, 1)).unwrap();
+        assert!(memory_bytes(&c, toks.len(), &huge).unwrap() < 4 * normal);
+        let big = ModelConfig {
+            hidden: 1 << 14,
+            vocab_size: 1 << 16,
+            ..c
+        };
+        let e = check_memory(&big, 1 << 30, &config(32, 1 << 20, 2)).unwrap_err();
+        let e = e.to_string();
+        assert!(e.contains("needs about") && e.contains("--window"), "{e}");
     }
 
     /// A sample scores at most `max_chars` positions.

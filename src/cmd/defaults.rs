@@ -1,56 +1,46 @@
 //! The defaults a fresh run chooses for its corpus and budget (`charrnn::train::recipe`),
-//! said on stderr, and the command that repeats a time-limited run in steps.
+//! and the command that repeats a time-limited run in steps.
 
 use crate::cli::TrainArgs;
-use crate::cmd::world::note;
+use anyhow::Result;
+use charrnn::io::rundir::unused_sibling;
 use charrnn::nn::ModelConfig;
 use charrnn::text::corpus::Corpus;
 use charrnn::train::recipe::{self, Recipe};
+use charrnn::train::setup;
 use charrnn::train::{TrainConfig, Trainer};
 use charrnn::world::Collective;
 
 /// The defaults of a fresh run (see `charrnn::train::recipe`): with --time-limit, the width
-/// the budget allows on this machine (measured in about half a second); dropout and
-/// learning rate for the model and the corpus. Says on stderr what it chose.
-/// `fixed`: the model fine-tuning starts from, whose shape is not chosen.
+/// the budget allows on this machine (measured in about half a second, returned too);
+/// dropout and learning rate for the model and the corpus. `fixed`: the model fine-tuning
+/// starts from, whose shape is not chosen.
 pub fn choose_recipe(
     world: &dyn Collective,
     args: &TrainArgs,
     corpus: &Corpus,
     fixed: Option<&ModelConfig>,
-) -> Recipe {
+) -> Result<(Recipe, Option<recipe::Calibration>)> {
     let threads = args.threads.unwrap_or_else(|| super::default_threads(64));
     let hidden = fixed.map(|f| f.hidden).or(args.hidden);
     let (d, m) = (TrainConfig::default(), fixed.copied().unwrap_or_default());
+    // The batch the run will have (see `setup::spread`).
+    let shards = world.size() * args.threads.unwrap_or_else(super::cores);
+    let batch = args.batch_size.unwrap_or(setup::default_batch(shards));
     let task = recipe::Task {
         train_chars: corpus.info.train_chars,
         vocab_size: corpus.vocab.len(),
         cell: args.cell.unwrap_or(m.cell),
         layers: args.layers.unwrap_or(m.layers),
-        chars_per_step: (args.batch_size.unwrap_or(d.batch))
-            .saturating_mul(args.seq_len.unwrap_or(d.seq_len)),
+        chars_per_step: batch.saturating_mul(args.seq_len.unwrap_or(d.seq_len)),
     };
-    let (r, calibration) = recipe::plan_in(world, &task, args.time_limit, threads, hidden);
-    if let (Some(seconds), Some(c)) = (args.time_limit, calibration) {
-        note!(
-            "charrnn: {seconds:.0} s on this machine ({:.0} GFLOP/s of training): width {}{}, dropout {}, lr {:.1e} falling over the last {:.0}% of the run to {:.1e} (about {:.0} epochs of {} characters)",
-            c.flops_per_s / 1e9,
-            r.hidden,
-            if hidden.is_some() { " (given)" } else { "" },
-            args.dropout.unwrap_or(r.dropout),
-            args.lr.unwrap_or(r.lr.base),
-            100.0 * args.lr_tail.unwrap_or(r.lr.tail),
-            args.lr.unwrap_or(r.lr.base) * args.lr_floor.unwrap_or(r.lr.floor),
-            r.epochs.unwrap_or(0.0),
-            corpus.info.train_chars
-        );
-    }
-    r
+    let precision = args.precision.unwrap_or_default();
+    recipe::plan_in(world, &task, args.time_limit, threads, hidden, precision)
 }
 
 /// The command line of this run with --time-limit replaced by the steps it made and the
 /// recipe's choices written out as flags (the flags the user gave are kept as given).
-pub fn repeat_command(args: &TrainArgs, trainer: &Trainer) -> String {
+pub fn repeat_command(args: &TrainArgs, trainer: &Trainer, dir: &std::path::Path) -> String {
     let (c, lr) = (&trainer.model.config, &trainer.config.lr);
     let chosen = [
         ("--hidden", args.hidden.is_none(), c.hidden.to_string()),
@@ -65,5 +55,6 @@ pub fn repeat_command(args: &TrainArgs, trainer: &Trainer) -> String {
             .filter(|(_, add, _)| *add)
             .map(|(flag, _, value)| (flag, value)),
         trainer.progress.step,
+        &unused_sibling(dir, "repeat").to_string_lossy(),
     )
 }

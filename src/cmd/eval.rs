@@ -3,46 +3,62 @@
 use crate::cli::EvalArgs;
 use anyhow::{Context, Result, bail};
 use charrnn::analysis::eval::{EvalConfig, evaluate};
-use charrnn::io::checkpoint::Checkpoint;
+use charrnn::fs::input_name;
+use charrnn::io::model_file;
 use charrnn::text::corpus::{Corpus, VocabSource, read_utf8};
 use charrnn::text::split;
 use std::path::PathBuf;
 
 pub fn run(args: EvalArgs) -> Result<()> {
     let path = super::find_checkpoint(args.checkpoint.as_deref(), &args.dir)?;
-    let ck = Checkpoint::load(&path)?;
-    let (model, vocab) = ck.model()?;
-    let mode = ck.data.mode;
-    let (what, tokens) = match &args.file {
+    let model_file::ModelFile {
+        model,
+        vocab,
+        mode,
+        data,
+    } = model_file::load(&path)?;
+    // A run validated on a file of its own (--val-file) is evaluated on it by default.
+    let file = args
+        .file
+        .clone()
+        .or_else(|| data.as_ref()?.val_file.as_ref().map(PathBuf::from));
+    let (what, tokens) = match &file {
         Some(file) => {
-            let what = file.display().to_string();
-            let seqs = split::sequences(&[read_utf8(file)?], mode);
+            let what = input_name(file);
+            let text = super::known_text(&vocab, mode, read_utf8(file)?, &what, args.skip_unknown)?;
+            let seqs = split::sequences(&[text], mode);
             let tokens =
                 split::tokens(&vocab, &seqs).map_err(|e| anyhow::anyhow!("{what}: {e}"))?;
             (what, tokens)
         }
+        None if args.skip_unknown => {
+            bail!(
+                "--skip-unknown applies to a file given; the validation split holds only characters the model knows"
+            )
+        }
         None => {
-            if ck.data.val_chars == 0 {
+            let Some(data) = data else {
+                bail!(
+                    "{} is an exported model, without a record of its training text; pass a file to evaluate on",
+                    path.display()
+                );
+            };
+            if data.val_chars == 0 {
                 bail!(
                     "{} was trained without a validation split; pass a file to evaluate on",
                     path.display()
                 );
             }
-            let paths: Vec<PathBuf> = ck.data.sources.iter().map(PathBuf::from).collect();
-            let corpus = Corpus::load(
-                &paths,
-                mode,
-                ck.data.val_fraction,
-                VocabSource::Fixed(&vocab),
-            )
-            .context(
-                "cannot re-read the corpus recorded in the checkpoint; pass a file to evaluate on",
-            )?;
+            let paths: Vec<PathBuf> = data.sources.iter().map(PathBuf::from).collect();
+            let corpus = Corpus::load(&paths, mode, data.val_fraction, VocabSource::Fixed(&vocab))
+                .context(
+                    "cannot re-read the corpus recorded in the checkpoint; pass a file to evaluate on",
+                )?;
             let chars = corpus.info.val_chars;
-            if chars != ck.data.val_chars {
+            if chars != data.val_chars {
                 bail!(
                     "the corpus has changed since training: its validation split now has {chars} characters, the checkpoint recorded {}; pass a file to evaluate on",
-                    ck.data.val_chars
+                    data.val_chars
                 );
             }
             ("validation split".to_string(), corpus.val)
@@ -66,6 +82,7 @@ pub fn run(args: EvalArgs) -> Result<()> {
     args.precision
         .check_available()
         .map_err(anyhow::Error::msg)?;
+    charrnn::analysis::eval::check_memory(&model.config, tokens.len(), &config)?;
     let stats = evaluate(&model, &tokens, &config);
     let secs = t0.elapsed().as_secs_f64();
     if args.json {

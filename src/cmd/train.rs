@@ -4,14 +4,15 @@
 use crate::cli::TrainArgs;
 use crate::cmd::progress::Reporter;
 use crate::cmd::world::{Exit, note};
-use anyhow::{Result, bail};
+use anyhow::{Context, Result, bail};
 use charrnn::decode::sample::{SampleConfig, Sampler};
 use charrnn::io::checkpoint::Checkpoint;
-use charrnn::io::metrics::MetricsLog;
-use charrnn::io::rundir::Claim;
+use charrnn::io::metrics::{METRICS, MetricsLog, skipped_note};
+use charrnn::io::rundir::{Claim, Resumed};
 use charrnn::nn::ModelConfig;
 use charrnn::text::corpus::Corpus;
 use charrnn::train::recipe;
+use charrnn::train::report;
 use charrnn::train::run::{self, InMemory, StopReason};
 use charrnn::train::setup::{self, Origin, Start};
 use charrnn::world::Collective;
@@ -25,15 +26,21 @@ pub fn run(args: TrainArgs) -> Result<()> {
 }
 
 fn train(args: TrainArgs, world: &dyn Collective) -> Result<()> {
+    if let Some(p) = args.precision {
+        p.check_available().map_err(anyhow::Error::msg)?;
+    }
     let fresh = args.resume.is_none();
     let given = setup::Spread {
         batch: args.batch_size,
         threads: args.threads,
         lr: args.lr.is_some(),
     };
-    let resumed = match &args.resume {
-        Some(path) => Some(Checkpoint::load(path)?.restore()?),
-        None => None,
+    let (resumed, identity) = match &args.resume {
+        Some(path) => {
+            let ck = Checkpoint::load(path)?;
+            (Some(ck.restore()?), Some((ck.run, ck.progress.step)))
+        }
+        None => (None, None),
     };
     if let (Some(_), Some(flag)) = (&resumed, args.fixed_by_checkpoint()) {
         bail!("{flag} is fixed by the checkpoint being resumed; leave it out with --resume");
@@ -54,6 +61,13 @@ fn train(args: TrainArgs, world: &dyn Collective) -> Result<()> {
         }
         None => None,
     };
+    let layers = init.as_ref().map(|i| i.1.config.layers);
+    args.check_flags(
+        layers
+            .or(args.layers)
+            .unwrap_or(ModelConfig::default().layers),
+    )
+    .map_err(anyhow::Error::msg)?;
 
     // The text's files (names only: what a typo or a wrong path gets is this error).
     let origin = match (&resumed, &init) {
@@ -69,7 +83,12 @@ fn train(args: TrainArgs, world: &dyn Collective) -> Result<()> {
         },
         (None, None) => Origin::New,
     };
-    let reading = setup::reading(&args.corpus, args.mode, args.val_fraction, origin)?;
+    let val_file = match &resumed {
+        Some(r) => r.data.val_file.as_ref().map(PathBuf::from),
+        None => args.val_file.clone(),
+    };
+    let val_fraction = args.val_fraction.or(val_file.as_ref().map(|_| 0.0));
+    let reading = setup::reading(&args.corpus, args.mode, val_fraction, origin)?;
     let (paths, mode) = (&reading.paths, reading.mode);
     charrnn::text::corpus::list_files(paths)?;
 
@@ -80,10 +99,12 @@ fn train(args: TrainArgs, world: &dyn Collective) -> Result<()> {
         (None, Some(r)) => charrnn::fs::parent_dir(r).to_path_buf(),
         (None, None) => PathBuf::from("checkpoints"),
     };
-    let resumed_from = args
-        .resume
-        .as_deref()
-        .zip(resumed.as_ref().map(|r| r.progress.step));
+    let resumed_from = args.resume.as_deref().zip(identity.as_ref());
+    let resumed_from = resumed_from.map(|(path, (run, step))| Resumed {
+        path,
+        run: run.as_deref(),
+        step: *step,
+    });
     // Rank 0 alone claims it and writes to it.
     let claim = match world.rank() {
         0 => Some(Claim::new(&out, resumed_from, args.force)?),
@@ -91,10 +112,21 @@ fn train(args: TrainArgs, world: &dyn Collective) -> Result<()> {
     };
 
     // A rank of a distributed run keeps only the text its streams read.
+    let val_chars = args.val_chars.unwrap_or(1_000_000);
     let resumed_config = resumed.as_ref().map(|r| r.train);
-    let keep = super::world::keep(world, resumed_config, args.seq_len, given, args.val_chars);
+    let keep = super::world::keep(world, resumed_config, args.seq_len, given, val_chars);
     let t0 = std::time::Instant::now();
-    let corpus = Corpus::load_part(paths, mode, reading.val_fraction, reading.vocab, &keep)?;
+    let (vf, vocab) = (reading.val_fraction, reading.vocab);
+    let mut corpus = Corpus::load_part(paths, mode, vf, vocab, &keep)?;
+    if let Some(f) = &val_file {
+        let with_val = corpus.with_val_file(f);
+        corpus = match &resumed {
+            Some(_) => with_val.with_context(|| {
+                format!("the run validates on {} (its --val-file)", f.display())
+            })?,
+            None => with_val?,
+        };
+    }
     let chars = corpus.info.train_chars + corpus.info.val_chars;
     if chars > 10_000_000 {
         note!(
@@ -109,7 +141,7 @@ fn train(args: TrainArgs, world: &dyn Collective) -> Result<()> {
 
     // The trainer; nothing of the model's size is allocated before the memory it needs is
     // known to be there.
-    let (mut trainer, eval_every_saved, budget_epochs) = match resumed {
+    let (mut trainer, eval_every_saved, budget_epochs, recipe_line) = match resumed {
         Some(mut r) => {
             if let Some(lr) = args.lr {
                 r.train.lr.base = lr;
@@ -118,43 +150,33 @@ fn train(args: TrainArgs, world: &dyn Collective) -> Result<()> {
                 r.train.precision = p;
             }
             let t = setup::resumed(world, &corpus, r.model, r.optimizer, r.train, r.progress)?;
-            (t, Some(r.eval_every), None)
+            (t, Some(r.eval_every), None, None)
         }
         None => {
-            let recipe = super::defaults::choose_recipe(
-                world,
-                &args,
-                &corpus,
-                init.as_ref().map(|i| &i.1.config),
-            );
+            let fixed = init.as_ref().map(|i| &i.1.config);
+            let (recipe, calibration) =
+                super::defaults::choose_recipe(world, &args, &corpus, fixed)?;
             let config = args.train_config(super::default_threads, &recipe);
             let config = setup::spread(config, world.size(), super::cores(), given);
             let mut model_config = args.model_config(corpus.vocab.len(), &recipe);
             let start = match &init {
-                Some((path, m, old, _, step)) => {
+                Some((path, m, old, init_mode, step)) => {
                     model_config = ModelConfig {
                         vocab_size: corpus.vocab.len(),
                         dropout: args.dropout.unwrap_or(m.config.dropout),
                         ..m.config
                     };
-                    let new: Vec<String> = corpus
-                        .vocab
-                        .chars_not_in(old)
-                        .iter()
-                        .map(|c| format!("{c:?}"))
-                        .collect();
                     note!(
-                        "charrnn: starting from the weights of {} (step {step}) with a fresh optimizer and schedule{}",
-                        path.display(),
-                        if new.is_empty() {
-                            String::new()
-                        } else {
-                            format!(
-                                "; {} new characters get fresh weights: {}",
-                                new.len(),
-                                new.join(" ")
-                            )
-                        }
+                        "charrnn: {}",
+                        report::fine_tune(
+                            &path.display().to_string(),
+                            *step,
+                            &m.config,
+                            *init_mode,
+                            args.dropout,
+                            args.mode,
+                            &corpus.vocab.chars_not_in(old),
+                        )
                     );
                     Start::From {
                         model: m,
@@ -180,7 +202,20 @@ fn train(args: TrainArgs, world: &dyn Collective) -> Result<()> {
                     t.config.batch
                 );
             }
-            (t, None, recipe.epochs)
+            let given = recipe::Given {
+                hidden: args.hidden.is_some(),
+                dropout: args.dropout.is_some(),
+                lr: args.lr.is_some(),
+                lr_tail: args.lr_tail.is_some(),
+                lr_floor: args.lr_floor.is_some(),
+                inherited_width: init.is_some(),
+            };
+            let (m, lr, chars) = (&t.model.config, &t.config.lr, corpus.info.train_chars);
+            let line = match args.time_limit.zip(calibration.as_ref()) {
+                Some(b) => recipe::describe_budget(m, lr, given, b, &recipe, chars),
+                None => recipe::describe(m, lr, given),
+            };
+            (t, None, recipe.epochs, Some(line))
         }
     };
     let config = trainer.config;
@@ -195,77 +230,77 @@ fn train(args: TrainArgs, world: &dyn Collective) -> Result<()> {
         args.time_limit,
         windows,
         eval_every,
-        args.val_chars,
+        args.val_chars.unwrap_or(1_000_000),
     );
-    let mut dir = claim.map(|c| c.into_run(corpus.vocab.clone(), corpus.info.clone(), eval_every));
-
-    let c = &trainer.model.config;
-    note!(
-        "charrnn: {} {}x{}, {} parameters, vocabulary {} | {} train / {} validation chars, {} mode | batch {} x {} steps, {} threads ({} kernels), {} windows per epoch",
-        c.cell,
-        c.layers,
-        c.hidden,
-        trainer.model.param_count(),
-        corpus.vocab.len(),
-        corpus.info.train_chars,
-        corpus.info.val_chars,
-        mode,
-        config.batch,
-        config.seq_len,
-        super::world::describe(world, config.shards()),
-        match config.precision {
-            charrnn::kernels::Precision::F32 => charrnn::kernels::isa().name().to_string(),
-            p => format!(
-                "{}, {} products",
-                charrnn::kernels::isa().name(),
-                p.describe()
-            ),
-        },
-        windows
-    );
-    if trainer.progress.step > 0 {
-        note!(
-            "charrnn: resuming at step {}, epoch {:.2}",
-            trainer.progress.step,
-            trainer.epoch_fraction()
-        );
+    if !fresh {
+        let what = match (args.max_steps, args.epochs) {
+            (Some(m), _) if m == run_config.max_steps => format!("--max-steps {m}"),
+            (_, Some(e)) => format!("--epochs {e}"),
+            _ => "the default length (20 epochs, at least 2000 steps)".into(),
+        };
+        setup::check_resumed_length(trainer.progress.step, run_config.max_steps, &what)?;
     }
-
-    let resumed_step = args.resume.as_ref().map(|_| trainer.progress.step);
-    let mut voice = match dir {
-        Some(_) => Some((
-            Reporter::new(trainer.progress.step, run_config.max_steps),
-            MetricsLog::open(&out, resumed_step, (eval_every / 5).max(1))?,
-        )),
+    let mut dir = match claim {
+        Some(c) => Some(c.into_run(
+            corpus.vocab.clone(),
+            corpus.info.clone(),
+            eval_every,
+            &mut trainer,
+        )?),
         None => None,
     };
-    let signals = super::signals::Signals::install()?;
+    // The other ranks keep checkpoints in memory, for a rollback, and say nothing.
     let mut in_memory = InMemory::default();
+    let Some(dir) = &mut dir else {
+        // Rank 0 decides when to stop; a signal must still not end this process.
+        let _signals = super::signals::Signals::install()?;
+        let (val, ck) = (&corpus.val, &mut in_memory);
+        return run::run(&mut trainer, val, &run_config, ck, &|| false, &mut |_| {}).map(|_| ());
+    };
+    dir.keep_every = args.keep_every;
+    let header = report::header(&dir.run, &trainer, corpus.vocab.len(), &corpus.info);
+    eprintln!("charrnn: {header}");
+    if let Some(line) = recipe_line {
+        eprintln!("charrnn: {line}");
+    }
+    if trainer.progress.step > 0 {
+        let from = dir.branched_from.as_ref().map(|(run, _)| run.as_deref());
+        let shown = out.display().to_string();
+        eprintln!("charrnn: {}", report::resuming(&trainer, from, &shown));
+        let lr_given = args.lr.is_some();
+        if let Some(line) = setup::lr_change(&trainer.progress, &config, &run_config, lr_given) {
+            eprintln!("charrnn: {line}");
+        }
+        if let (Some(v), false) = (trainer.progress.best_val_loss, dir.best().is_file()) {
+            eprintln!(
+                "charrnn: note: {shown} has no best.json of this run yet; the next validation that beats {v:.4} writes one"
+            );
+        }
+    }
+
+    let mut metrics = MetricsLog::open(&out, &dir.run, |r| dir.keeps(r), (eval_every / 5).max(1))?;
+    if let Some(note) = skipped_note(metrics.skipped, &out.join(METRICS)) {
+        eprintln!("charrnn: {note}");
+    }
+    let signals = super::signals::Signals::install()?;
+    let mut report = Reporter::new(trainer.progress.step, run_config.max_steps);
     let outcome = run::run(
         &mut trainer,
         &corpus.val,
         &run_config,
-        match &mut dir {
-            Some(d) => d,
-            None => &mut in_memory,
-        },
+        dir,
         &|| signals.received().is_some(),
         &mut |e| {
-            if let Some((report, metrics)) = &mut voice {
-                report.event(&e);
-                metrics.event(&e);
-            }
+            report.event(&e);
+            metrics.event(&e);
         },
     );
-    if let Some((mut report, metrics)) = voice {
-        report.finish();
-        if let Err(e) = metrics.finish() {
-            eprintln!("charrnn: warning: {e:#}");
-        }
+    report.finish();
+    if let Err(e) = metrics.finish() {
+        eprintln!("charrnn: warning: {e:#}");
     }
     let outcome = outcome?;
-    // The other ranks are done: rank 0 reports the outcome and writes the sample.
-    let Some(dir) = dir else { return Ok(()) };
+    super::world::report_traffic(world, outcome.steps, outcome.train_seconds);
     let (latest, best) = (dir.latest(), dir.best());
     if let StopReason::Diverged {
         error,
@@ -279,38 +314,14 @@ fn train(args: TrainArgs, world: &dyn Collective) -> Result<()> {
             ),
             None => "no checkpoint was written".into(),
         };
-        // Every rank diverged at the same step: rank 0 says so, and all end normally.
+        // In a distributed run every rank diverged at this step: rank 0 says so, all end.
         eprintln!("charrnn: {error}; {kept}");
         return Err(Exit(1).into());
     }
     let interrupted = outcome.reason == StopReason::Interrupted;
-    let best_val = trainer.progress.best_val_loss;
-    note!(
-        "charrnn: {} at step {} (epoch {:.2}) after {:.1}s, {:.0} chars/s; validation loss {} ; best {} -> {}",
-        if interrupted {
-            "interrupted"
-        } else {
-            "stopped"
-        },
-        trainer.progress.step,
-        trainer.epoch_fraction(),
-        outcome.wall_seconds,
-        outcome.chars_per_s(),
-        outcome.last_val.map_or("n/a".into(), |v| format!(
-            "{v:.4} nats/char ({:.4} bits/char)",
-            v / std::f64::consts::LN_2
-        )),
-        best_val.map_or("n/a".into(), |v| format!("{v:.4}")),
-        if best.is_file() { &best } else { &latest }.display(),
-    );
-    super::world::report_traffic(world, outcome.steps, outcome.train_seconds);
-    if outcome.reason == StopReason::Overfitting {
-        note!(
-            "charrnn: stopped early: the last {} validation losses were each more than {:.0}% above the best ({}); more training would not bring it back (--epochs or --max-steps train in full)",
-            run::OVERFIT_VALIDATIONS,
-            100.0 * run::OVERFIT_MARGIN,
-            best_val.map_or("n/a".into(), |v| format!("{v:.4}")),
-        );
+    let shown = if best.is_file() { &best } else { &latest };
+    for line in report::ended(&outcome, &trainer, &shown.display().to_string()) {
+        eprintln!("charrnn: {line}");
     }
     let timed = matches!(
         outcome.reason,
@@ -319,18 +330,17 @@ fn train(args: TrainArgs, world: &dyn Collective) -> Result<()> {
     if timed && args.time_limit.is_some() && fresh {
         // Where a time limit ends, and the width it allows, depend on this machine's speed
         // at the moment; the same recipe in steps repeats bit for bit with the same seed.
-        note!(
+        eprintln!(
             "charrnn: the same recipe for the same steps, reproducible on any machine (another --dir): {}",
-            super::defaults::repeat_command(&args, &trainer)
+            super::defaults::repeat_command(&args, &trainer, &out)
         );
     }
     if let (true, Some(signal)) = (interrupted, signals.received()) {
-        note!(
+        eprintln!(
             "charrnn: saved {}; resume with `charrnn train --resume {}`",
             latest.display(),
             latest.display()
         );
-        drop(dir);
         return Err(Exit(signal.exit_code() as u8).into());
     }
     if args.sample_len > 0 {

@@ -77,15 +77,6 @@ pub fn join() -> Result<Box<dyn Collective>> {
     Ok(Box::new(LOCAL))
 }
 
-/// The threads of "… on 2 threads": "2", or "4 ranks x 2" in a distributed run (of
-/// `shards` in all).
-pub fn describe(world: &dyn Collective, shards: usize) -> String {
-    match world.size() {
-        1 => shards.to_string(),
-        n => format!("{n} ranks x {}", shards / n),
-    }
-}
-
 /// What this rank keeps of the corpus (see `charrnn::train::setup::keep_for`): a resumed
 /// run's shards and batch are its checkpoint's, a fresh run's those the flags `given` and
 /// `seq_len` make; `val_chars` is `--val-chars`.

@@ -24,14 +24,25 @@ use std::io::Write;
 use std::path::Path;
 
 pub const FORMAT: &str = "charrnn-checkpoint";
-pub const VERSION: u32 = 1;
+/// The version this charrnn writes. Version 2 added the run's id (`run`), the learning rate
+/// of the last step (`progress.last_lr`) and a validation file of the user's own
+/// (`data.val_file`); a reader of version 1 would resume such a file without them (another
+/// validation text, no run identity), so it is refused there by the version number rather
+/// than misread. Version-1 files load, and are saved back as they were.
+pub const VERSION: u32 = 2;
+/// The oldest version this charrnn reads.
+pub const OLDEST_VERSION: u32 = 1;
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Checkpoint {
     /// Always [`FORMAT`].
     pub format: String,
-    /// [`VERSION`]; a reader refuses other versions.
+    /// [`VERSION`] when written by this charrnn; a reader refuses versions it does not know.
     pub version: u32,
+    /// The id of the run that wrote it (16 hex digits, random when the run started; see
+    /// [`crate::io::rundir`]). Absent in version-1 files.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub run: Option<String>,
     pub model: ModelConfig,
     /// The characters of the vocabulary in id order; ids 0 and 1 are `<start>` and `<end>`,
     /// so `vocab[i]` has id `i + 2`.
@@ -97,9 +108,98 @@ pub fn printable(name: &str) -> String {
     s
 }
 
+/// Who a checkpoint belongs to and where it stands, read without the tensors (see
+/// [`Checkpoint::identity`]).
+#[derive(Debug, Clone, PartialEq)]
+pub struct Identity {
+    pub run: Option<String>,
+    pub step: u64,
+    /// `lstm 2x256 on plays.txt`
+    pub what: String,
+}
+
+impl Identity {
+    /// `run 3f9c…, lstm 2x256 on plays.txt, step 622` (`a run without id` for version-1 files).
+    pub fn describe(&self) -> String {
+        format!(
+            "{}, step {}, {}",
+            self.what,
+            self.step,
+            match &self.run {
+                Some(r) => format!("run {}", printable(r)),
+                None => "a run without id".into(),
+            }
+        )
+    }
+}
+
+/// Whether `s` is a well-formed run id: 1 to 64 ASCII letters, digits, `-` or `_`.
+pub fn valid_run_id(s: &str) -> bool {
+    (1..=64).contains(&s.len())
+        && s.bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+}
+
 impl Checkpoint {
+    /// The run, step and model of the checkpoint at `path`, parsed without keeping its
+    /// tensors (a large checkpoint is streamed past, not held in memory).
+    pub fn identity(path: &Path) -> Result<Identity> {
+        #[derive(Deserialize)]
+        struct Model {
+            cell: crate::nn::CellKind,
+            layers: usize,
+            hidden: usize,
+        }
+        #[derive(Deserialize)]
+        struct Step {
+            step: u64,
+        }
+        #[derive(Deserialize)]
+        struct Data {
+            sources: Vec<String>,
+        }
+        #[derive(Deserialize)]
+        struct Head {
+            format: String,
+            #[serde(default)]
+            run: Option<String>,
+            model: Model,
+            data: Data,
+            progress: Step,
+        }
+        let meta = std::fs::metadata(path)
+            .with_context(|| format!("cannot read checkpoint {}", path.display()))?;
+        crate::fs::check_regular(path, "checkpoint", &meta)?;
+        let file = std::fs::File::open(path)
+            .with_context(|| format!("cannot read checkpoint {}", path.display()))?;
+        let h: Head = serde_json::from_reader(std::io::BufReader::with_capacity(1 << 16, file))
+            .with_context(|| format!("checkpoint {} cannot be read", path.display()))?;
+        if h.format != FORMAT {
+            bail!("{} is not a charrnn checkpoint", path.display());
+        }
+        if h.run.as_deref().is_some_and(|r| !valid_run_id(r)) {
+            bail!("checkpoint {} has a malformed run id", path.display());
+        }
+        let source = h
+            .data
+            .sources
+            .first()
+            .and_then(|s| Path::new(s).file_name())
+            .map(|n| printable(&n.to_string_lossy()))
+            .unwrap_or_default();
+        Ok(Identity {
+            run: h.run,
+            step: h.progress.step,
+            what: format!(
+                "{} {}x{} on {source}",
+                h.model.cell, h.model.layers, h.model.hidden
+            ),
+        })
+    }
+
     #[allow(clippy::too_many_arguments)]
     pub fn new(
+        run: &str,
         model: &Model,
         vocab: &Vocab,
         data: DataSection,
@@ -111,6 +211,7 @@ impl Checkpoint {
         Checkpoint {
             format: FORMAT.into(),
             version: VERSION,
+            run: Some(run.to_string()),
             model: model.config,
             vocab: vocab.chars().iter().map(|ch| ch.to_string()).collect(),
             data,
@@ -188,8 +289,10 @@ impl Checkpoint {
                     }
                     Ok(Header {
                         version: Some(v), ..
-                    }) if v != VERSION as u64 => {
-                        format!("has format version {v}, this charrnn reads version {VERSION}")
+                    }) if !(OLDEST_VERSION as u64..=VERSION as u64).contains(&v) => {
+                        format!(
+                            "has format version {v}, this charrnn reads versions {OLDEST_VERSION} to {VERSION}"
+                        )
                     }
                     _ => format!("is malformed: {}", printable(&e.to_string())),
                 };
@@ -203,9 +306,9 @@ impl Checkpoint {
                 printable(&ck.format)
             );
         }
-        if ck.version != VERSION {
+        if !(OLDEST_VERSION..=VERSION).contains(&ck.version) {
             bail!(
-                "checkpoint {} has format version {}, this charrnn reads version {VERSION}",
+                "checkpoint {} has format version {}, this charrnn reads versions {OLDEST_VERSION} to {VERSION}",
                 path.display(),
                 ck.version
             );
@@ -244,6 +347,12 @@ impl Checkpoint {
         let config = self.model;
         config.validate().map_err(|e| anyhow!(e))?;
         self.vocab_()?;
+        if self.run.as_deref().is_some_and(|r| !valid_run_id(r)) {
+            bail!(
+                "run is \"{}\", expected 1 to 64 letters, digits, - or _",
+                printable(self.run.as_deref().unwrap_or_default())
+            );
+        }
 
         // Tensors: the count first (so that `model.layers` is bounded by the file), then
         // each one's name and shape against the config, and its data against its shape.
@@ -438,8 +547,18 @@ mod tests {
             val_fraction: 0.1,
             train_chars: 100,
             val_chars: 10,
+            val_file: None,
         };
-        Checkpoint::new(&model, &vocab, data, &train, 100, &opt, &progress)
+        Checkpoint::new(
+            "0123456789abcdef",
+            &model,
+            &vocab,
+            data,
+            &train,
+            100,
+            &opt,
+            &progress,
+        )
     }
 
     #[test]
@@ -500,8 +619,14 @@ mod tests {
         assert!(load_err(&good[..good.len() / 2]).contains("truncated"));
         assert!(load_err("hello").contains("not valid JSON"));
         assert!(load_err("{\"a\": 1}").contains("not a charrnn checkpoint"));
-        let v2 = good.replace("\"version\":1", "\"version\":2");
-        assert!(load_err(&v2).contains("version 2"), "{}", load_err(&v2));
+        let v3 = good.replace("\"version\":2", "\"version\":3");
+        assert!(load_err(&v3).contains("version 3"), "{}", load_err(&v3));
+        let bad_id = good.replace("0123456789abcdef", "0123\\u001b[31m");
+        assert!(
+            load_err(&bad_id).contains("run is"),
+            "{}",
+            load_err(&bad_id)
+        );
         let mut ck = sample_checkpoint(CellKind::Lstm);
         ck.tensors[1].shape = vec![24, 7];
         assert!(load_err(&serde_json::to_string(&ck).unwrap()).contains("weight_hh_l0"));

@@ -4,6 +4,8 @@
 pub mod checkpoint;
 pub mod export;
 pub mod metrics;
+pub mod model_file;
+pub mod output;
 pub mod plot;
 pub mod rundir;
 pub mod viz_page;

@@ -159,9 +159,15 @@ pub fn svg(runs: &[Run], title: &str, axis: XAxis) -> String {
     // Curves.
     for (i, run) in runs.iter().enumerate() {
         let c = COLOURS[i % COLOURS.len()];
+        // The training curve from one kind of record: a `val` record's training loss is
+        // the mean since the previous validation, a longer average than a `train` record's,
+        // and joining both draws a saw-tooth. `val` records only where there is nothing else
+        // (a run plotted from its checkpoint's history).
+        let has_train = run.records.iter().any(|r| r.kind == "train");
         let train: Vec<String> = run
             .records
             .iter()
+            .filter(|r| !has_train || r.kind == "train")
             .filter(|r| r.train_loss.is_finite())
             .map(|r| format!("{:.1},{:.1}", x(at(r)), y(r.train_loss)))
             .collect();
@@ -227,6 +233,51 @@ pub fn svg(runs: &[Run], title: &str, axis: XAxis) -> String {
     }
     s.push_str("</svg>\n");
     s
+}
+
+/// Labels for runs read from `dirs`: each the shortest end of its path (`ck`,
+/// `a/checkpoints`) that no other path ends with, so that `plot a/checkpoints
+/// b/checkpoints` does not label both `checkpoints`. Paths are resolved first (`.` is the
+/// directory's name); one directory given twice is labelled `ck (2)` the second time.
+pub fn labels(dirs: &[std::path::PathBuf]) -> Vec<String> {
+    let parts: Vec<Vec<String>> = dirs
+        .iter()
+        .map(|d| {
+            let p = std::fs::canonicalize(d).unwrap_or_else(|_| d.clone());
+            p.components()
+                .filter_map(|c| match c {
+                    std::path::Component::Normal(n) => Some(n.to_string_lossy().into_owned()),
+                    _ => None,
+                })
+                .collect()
+        })
+        .collect();
+    let suffix = |v: &Vec<String>, k: usize| v[v.len().saturating_sub(k)..].join("/");
+    let mut out: Vec<String> = Vec::new();
+    for (i, mine) in parts.iter().enumerate() {
+        let distinct = |k: usize| {
+            parts
+                .iter()
+                .enumerate()
+                .all(|(j, other)| j == i || other == mine || suffix(other, k) != suffix(mine, k))
+        };
+        let k = (1..=mine.len())
+            .find(|&k| distinct(k))
+            .unwrap_or(mine.len());
+        let mut label = suffix(mine, k);
+        if label.is_empty() {
+            label = dirs[i].display().to_string();
+        }
+        let seen = out
+            .iter()
+            .filter(|l| l.split(" (").next() == Some(&label))
+            .count();
+        if seen > 0 {
+            label = format!("{label} ({})", seen + 1);
+        }
+        out.push(label);
+    }
+    out
 }
 
 /// The step at which training time reached `t` seconds, by linear interpolation.
@@ -322,7 +373,64 @@ mod tests {
             val_loss: val,
             lr: 2e-3,
             chars_per_s: 1e5,
+            run: None,
         }
+    }
+
+    #[test]
+    fn labels_are_the_shortest_distinct_ends_of_the_paths() {
+        let p = |v: &[&str]| v.iter().map(std::path::PathBuf::from).collect::<Vec<_>>();
+        assert_eq!(
+            labels(&p(&["/x/a/checkpoints", "/x/b/checkpoints"])),
+            ["a/checkpoints", "b/checkpoints"]
+        );
+        assert_eq!(
+            labels(&p(&["/r/run1", "/x/a/ck", "/y/a/ck", "/z/ck2"])),
+            ["run1", "x/a/ck", "y/a/ck", "ck2"]
+        );
+        assert_eq!(labels(&p(&["/r/ck", "/r/ck"])), ["ck", "ck (2)"]);
+        assert_eq!(labels(&p(&["/a/ck", "/a/b/c/ck"])), ["a/ck", "c/ck"]);
+    }
+
+    /// The training curve is drawn from `train` records alone when there are any: the
+    /// `val` records' longer averages do not make a saw-tooth of it.
+    #[test]
+    fn the_training_curve_uses_one_kind_of_record() {
+        let mut records: Vec<Record> = (1..=20).map(|i| record(i * 10, None)).collect();
+        for i in 1..=4 {
+            let mut v = record(i * 50, Some(1.5));
+            v.train_loss = 9.0;
+            records.push(v);
+        }
+        records.sort_by_key(|r| r.step);
+        let s = svg(
+            &[Run {
+                label: "r".into(),
+                records: records.clone(),
+            }],
+            "t",
+            XAxis::Steps,
+        );
+        let dashed = s
+            .lines()
+            .find(|l| l.contains("stroke-dasharray=\"5 3\" opacity"))
+            .unwrap();
+        assert_eq!(dashed.matches(',').count(), 20, "{dashed}");
+        // Validation records only (a checkpoint's history): those are the curve.
+        let vals: Vec<Record> = records.into_iter().filter(|r| r.kind == "val").collect();
+        let s = svg(
+            &[Run {
+                label: "r".into(),
+                records: vals,
+            }],
+            "t",
+            XAxis::Steps,
+        );
+        let dashed = s
+            .lines()
+            .find(|l| l.contains("stroke-dasharray=\"5 3\" opacity"))
+            .unwrap();
+        assert_eq!(dashed.matches(',').count(), 4, "{dashed}");
     }
 
     #[test]

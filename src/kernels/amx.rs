@@ -86,61 +86,77 @@ pub(super) unsafe fn release() {
     unsafe { asm!("tilerelease", options(nostack)) };
 }
 
-/// out (4 tiles of 16 x 16 f32, row-major, 64 bytes a row: [C00, C01, C10, C11]) =
-/// A[0..32, pairs] · B[pairs, 0..32], for `kc` pairs (a multiple of 16).
+/// C[0..32, 0..32] = (C +) A[0..32, pairs] · B[pairs, 0..32], for `kc` pairs (a multiple of
+/// 16): the four 16 x 16 result tiles start from C's values when `load`, from zero
+/// otherwise, and are stored back into C.
 ///
 /// `a`: 32 rows of `kc` pairs, rows `lda` pairs apart. `b`: `kc` rows of at least 32 pairs,
-/// rows `ldb` pairs apart.
+/// rows `ldb` pairs apart. `c`: 32 rows of 32 floats, rows `ldc` floats apart.
 ///
 /// # Safety
 /// [`configure`] ran on this thread; `a` readable for 32 rows of kc pairs, `b` for kc rows of
-/// 32 pairs, `out` writable for 1,024 floats.
+/// 32 pairs, `c` readable and writable for 32 rows of 32 floats.
+#[allow(clippy::too_many_arguments)]
 pub(super) unsafe fn block(
     a: *const u32,
     lda: usize,
     b: *const u32,
     ldb: usize,
     kc: usize,
-    out: *mut f32,
+    c: *mut f32,
+    ldc: usize,
+    load: bool,
 ) {
-    let (sa, sb) = (lda * 4, ldb * 4);
+    let (sa, sb, sc) = (lda * 4, ldb * 4, ldc * 4);
+    let (c01, c10, c11) = (
+        c.wrapping_add(16),
+        c.wrapping_add(16 * ldc),
+        c.wrapping_add(16 * ldc + 16),
+    );
     // SAFETY: every tile load reads 16 rows of 64 bytes inside the regions above; the stores
-    // write four 1 KB tiles into `out`.
+    // write the four 16 x 16 quarters of C.
     unsafe {
-        asm!(
-            "tilezero tmm0",
-            "tilezero tmm1",
-            "tilezero tmm2",
-            "tilezero tmm3",
-            options(nostack)
-        );
+        if load {
+            asm!(
+                "tileloadd tmm0, [{c00} + {s}*1]",
+                "tileloadd tmm1, [{c01} + {s}*1]",
+                "tileloadd tmm2, [{c10} + {s}*1]",
+                "tileloadd tmm3, [{c11} + {s}*1]",
+                c00 = in(reg) c, c01 = in(reg) c01, c10 = in(reg) c10, c11 = in(reg) c11,
+                s = in(reg) sc, options(nostack, readonly),
+            );
+        } else {
+            asm!(
+                "tilezero tmm0",
+                "tilezero tmm1",
+                "tilezero tmm2",
+                "tilezero tmm3",
+                options(nostack)
+            );
+        }
         for q in (0..kc).step_by(PAIRS) {
-            let a0 = a.add(q);
-            let a1 = a.add(16 * lda + q);
-            let b0 = b.add(q * ldb);
-            let b1 = b.add(q * ldb + 16);
             asm!(
                 "tileloadd tmm4, [{a0} + {sa}*1]",
-                "tileloadd tmm5, [{a1} + {sa}*1]",
                 "tileloadd tmm6, [{b0} + {sb}*1]",
-                "tileloadd tmm7, [{b1} + {sb}*1]",
                 "tdpbf16ps tmm0, tmm4, tmm6",
+                "tileloadd tmm7, [{b1} + {sb}*1]",
                 "tdpbf16ps tmm1, tmm4, tmm7",
+                "tileloadd tmm5, [{a1} + {sa}*1]",
                 "tdpbf16ps tmm2, tmm5, tmm6",
                 "tdpbf16ps tmm3, tmm5, tmm7",
-                a0 = in(reg) a0, a1 = in(reg) a1, b0 = in(reg) b0, b1 = in(reg) b1,
+                a0 = in(reg) a.add(q), a1 = in(reg) a.add(16 * lda + q),
+                b0 = in(reg) b.add(q * ldb), b1 = in(reg) b.add(q * ldb + 16),
                 sa = in(reg) sa, sb = in(reg) sb,
                 options(nostack, readonly),
             );
         }
         asm!(
-            "tilestored [{o} + {s}*1], tmm0",
-            "tilestored [{o1} + {s}*1], tmm1",
-            "tilestored [{o2} + {s}*1], tmm2",
-            "tilestored [{o3} + {s}*1], tmm3",
-            o = in(reg) out, o1 = in(reg) out.add(256), o2 = in(reg) out.add(512),
-            o3 = in(reg) out.add(768), s = in(reg) 64usize,
-            options(nostack),
+            "tilestored [{c00} + {s}*1], tmm0",
+            "tilestored [{c01} + {s}*1], tmm1",
+            "tilestored [{c10} + {s}*1], tmm2",
+            "tilestored [{c11} + {s}*1], tmm3",
+            c00 = in(reg) c, c01 = in(reg) c01, c10 = in(reg) c10, c11 = in(reg) c11,
+            s = in(reg) sc, options(nostack),
         );
     }
 }

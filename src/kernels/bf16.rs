@@ -29,12 +29,12 @@ use std::sync::OnceLock;
 
 /// Pair rows of B (and pairs of A) per block, and rows of A per block, for each kernel. The
 /// `vdpbf16ps` kernel keeps a 32 KB block of a B panel in L1 while every 6-row tile of the A
-/// block (48 KB, in L2) passes over it; AMX reads whole tiles and adds its results into C
-/// once per block, so longer blocks spend less on those additions.
+/// block (48 KB, in L2) passes over it; AMX keeps a 32-column strip of the B block (32 KB)
+/// in L1 while 256 rows of A (256 KB, in L2) pass over it, 32 at a time.
 const DOT_KC: usize = 128;
 const DOT_MC: usize = 96;
-const AMX_KC: usize = 512;
-const AMX_MC: usize = 64;
+const AMX_KC: usize = 256;
+const AMX_MC: usize = 256;
 /// Rows per register tile of the `vdpbf16ps` kernel: 6 rows x 4 registers = 24 accumulators.
 const MAX_ROWS: usize = 6;
 
@@ -132,17 +132,56 @@ pub(super) fn pack_b(b: ArrayView2<f32>, dst: &mut [u32]) {
     );
     for p in 0..n.div_ceil(PANEL) {
         let panel = &mut dst[p * kp * PANEL..(p + 1) * kp * PANEL];
-        pack_b_panel(b, p, 0..kp, panel);
+        // SAFETY: packing runs only where `available()`.
+        unsafe { pack_b_panel(b, p, 0..kp, panel) };
     }
 }
 
 /// Packs pair rows `rows` of panel `p` of `b` into `dst` ([rows.len(), 64] pairs); rows past
 /// K are zeros.
-fn pack_b_panel(b: ArrayView2<f32>, p: usize, rows: std::ops::Range<usize>, dst: &mut [u32]) {
+///
+/// # Safety
+/// AVX512_BF16 and AVX512BW (the packers run only where [`available`]).
+#[target_feature(enable = "avx512f,avx512bw,avx512bf16")]
+unsafe fn pack_b_panel(
+    b: ArrayView2<f32>,
+    p: usize,
+    rows: std::ops::Range<usize>,
+    dst: &mut [u32],
+) {
     let (k, n) = b.dim();
     let cols = p * PANEL..n.min((p + 1) * PANEL);
     let w = cols.len();
     let (s0, s1) = (b.strides()[0], b.strides()[1]);
+    if s0 == 1 && s1 != 1 && k > 0 {
+        // B = Wᵀ with W row-major: a column of B is a row of W, contiguous along K. Each
+        // column's pairs are converted 16 at a time, and 16 columns are transposed in
+        // registers into 16 rows of the panel.
+        dst.fill(0);
+        let q0 = rows.start;
+        for qq in (0..rows.len()).step_by(16) {
+            for jj in (0..w).step_by(16) {
+                let mut m = [zero(); 16];
+                for (i, m) in m.iter_mut().enumerate().take(w - jj) {
+                    let first = 2 * (q0 + qq);
+                    // SAFETY: column cols.start + jj + i < N of `b`, floats first ..
+                    // first + 32 clipped to K; `pairs16` reads only those.
+                    unsafe {
+                        let col = b.as_ptr().offset((cols.start + jj + i) as isize * s1);
+                        *m = pairs16(col.add(first.min(k)), k.saturating_sub(first));
+                    }
+                }
+                transpose16(&mut m);
+                for (t, v) in m.iter().enumerate().take(rows.len() - qq) {
+                    // SAFETY: row qq + t of the panel block, lanes jj .. jj + 16 ≤ 64.
+                    unsafe {
+                        _mm512_storeu_si512(dst[(qq + t) * PANEL + jj..].as_mut_ptr().cast(), *v)
+                    };
+                }
+            }
+        }
+        return;
+    }
     for (q, out) in rows.zip(dst.chunks_exact_mut(PANEL)) {
         let (k0, k1) = (2 * q, 2 * q + 1);
         if k0 >= k {
@@ -177,6 +216,58 @@ fn pack_b_panel(b: ArrayView2<f32>, p: usize, rows: std::ops::Range<usize>, dst:
                     0
                 };
             }
+        }
+    }
+}
+
+#[inline]
+#[target_feature(enable = "avx512f")]
+fn zero() -> __m512i {
+    _mm512_setzero_si512()
+}
+
+/// The pairs of min(n, 32) contiguous floats (zeros after them), 16 pairs.
+///
+/// # Safety
+/// AVX512_BF16; `src` readable for min(n, 32) floats.
+#[inline]
+#[target_feature(enable = "avx512f,avx512bw,avx512bf16")]
+unsafe fn pairs16(src: *const f32, n: usize) -> __m512i {
+    let (m0, m1) = (lane_mask(n), lane_mask(n.saturating_sub(16)));
+    // SAFETY: the masked loads read floats 0 .. min(n, 32) only.
+    unsafe {
+        let lo = _mm512_maskz_loadu_ps(m0, src);
+        let hi = _mm512_maskz_loadu_ps(m1, src.add(16.min(n)));
+        std::mem::transmute::<__m512bh, __m512i>(_mm512_cvtne2ps_pbh(hi, lo))
+    }
+}
+
+/// Transposes 16 vectors of 16 u32 (a 16 x 16 matrix, one row a vector) in registers:
+/// 32-bit, then 64-bit interleaves, then two rounds of 128-bit lane shuffles.
+#[inline]
+#[target_feature(enable = "avx512f")]
+fn transpose16(r: &mut [__m512i; 16]) {
+    {
+        let mut t = [zero(); 16];
+        for i in 0..8 {
+            t[2 * i] = _mm512_unpacklo_epi32(r[2 * i], r[2 * i + 1]);
+            t[2 * i + 1] = _mm512_unpackhi_epi32(r[2 * i], r[2 * i + 1]);
+        }
+        for i in 0..4 {
+            r[4 * i] = _mm512_unpacklo_epi64(t[4 * i], t[4 * i + 2]);
+            r[4 * i + 1] = _mm512_unpackhi_epi64(t[4 * i], t[4 * i + 2]);
+            r[4 * i + 2] = _mm512_unpacklo_epi64(t[4 * i + 1], t[4 * i + 3]);
+            r[4 * i + 3] = _mm512_unpackhi_epi64(t[4 * i + 1], t[4 * i + 3]);
+        }
+        for g in [0, 8] {
+            for i in 0..4 {
+                t[g + i] = _mm512_shuffle_i32x4::<0x88>(r[g + i], r[g + i + 4]);
+                t[g + i + 4] = _mm512_shuffle_i32x4::<0xdd>(r[g + i], r[g + i + 4]);
+            }
+        }
+        for i in 0..8 {
+            r[i] = _mm512_shuffle_i32x4::<0x88>(t[i], t[i + 8]);
+            r[i + 8] = _mm512_shuffle_i32x4::<0xdd>(t[i], t[i + 8]);
         }
     }
 }
@@ -232,7 +323,11 @@ fn lane_mask(n: usize) -> __mmask16 {
 /// Packs rows `r0..r0+mc`, pair columns `q0..q0+kc` of `a` ([M, K]) into `dst` as rows of
 /// `kc` pairs (`kc` a multiple of 16); pairs past K are zeros, and so are the rows from `mc`
 /// up to `rows` (the tile multiple the kernel reads).
-fn pack_a(
+///
+/// # Safety
+/// AVX512_BF16 and AVX512BW (the packers run only where [`available`]).
+#[target_feature(enable = "avx512f,avx512bw,avx512bf16")]
+unsafe fn pack_a(
     a: ArrayView2<f32>,
     r0: usize,
     mc: usize,
@@ -263,8 +358,8 @@ fn pack_a(
         for q in (0..kc).step_by(16) {
             for r in (0..mc).step_by(16) {
                 let w = (mc - r).min(16);
-                let mut v = [0u32; 256];
-                for (i, vi) in v.chunks_exact_mut(16).enumerate() {
+                let mut v = [zero(); 16];
+                for (i, vi) in v.iter_mut().enumerate() {
                     let (k0, k1) = (2 * (q0 + q + i), 2 * (q0 + q + i) + 1);
                     if k0 >= k {
                         break;
@@ -274,15 +369,15 @@ fn pack_a(
                     unsafe {
                         let c0 = a.as_ptr().offset(k0 as isize * s1).add(r0 + r);
                         let c1 = a.as_ptr().offset(k1.min(k - 1) as isize * s1).add(r0 + r);
-                        _mm512_storeu_si512(
-                            vi.as_mut_ptr().cast(),
-                            interleave16(c0, c1, k1 >= k, w),
-                        );
+                        *vi = interleave16(c0, c1, k1 >= k, w);
                     }
                 }
                 transpose16(&mut v);
-                for (j, vj) in v.chunks_exact(16).take(w).enumerate() {
-                    dst[(r + j) * kc + q..][..16].copy_from_slice(vj);
+                for (j, vj) in v.iter().enumerate().take(w) {
+                    // SAFETY: row r + j < mc of the block, pairs q .. q + 16 ≤ kc.
+                    unsafe {
+                        _mm512_storeu_si512(dst[(r + j) * kc + q..].as_mut_ptr().cast(), *vj)
+                    };
                 }
             }
         }
@@ -293,15 +388,6 @@ fn pack_a(
                 let x = |kk: usize| if kk < k { a[[r0 + r, kk]] } else { 0.0 };
                 dst[r * kc + q] = pair(x(k0), x(k1));
             }
-        }
-    }
-}
-
-/// Transposes a 16 x 16 matrix of u32 in place.
-fn transpose16(m: &mut [u32; 256]) {
-    for i in 0..16 {
-        for j in i + 1..16 {
-            m.swap(i * 16 + j, j * 16 + i);
         }
     }
 }
@@ -398,7 +484,6 @@ fn product(kernel: Kernel, c: &mut ArrayViewMut2<f32>, a: ArrayView2<f32>, b: B,
     let out = Out {
         ptr: c.as_mut_ptr(),
         ldc: c.strides()[0] as usize,
-        m,
         n,
     };
     let kp = pair_rows(k);
@@ -425,7 +510,8 @@ fn product(kernel: Kernel, c: &mut ArrayViewMut2<f32>, a: ArrayView2<f32>, b: B,
                     let dst = lines_mut(bscratch);
                     for p in 0..panels {
                         let panel = &mut dst[p * kc * PANEL..(p + 1) * kc * PANEL];
-                        pack_b_panel(*v, p, q0..q0 + kc, panel);
+                        // SAFETY: `kernel` is this CPU's, so it has AVX512_BF16.
+                        unsafe { pack_b_panel(*v, p, q0..q0 + kc, panel) };
                     }
                     (dst.as_ptr(), kc * PANEL)
                 }
@@ -435,7 +521,8 @@ fn product(kernel: Kernel, c: &mut ArrayViewMut2<f32>, a: ArrayView2<f32>, b: B,
                 let mc = mc_max.min(m - r0);
                 let rows = mc.next_multiple_of(tile_rows);
                 let (ablock, tiles) = lines_mut(ascratch).split_at_mut(rows * kc);
-                pack_a(a, r0, mc, rows, q0, kc, ablock);
+                // SAFETY: as for `pack_b_panel`.
+                unsafe { pack_a(a, r0, mc, rows, q0, kc, ablock) };
                 let block = Block {
                     a: ablock.as_ptr(),
                     mc,
@@ -468,7 +555,6 @@ fn product(kernel: Kernel, c: &mut ArrayViewMut2<f32>, a: ArrayView2<f32>, b: B,
 struct Out {
     ptr: *mut f32,
     ldc: usize,
-    m: usize,
     n: usize,
 }
 
@@ -515,52 +601,42 @@ unsafe fn dot_block(blk: &Block, out: &Out) {
     }
 }
 
-/// C[r0 .. r0+mc, ..] (+)= the block's product, by AMX: 32 x 32 of C at a time into the
-/// four result tiles, which are then added into C (whatever its edges).
+/// C[r0 .. r0+mc, ..] (+)= the block's product, by AMX, 32 x 32 of C at a time. Each
+/// 32-column strip of B stays in cache while every 32 rows of the A block pass over it.
+/// Blocks inside C accumulate there directly; those across its edges go through `tiles`.
 ///
 /// # Safety
 /// As at the call in [`product`]; AMX usable and configured on this thread; the A block
 /// padded with zero rows to a multiple of 32; `tiles` writable for 1,024 floats.
 unsafe fn amx_block(blk: &Block, out: &Out, tiles: *mut f32) {
-    for r in (0..blk.mc).step_by(amx::ROWS) {
-        for c in (0..out.n).step_by(32) {
-            let (p, off) = (c / PANEL, c % PANEL);
-            // SAFETY: rows r .. r + 32 of the A block (padded), pair columns off .. off + 32
-            // of panel p (64 wide), and the 1,024 floats of `tiles`.
+    for c in (0..out.n).step_by(32) {
+        let (p, off) = (c / PANEL, c % PANEL);
+        // SAFETY: pair columns off .. off + 32 of panel p (64 wide) of the B block.
+        let b = unsafe { blk.b.add(p * blk.pstride + off) };
+        for r in (0..blk.mc).step_by(amx::ROWS) {
+            let (row0, h, w) = (blk.r0 + r, (blk.mc - r).min(32), (out.n - c).min(32));
+            // SAFETY: rows r .. r + 32 of the A block (padded) and the B strip above; C's
+            // rows row0 .. row0 + h and columns c .. c + w are inside it, so a whole 32 x 32
+            // block is written in place and a partial one through `tiles`.
             unsafe {
-                amx::block(
-                    blk.a.add(r * blk.kc),
-                    blk.kc,
-                    blk.b.add(p * blk.pstride + off),
-                    PANEL,
-                    blk.kc,
-                    tiles,
-                );
-            }
-            for (t, (tr, tc)) in [(0, 0), (0, 16), (16, 0), (16, 16)].into_iter().enumerate() {
-                let (row0, col0) = (blk.r0 + r + tr, c + tc);
-                if row0 >= blk.r0 + blk.mc || col0 >= out.n {
+                let a = blk.a.add(r * blk.kc);
+                if h == 32 && w == 32 {
+                    let c0 = out.ptr.add(row0 * out.ldc + c);
+                    amx::block(a, blk.kc, b, PANEL, blk.kc, c0, out.ldc, blk.acc);
                     continue;
                 }
-                let (h, w) = ((blk.r0 + blk.mc - row0).min(16), (out.n - col0).min(16));
+                amx::block(a, blk.kc, b, PANEL, blk.kc, tiles, 32, false);
                 for i in 0..h {
-                    // SAFETY: row row0 + i < M and columns col0 .. col0 + w ≤ N are in C; the
-                    // tile holds 16 x 16 floats.
-                    unsafe {
-                        let src = std::slice::from_raw_parts(tiles.add(t * 256 + i * 16), w);
-                        let dst = std::slice::from_raw_parts_mut(
-                            out.ptr.add((row0 + i) * out.ldc + col0),
-                            w,
-                        );
-                        if blk.acc {
-                            super::add_assign(dst, src);
-                        } else {
-                            dst.copy_from_slice(src);
-                        }
+                    let src = std::slice::from_raw_parts(tiles.add(i * 32), w);
+                    let dst =
+                        std::slice::from_raw_parts_mut(out.ptr.add((row0 + i) * out.ldc + c), w);
+                    if blk.acc {
+                        super::add_assign(dst, src);
+                    } else {
+                        dst.copy_from_slice(src);
                     }
                 }
             }
-            debug_assert!(out.m >= blk.r0 + blk.mc);
         }
     }
 }

@@ -4,7 +4,9 @@
 //! - [`matmul`]: general products through the `gemm` crate (pure Rust, its own AVX-512/AVX2
 //!   kernels chosen at run time, any strides, so a transposed operand `a.t()` costs no copy).
 //! - [`PackedMatrix`] and [`matmul_packed`]: a small batch times a weight matrix that stays
-//!   fixed for a whole window (`h_{t-1} · W_hhᵀ`), with an AVX-512 kernel over a packed copy.
+//!   fixed for a whole window (`h_{t-1} · W_hhᵀ`), with AVX-512 and AVX2 kernels over a
+//!   packed copy.
+//! - [`bf16`]: the products of `--precision bf16` (AMX or AVX512_BF16).
 //! - [`fastmath`]: vectorisable `tanh`, `sigmoid` and `exp` for x ≤ 0, and slice helpers.
 //! - [`simd_dispatch!`] compiles a loop for AVX-512, AVX2+FMA and the baseline and picks one
 //!   at run time through [`isa`].
@@ -20,6 +22,8 @@
 
 #[cfg(target_arch = "x86_64")]
 mod amx;
+#[cfg(target_arch = "x86_64")]
+pub(crate) mod avx2;
 #[cfg(target_arch = "x86_64")]
 mod avx512;
 #[cfg(target_arch = "x86_64")]

@@ -25,7 +25,7 @@ const _: () = assert!(
 pub enum PackedLayout {
     /// Columns cut into panels of [`PANEL`]; panel p holds B[.., 64p .. 64p+64] row by row,
     /// zero-padded to 64 columns: the AVX-512 kernel reads it front to back, one aligned
-    /// cache line per 16 floats.
+    /// cache line per 16 floats; the AVX2 kernel reads it in 16-column strips.
     Panels,
     /// Plain row-major [K, N], handed to `gemm` whole as one contiguous operand.
     RowMajor,
@@ -37,7 +37,7 @@ pub enum PackedLayout {
 impl PackedLayout {
     /// The layout the kernels of `isa` read.
     pub fn for_isa(isa: Isa) -> PackedLayout {
-        if isa == Isa::Avx512 && cfg!(target_arch = "x86_64") {
+        if isa >= Isa::Avx2 && cfg!(target_arch = "x86_64") {
             PackedLayout::Panels
         } else {
             PackedLayout::RowMajor
@@ -220,6 +220,12 @@ pub fn matmul_packed(c: &mut [f32], a: &[f32], b: &PackedMatrix, accumulate: boo
         unsafe { super::avx512::matmul_packed(c, a, b, m, accumulate) };
         return;
     }
+    #[cfg(target_arch = "x86_64")]
+    if b.layout == PackedLayout::Panels && k > 0 && super::isa() == Isa::Avx2 {
+        // SAFETY: the CPU has AVX2 and FMA (`isa()` checked it); the shapes are as above.
+        unsafe { super::avx2::matmul_packed(c, a, b, m, accumulate) };
+        return;
+    }
     matmul_packed_portable(c, a, b, m, accumulate);
 }
 
@@ -310,6 +316,21 @@ mod tests {
                 }
                 matmul_packed(&mut c, a_s, &packed, false);
                 assert!(c.iter().zip(&want).all(|(x, w)| (x - w).abs() < 1e-5));
+                // The AVX2 kernel, wherever the CPU has AVX2 (whatever the widest level).
+                #[cfg(target_arch = "x86_64")]
+                if layout == PackedLayout::Panels && crate::kernels::detected() >= Isa::Avx2 {
+                    for acc in [false, true] {
+                        let mut c2 = vec![0.5f32; m * n];
+                        // SAFETY: the CPU has AVX2 and FMA; the shapes are [m, k], [m, n].
+                        unsafe {
+                            crate::kernels::avx2::matmul_packed(&mut c2, a_s, &packed, m, acc)
+                        };
+                        let off = if acc { 0.5 } else { 0.0 };
+                        for (x, w) in c2.iter().zip(&want) {
+                            assert!((x - off - w).abs() < 1e-5, "{m}x{k}x{n} avx2: {x} vs {w}");
+                        }
+                    }
+                }
             }
         }
     }

@@ -84,6 +84,10 @@ impl Batches {
             Some(m) if m < positions => (m / batch).clamp(1, stride),
             _ => stride,
         };
+        // No stream has more text before it than the last one's `(B-1)·stride` positions: a
+        // longer warm-up would read only padding, so it is cut there (which changes no
+        // score, and keeps `warmup + stream_len` within the text's size).
+        let warmup = warmup.min((batch - 1).saturating_mul(stride));
         Batches {
             batch,
             seq_len,
@@ -236,8 +240,8 @@ mod tests {
                         let i = t * batch + b;
                         let step = k * seq_len + t;
                         if w.valid[i] {
-                            scored[b * bs.stride + step - warmup] += 1;
-                        } else if step < warmup && w.x[i] != END {
+                            scored[b * bs.stride + step - bs.warmup] += 1;
+                        } else if step < bs.warmup && w.x[i] != END {
                             read_before[b] = true;
                         }
                     }
@@ -251,6 +255,13 @@ mod tests {
         }
         let bs = Batches::warm(tokens.len(), 4, 8, 10, Some(40));
         assert_eq!((bs.stream_len, bs.stride), (10, 50));
+        // A warm-up longer than the text before the last stream reads only that text.
+        let bs = Batches::warm(tokens.len(), 4, 8, usize::MAX, None);
+        assert_eq!((bs.warmup, bs.windows), (150, 25));
+        assert_eq!(
+            Batches::warm(tokens.len(), 1, 8, usize::MAX, None).warmup,
+            0
+        );
     }
 
     /// Streams read from a part of the text holding their span the windows a whole text

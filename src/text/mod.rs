@@ -6,6 +6,7 @@ pub mod corpus;
 pub mod reader;
 pub mod split;
 pub mod tokens;
+pub mod unknown;
 pub mod vocab;
 
 pub use batches::{Batches, Window};

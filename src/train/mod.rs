@@ -3,6 +3,7 @@
 
 pub mod optim;
 pub mod recipe;
+pub mod report;
 pub mod run;
 pub mod schedule;
 pub mod setup;

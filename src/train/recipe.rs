@@ -8,6 +8,7 @@
 //! character of the corpus. The measurements behind the numbers are in the README's table
 //! of defaults (and `bench/results/`).
 
+use crate::kernels::Precision;
 use crate::nn::{CellKind, ModelConfig};
 use crate::train::schedule::LrSchedule;
 
@@ -36,11 +37,19 @@ impl Calibration {
     }
 }
 
-/// Measures this machine: a few training steps of a 2x256 LSTM over `vocab_size` symbols
-/// (batch 64 x 100, on `threads` shards, random text), about half a second.
-pub fn calibrate(vocab_size: usize, threads: usize) -> Calibration {
-    use crate::train::{Optimizer, TrainConfig, Trainer};
-    use rand::{RngExt, SeedableRng};
+/// Memory the measurement may use: it needs only a FLOP rate, so a vocabulary too large
+/// for the usual batch in this much is measured on fewer streams.
+const CALIBRATION_BYTES: u64 = 256 << 20;
+
+/// The model and batch [`calibrate`] measures: a 2x256 LSTM over `vocab_size` symbols,
+/// batch 64 x 100, or fewer streams if that would hold more than [`CALIBRATION_BYTES`] (or
+/// half the memory available); an error, with the estimate, if even one stream does not fit.
+pub fn calibration_config(
+    vocab_size: usize,
+    threads: usize,
+    precision: Precision,
+) -> anyhow::Result<(ModelConfig, crate::train::TrainConfig)> {
+    use crate::train::{TrainConfig, Trainer};
     let config = ModelConfig {
         cell: CellKind::Lstm,
         layers: 2,
@@ -48,13 +57,42 @@ pub fn calibrate(vocab_size: usize, threads: usize) -> Calibration {
         vocab_size,
         dropout: 0.0,
     };
+    let budget = CALIBRATION_BYTES.min(crate::fs::available_memory() / 2);
+    let mut tc = TrainConfig {
+        threads,
+        precision,
+        ..TrainConfig::default()
+    };
+    while tc.batch > 1 && Trainer::memory_bytes(&config, &tc).is_none_or(|b| b > budget) {
+        tc.batch /= 2;
+    }
+    tc.threads = tc.threads.min(tc.batch);
+    crate::fs::check_fits(
+        Trainer::memory_bytes(&config, &tc),
+        &format!(
+            "measuring this machine's speed (--time-limit) on a vocabulary of {vocab_size} symbols"
+        ),
+        "give the model's size instead (--hidden) and a --max-steps or --epochs, or train on text with fewer distinct characters",
+    )?;
+    Ok((config, tc))
+}
+
+/// Measures this machine: a few training steps of a 2x256 LSTM over `vocab_size` symbols
+/// (batch 64 x 100, fewer streams for a very large vocabulary: see
+/// [`calibration_config`]), on `threads` shards, random text, products in `precision`;
+/// about half a second. (bf16 speeds up the products more than the rest, and wider models
+/// are more products: the estimate for them is on the low side.)
+pub fn calibrate(
+    vocab_size: usize,
+    threads: usize,
+    precision: Precision,
+) -> anyhow::Result<Calibration> {
+    use crate::train::{Optimizer, Trainer};
+    use rand::{RngExt, SeedableRng};
+    let (config, tc) = calibration_config(vocab_size, threads, precision)?;
     let mut model = crate::nn::Model::new(config);
     let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(0);
     model.init(&mut rng);
-    let tc = TrainConfig {
-        threads,
-        ..TrainConfig::default()
-    };
     let n = tc.batch * tc.seq_len * 4 + 1;
     let tokens = crate::text::Tokens::from(
         (0..n)
@@ -71,9 +109,9 @@ pub fn calibrate(vocab_size: usize, threads: usize) -> Calibration {
         chars += t.step().map_or(0, |r| r.chars);
     }
     let cps = chars as f64 / start.elapsed().as_secs_f64().max(1e-9);
-    Calibration {
+    Ok(Calibration {
         flops_per_s: cps * 3.0 * config.forward_flops(),
-    }
+    })
 }
 
 /// What is to be trained: the text's size and the model's shape, which the user may fix.
@@ -158,7 +196,12 @@ pub fn choose(task: &Task, budget: Option<(f64, &Calibration)>, hidden: Option<u
     let exposure = params / train_chars.max(1) as f64 * passes;
     Recipe {
         hidden,
-        dropout: dropout_for(exposure),
+        // Dropout acts between layers: a 1-layer model has nowhere to apply it.
+        dropout: if layers > 1 {
+            dropout_for(exposure)
+        } else {
+            0.0
+        },
         lr: LrSchedule::cosine(lr_for(hidden), 0.02, 0.05, tail_for(exposure)),
         epochs: epochs(hidden),
     }
@@ -266,8 +309,16 @@ pub fn plan(
     time_limit: Option<f64>,
     threads: usize,
     hidden: Option<usize>,
-) -> (Recipe, Option<Calibration>) {
-    plan_in(&crate::world::LOCAL, task, time_limit, threads, hidden)
+    precision: Precision,
+) -> anyhow::Result<(Recipe, Option<Calibration>)> {
+    plan_in(
+        &crate::world::LOCAL,
+        task,
+        time_limit,
+        threads,
+        hidden,
+        precision,
+    )
 }
 
 /// [`plan`] for the ranks of `world`, which must all choose the same model: rank 0 measures
@@ -280,36 +331,106 @@ pub fn plan_in(
     time_limit: Option<f64>,
     threads: usize,
     hidden: Option<usize>,
-) -> (Recipe, Option<Calibration>) {
+    precision: Precision,
+) -> anyhow::Result<(Recipe, Option<Calibration>)> {
     let mut measured = [0.0];
     if let (Some(_), 0) = (time_limit, world.rank()) {
-        measured[0] = calibrate(task.vocab_size, threads).flops_per_s;
+        measured[0] = calibrate(task.vocab_size, threads, precision)?.flops_per_s;
     }
     crate::world::broadcast_f64(world, &mut measured);
     let calibration = time_limit.map(|_| Calibration {
         flops_per_s: measured[0] * world.size() as f64,
     });
     let budget = time_limit.zip(calibration.as_ref());
-    (choose(task, budget, hidden), calibration)
+    Ok((choose(task, budget, hidden), calibration))
 }
 
-/// `charrnn <args>` without `--time-limit` (and its value), with the `chosen` flags and
+/// Which of a fresh run's settings the user gave (the others were chosen by [`choose`], or
+/// for a fine-tuned run's width, taken from its model).
+#[derive(Debug, Clone, Copy, Default, PartialEq)]
+pub struct Given {
+    pub hidden: bool,
+    pub dropout: bool,
+    pub lr: bool,
+    pub lr_tail: bool,
+    pub lr_floor: bool,
+    /// The width is the fine-tuned model's.
+    pub inherited_width: bool,
+}
+
+/// [`describe`], with a time budget: what was measured, and the epochs it allows.
+pub fn describe_budget(
+    model: &ModelConfig,
+    lr: &LrSchedule,
+    given: Given,
+    budget: (f64, &Calibration),
+    recipe: &Recipe,
+    train_chars: usize,
+) -> String {
+    format!(
+        "{:.0} s on this machine ({:.0} GFLOP/s of training): {} (about {:.0} epochs of {train_chars} characters)",
+        budget.0,
+        budget.1.flops_per_s / 1e9,
+        describe(model, lr, given),
+        recipe.epochs.unwrap_or(0.0),
+    )
+}
+
+/// `width 256 (chosen), dropout 0.1 (chosen), lr 3.0e-3 (given) falling over the last 40%
+/// of the run (chosen) to 1.5e-4`: what a fresh run trains with, and which of it was given.
+pub fn describe(model: &ModelConfig, lr: &LrSchedule, given: Given) -> String {
+    let by = |g: bool| if g { "given" } else { "chosen" };
+    let width = if given.inherited_width {
+        "the model's"
+    } else {
+        by(given.hidden)
+    };
+    let schedule = match lr.shape {
+        crate::train::schedule::Shape::Cosine => format!(
+            "falling over the last {:.0}% of the run ({}) to {:.1e} ({})",
+            100.0 * lr.tail,
+            by(given.lr_tail),
+            lr.base * lr.floor,
+            by(given.lr_floor)
+        ),
+        crate::train::schedule::Shape::Epochs => {
+            format!("times {} per epoch after epoch {}", lr.decay, lr.after)
+        }
+    };
+    format!(
+        "width {} ({width}), dropout {} ({}), lr {:.1e} ({}) {schedule}",
+        model.hidden,
+        model.dropout,
+        by(given.dropout),
+        lr.base,
+        by(given.lr),
+    )
+}
+
+/// `charrnn <args>` without `--time-limit` (and its value) and with `--dir dir` in place of
+/// the run's own directory (`--dir`/`--out`, given or not: the directory holds the run
+/// that printed the command, and a new run there is refused), with the `chosen` flags and
 /// `--max-steps steps` added: the command that repeats a time-limited run's recipe for the
 /// steps it made. Words a shell would split or expand are quoted.
 pub fn repeat_command(
     args: impl IntoIterator<Item = String>,
     chosen: impl IntoIterator<Item = (&'static str, String)>,
     steps: u64,
+    dir: &str,
 ) -> String {
     let mut words: Vec<String> = vec!["charrnn".into()];
     let mut args = args.into_iter();
     while let Some(a) = args.next() {
-        if a == "--time-limit" {
+        if ["--time-limit", "--dir", "--out"].contains(&a.as_str()) {
             args.next();
-        } else if !a.starts_with("--time-limit=") {
+        } else if !["--time-limit=", "--dir=", "--out="]
+            .iter()
+            .any(|f| a.starts_with(f))
+        {
             words.push(a);
         }
     }
+    words.extend(["--dir".into(), dir.to_string()]);
     for (flag, value) in chosen {
         words.extend([flag.to_string(), value]);
     }
@@ -330,6 +451,18 @@ pub fn repeat_command(
 mod tests {
     use super::*;
 
+    /// A vocabulary too large for the usual batch is measured on fewer streams, within the
+    /// measurement's memory.
+    #[test]
+    fn calibration_fits_its_memory() {
+        let (_, small) = calibration_config(65, 2, Precision::F32).unwrap();
+        assert_eq!((small.batch, small.seq_len), (64, 100));
+        let (config, large) = calibration_config(65_536, 2, Precision::F32).unwrap();
+        assert!(large.batch < 16, "{}", large.batch);
+        let bytes = crate::train::Trainer::memory_bytes(&config, &large).unwrap();
+        assert!(bytes <= CALIBRATION_BYTES || large.batch == 1, "{bytes}");
+    }
+
     #[test]
     fn run_length_cadence_and_the_repeat_command() {
         assert_eq!(max_steps(None, None, None, 10), MIN_DEFAULT_STEPS);
@@ -346,15 +479,41 @@ mod tests {
             "--time-limit=5",
             "--seed",
             "3",
+            "--out",
+            "run1",
+            "--dir=run1",
         ];
         let cmd = repeat_command(
             args.iter().map(|s| s.to_string()),
             [("--hidden", "128".to_string())],
             2334,
+            "run1-repeat",
         );
         assert_eq!(
             cmd,
-            "charrnn train 'my corpus.txt' --seed 3 --hidden 128 --max-steps 2334"
+            "charrnn train 'my corpus.txt' --seed 3 --dir run1-repeat --hidden 128 --max-steps 2334"
+        );
+        let m = ModelConfig {
+            hidden: 128,
+            dropout: 0.35,
+            ..ModelConfig::default()
+        };
+        let line = describe(
+            &m,
+            &LrSchedule::cosine(4e-3, 0.02, 0.05, 0.4),
+            Given {
+                lr: true,
+                ..Given::default()
+            },
+        );
+        assert_eq!(
+            line,
+            "width 128 (chosen), dropout 0.35 (chosen), lr 4.0e-3 (given) falling over the last 40% of the run (chosen) to 2.0e-4 (chosen)"
+        );
+        let line = describe(&m, &LrSchedule::default(), Given::default());
+        assert!(
+            line.ends_with("lr 2.0e-3 (chosen) times 0.97 per epoch after epoch 10"),
+            "{line}"
         );
     }
 

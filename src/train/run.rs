@@ -88,10 +88,11 @@ impl Checkpointer for InMemory {
         Ok(())
     }
     fn restore_last(&mut self, t: &mut Trainer) -> Result<Option<u64>> {
-        Ok(self.last.as_ref().map(|(params, optimizer, progress)| {
-            t.restore(params, optimizer.clone(), progress.clone());
-            progress.step
-        }))
+        let Some((params, optimizer, progress)) = &self.last else {
+            return Ok(None);
+        };
+        t.restore(params, optimizer.clone(), progress.clone())?;
+        Ok(Some(progress.step))
     }
 }
 

@@ -7,6 +7,8 @@ use crate::nn::{CellKind, Model, ModelConfig};
 use crate::text::Mode;
 use crate::text::corpus::{Corpus, VocabSource};
 use crate::text::vocab::Vocab;
+use crate::train::run::{RunConfig, run_fraction};
+use crate::train::schedule::Shape;
 use crate::train::{Optimizer, Progress, TrainConfig, Trainer};
 use crate::world::Collective;
 use anyhow::{Result, bail};
@@ -314,6 +316,58 @@ pub fn reading<'a>(
     })
 }
 
+/// Errors if a resumed run at `step` would stop before taking a step: the run's end
+/// (`max_steps`, set by `what`: `--max-steps 50`, `--epochs 2`, or the default length) is
+/// at or before the checkpoint. Steps and epochs count from the run's first step.
+pub fn check_resumed_length(step: u64, max_steps: u64, what: &str) -> Result<()> {
+    if max_steps > step {
+        return Ok(());
+    }
+    let more = step.saturating_mul(2).max(step + 1);
+    bail!(
+        "the checkpoint is at step {step} and {what} ends the run at step {max_steps}: nothing to train (--max-steps and --epochs count from the run's first step; e.g. --max-steps {more} trains {} more)",
+        more - step
+    )
+}
+
+/// One line if a resumed run's first step uses another learning rate than the checkpoint's
+/// last step did (`None` if the rate carries on, or the checkpoint does not record it):
+/// the old rate, the new one, and why (`lr_given`: a new --lr; otherwise the schedule is
+/// fitted to this run's end, which the run's length or time limit moved).
+pub fn lr_change(
+    progress: &Progress,
+    config: &TrainConfig,
+    run: &RunConfig,
+    lr_given: bool,
+) -> Option<String> {
+    let old = progress.last_lr?;
+    let fraction = run_fraction(run, progress.step, &std::time::Instant::now());
+    let new = config.lr.lr(progress.epoch, fraction);
+    if (new - old).abs() <= 1e-6 * old.abs() {
+        return None;
+    }
+    let why = if lr_given {
+        format!("--lr {} sets a new base rate", config.lr.base)
+    } else if config.lr.shape == Shape::Cosine {
+        match run.time_limit {
+            Some(t) => format!(
+                "the schedule is fitted to this run's --time-limit {t} s, so it starts again at its warm-up"
+            ),
+            None => format!(
+                "the schedule is fitted to this run's end at step {}, {:.0}% of the way through at step {}",
+                run.max_steps,
+                100.0 * fraction,
+                progress.step
+            ),
+        }
+    } else {
+        "the schedule changed".into()
+    };
+    Some(format!(
+        "the learning rate goes from {old:.3e} (the checkpoint's last step) to {new:.3e}: {why}"
+    ))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -382,5 +436,58 @@ mod tests {
         assert!(r.mode == Mode::Stream && matches!(r.vocab, VocabSource::Corpus));
         let e = reading(&[], None, None, Origin::New).err().unwrap();
         assert!(e.to_string().contains("no corpus given"), "{e}");
+    }
+
+    #[test]
+    fn what_a_resumed_run_checks_and_says() {
+        let from = ModelConfig {
+            cell: CellKind::Gru,
+            layers: 2,
+            hidden: 64,
+            vocab_size: 10,
+            dropout: 0.25,
+        };
+        assert!(check_resumed_length(100, 101, "--max-steps 101").is_ok());
+        let e = check_resumed_length(100, 50, "--max-steps 50")
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.contains("at step 100")
+                && e.contains("--max-steps 50 ends the run at step 50")
+                && e.contains("--max-steps 200"),
+            "{e}"
+        );
+        assert!(check_resumed_length(100, 100, "--max-steps 100").is_err());
+
+        let config = TrainConfig {
+            lr: crate::train::schedule::LrSchedule::cosine(1e-3, 0.0, 0.1, 1.0),
+            ..TrainConfig::default()
+        };
+        let mut progress = Trainer::fresh_progress(&Model::new(from), &config);
+        progress.step = 100;
+        let run = |max_steps| RunConfig {
+            max_steps,
+            time_limit: None,
+            eval_every: 10,
+            eval: Default::default(),
+            stop_when_overfitting: false,
+        };
+        // At the end of a 100-step run the rate is at its floor; a run to step 200 puts it
+        // half-way down the cosine.
+        progress.last_lr = Some(config.lr.lr(0, 1.0));
+        assert_eq!(lr_change(&progress, &config, &run(100), false), None);
+        let line = lr_change(&progress, &config, &run(200), false).unwrap();
+        assert!(
+            line.contains("from 1.000e-4")
+                && line.contains("to 5.500e-4")
+                && line.contains("end at step 200"),
+            "{line}"
+        );
+        assert!(
+            lr_change(&progress, &config, &run(100), true).is_none(),
+            "same rate"
+        );
+        progress.last_lr = None;
+        assert_eq!(lr_change(&progress, &config, &run(200), false), None);
     }
 }

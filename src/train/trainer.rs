@@ -174,6 +174,10 @@ pub struct Progress {
     #[serde(rename = "elapsed_seconds")]
     pub elapsed: f64,
     pub history: Vec<HistoryPoint>,
+    /// The learning rate of the last step taken (absent in checkpoints of version 1): a
+    /// resumed run whose schedule puts it elsewhere says so.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_lr: Option<f32>,
 }
 
 /// One validation measurement (stored as is in checkpoints).
@@ -371,6 +375,7 @@ impl<'a> Trainer<'a> {
             best_val_loss: None,
             elapsed: 0.0,
             history: Vec::new(),
+            last_lr: None,
         }
     }
 
@@ -389,16 +394,34 @@ impl<'a> Trainer<'a> {
     }
 
     /// Puts the trainer back to a saved state: parameters, optimizer and progress (whose
-    /// `state` becomes the shards' carried state). Shapes must be the trainer's own.
-    pub fn restore(&mut self, params: &[f32], optimizer: Optimizer, progress: Progress) {
-        assert_eq!(params.len(), self.model.params.len(), "restore: parameters");
-        assert_eq!(progress.state.batch, self.config.batch, "restore: state");
+    /// `state` becomes the shards' carried state). Errors, changing nothing, if a shape is
+    /// not the trainer's own.
+    pub fn restore(
+        &mut self,
+        params: &[f32],
+        optimizer: Optimizer,
+        progress: Progress,
+    ) -> anyhow::Result<()> {
+        let (p, m) = (params.len(), self.model.params.len());
+        let fits = p == m
+            && progress.state.batch == self.config.batch
+            && progress.state.h.len() == self.progress.state.h.len()
+            && progress.state.c.len() == self.progress.state.c.len()
+            && optimizer.config.kind == self.optimizer.config.kind;
+        if !fits {
+            anyhow::bail!(
+                "the saved state does not fit this trainer ({p} parameters and batch {} against {m} and {})",
+                progress.state.batch,
+                self.config.batch
+            );
+        }
         self.model.params.copy_from_slice(params);
         self.optimizer = optimizer;
         for s in &mut self.shards {
             s.state = progress.state.rows(s.rows.clone());
         }
         self.progress = progress;
+        Ok(())
     }
 
     /// Brings `progress.state` up to date with the shards' carried state (for checkpoints),
@@ -512,6 +535,7 @@ impl<'a> Trainer<'a> {
             });
         }
         self.progress.step += 1;
+        self.progress.last_lr = Some(lr);
         self.progress.window += 1;
         if self.progress.window == self.batches.windows {
             self.progress.window = 0;

@@ -1,0 +1,180 @@
+//! The lines a training run prints about itself: what it trains, what it starts from, and
+//! how it ended. Text only (the command prints them), so that what a user reads is decided
+//! here, next to the run it describes.
+
+use crate::nn::ModelConfig;
+use crate::text::Mode;
+use crate::text::corpus::CorpusInfo;
+use crate::train::run::{OVERFIT_MARGIN, OVERFIT_VALIDATIONS, Outcome, StopReason};
+use crate::train::trainer::Trainer;
+
+/// `run 3f9c…: lstm 2x256, 3,4M parameters, vocabulary 67 | … windows per epoch`.
+pub fn header(run: &str, t: &Trainer, vocab_len: usize, info: &CorpusInfo) -> String {
+    let (c, config) = (&t.model.config, &t.config);
+    let val = match &info.val_file {
+        Some(f) => format!("{} validation chars of {f}", info.val_chars),
+        None => format!("{} validation chars", info.val_chars),
+    };
+    format!(
+        "run {run}: {} {}x{}, {} parameters, vocabulary {vocab_len} | {} train / {val}, {} mode | batch {} x {} steps, {} threads ({} kernels), {} windows per epoch",
+        c.cell,
+        c.layers,
+        c.hidden,
+        t.model.param_count(),
+        info.train_chars,
+        info.mode,
+        config.batch,
+        config.seq_len,
+        match t.world().size() {
+            1 => config.shards().to_string(),
+            n => format!("{n} ranks x {}", config.shards() / n),
+        },
+        match config.precision {
+            crate::kernels::Precision::F32 => crate::kernels::isa().name().to_string(),
+            p => format!(
+                "{}, {} products",
+                crate::kernels::isa().name(),
+                p.describe()
+            ),
+        },
+        t.batches().windows
+    )
+}
+
+/// What a fine-tuned run starts from: the checkpoint `source` (at `step`), what it takes
+/// from its model (see [`inherited`]), and the characters of this corpus that model never
+/// saw (`new`), which get fresh weights.
+pub fn fine_tune(
+    source: &str,
+    step: u64,
+    from: &ModelConfig,
+    from_mode: Mode,
+    dropout: Option<f32>,
+    mode: Option<Mode>,
+    new: &[char],
+) -> String {
+    let mut line = format!(
+        "starting from the weights of {source} (step {step}) with a fresh optimizer and schedule; {}",
+        inherited(from, from_mode, dropout, mode)
+    );
+    if !new.is_empty() {
+        let list: Vec<String> = new.iter().map(|c| format!("{c:?}")).collect();
+        line.push_str(&format!(
+            "; {} new characters get fresh weights: {}",
+            new.len(),
+            list.join(" ")
+        ));
+    }
+    line
+}
+
+/// What a fine-tuned run takes from the model it starts from (`from`, trained in
+/// `from_mode`): its shape always, its dropout and mode unless given.
+pub fn inherited(
+    from: &ModelConfig,
+    from_mode: Mode,
+    dropout: Option<f32>,
+    mode: Option<Mode>,
+) -> String {
+    let mut taken = vec![format!("{} {}x{}", from.cell, from.layers, from.hidden)];
+    let mut given = Vec::new();
+    match dropout {
+        None => taken.push(format!("dropout {}", from.dropout)),
+        Some(d) => given.push(format!("dropout {d}")),
+    }
+    match mode {
+        None => taken.push(format!("{from_mode} mode")),
+        Some(m) => given.push(format!("{m} mode")),
+    }
+    let mut line = format!("takes {} from the model", taken.join(", "));
+    if given.is_empty() {
+        line.push_str(" (--dropout and --mode change the last two)");
+    } else {
+        line.push_str(&format!("; {} as given", given.join(" and ")));
+    }
+    line
+}
+
+/// `resuming at step 20, epoch 0.87` and, for a branch (`branched_from`: the run it
+/// continues, `None` for a run without id), that it is a new run in `dir`.
+pub fn resuming(t: &Trainer, branched_from: Option<Option<&str>>, dir: &str) -> String {
+    let from = match branched_from {
+        Some(run) => format!(
+            " (a new run in {dir}, branched from {})",
+            // Checked when its checkpoint was read: letters, digits, - and _.
+            run.unwrap_or("a run without id")
+        ),
+        None => String::new(),
+    };
+    format!(
+        "resuming at step {}, epoch {:.2}{from}",
+        t.progress.step,
+        t.epoch_fraction()
+    )
+}
+
+/// How a run that did not diverge ended (`best`: the file of the best model), and why it
+/// stopped early if it did.
+pub fn ended(outcome: &Outcome, t: &Trainer, best: &str) -> Vec<String> {
+    let best_val = t.progress.best_val_loss;
+    let loss = |v: Option<f64>| v.map_or("n/a".into(), |v| format!("{v:.4}"));
+    let mut lines = vec![format!(
+        "{} at step {} (epoch {:.2}) after {:.1}s, {:.0} chars/s; validation loss {} ; best {} -> {best}",
+        if outcome.reason == StopReason::Interrupted {
+            "interrupted"
+        } else {
+            "stopped"
+        },
+        t.progress.step,
+        t.epoch_fraction(),
+        outcome.wall_seconds,
+        outcome.chars_per_s(),
+        outcome.last_val.map_or("n/a".into(), |v| format!(
+            "{v:.4} nats/char ({:.4} bits/char)",
+            v / std::f64::consts::LN_2
+        )),
+        loss(best_val),
+    )];
+    if outcome.reason == StopReason::Overfitting {
+        lines.push(format!(
+            "stopped early: the last {OVERFIT_VALIDATIONS} validation losses were each more than {:.0}% above the best ({}); more training would not bring it back (--epochs or --max-steps train in full)",
+            100.0 * OVERFIT_MARGIN,
+            loss(best_val),
+        ));
+    }
+    lines
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::nn::CellKind;
+
+    #[test]
+    fn a_fine_tuned_run_says_what_it_takes() {
+        let from = ModelConfig {
+            cell: CellKind::Gru,
+            layers: 2,
+            hidden: 64,
+            vocab_size: 10,
+            dropout: 0.25,
+        };
+        let line = inherited(&from, Mode::Lines, None, None);
+        assert!(
+            line.contains("gru 2x64, dropout 0.25, lines mode"),
+            "{line}"
+        );
+        let line = inherited(&from, Mode::Lines, Some(0.0), Some(Mode::Stream));
+        assert!(
+            line.contains("takes gru 2x64 from")
+                && line.contains("dropout 0 and stream mode as given"),
+            "{line}"
+        );
+        let line = fine_tune("a.json", 7, &from, Mode::Stream, None, None, &['Z', '4']);
+        assert!(
+            line.contains("(step 7)")
+                && line.ends_with("2 new characters get fresh weights: 'Z' '4'"),
+            "{line}"
+        );
+    }
+}
