@@ -501,3 +501,20 @@ fn an_error_on_rank_0_ends_every_rank_at_once() {
     assert!(err.contains("--resume"), "{err}");
     assert!(!err.contains("charrnn: rank 1: "), "{err}");
 }
+
+/// With `--time-limit`, rank 0 measures the machine and every rank builds the model it
+/// chose: the run trains, stops on rank 0's clock at the same step everywhere, and saves.
+#[test]
+fn a_time_limited_run_agrees_on_its_recipe() {
+    let dir = TempDir::new().unwrap();
+    let c = corpus(&dir);
+    let mut args = train_args(&c, "t", &["--time-limit", "3", "--threads", "1"]);
+    // The width is the recipe's, not the small one the other tests give.
+    let at = args.iter().position(|a| a == "--hidden").unwrap();
+    args.drain(at..at + 2);
+    let o = ok(mpirun(&dir, 2).args(&args).output().unwrap());
+    let err = stderr(&o);
+    assert_eq!(err.matches("GFLOP/s of training").count(), 1, "{err}");
+    assert!(err.contains("2 ranks x 1"), "{err}");
+    loads(&dir, "t/latest.json");
+}
