@@ -51,6 +51,8 @@ pub struct BenchReport {
     pub isa: &'static str,
     /// The products' precision and, for bf16, the kernel (`bf16 (AMX-BF16)`).
     pub precision: String,
+    /// The L2 cache per core the AVX2 kernel's blocking assumed (`2 MB (from the system)`).
+    pub l2: String,
     pub vocab: usize,
     pub train_chars_per_s: f64,
     pub train_steps: usize,
@@ -168,6 +170,7 @@ pub fn measure(corpus: &Corpus, source: &Path, config: &BenchConfig) -> Result<B
     Ok(BenchReport {
         isa: crate::kernels::isa().name(),
         precision: config.precision.describe(),
+        l2: crate::kernels::cache::describe(),
         vocab: vocab.len(),
         train_chars_per_s,
         train_steps: steps,

@@ -63,9 +63,10 @@ pub fn run(args: BenchArgs) -> Result<()> {
         return Ok(());
     }
     println!(
-        "charrnn bench: {cfg}, {} kernels, {} products, vocabulary {} ({})",
+        "charrnn bench: {cfg}, {} kernels, {} products, L2 {} per core, vocabulary {} ({})",
         r.isa,
         r.precision,
+        r.l2,
         r.vocab,
         path.display()
     );
