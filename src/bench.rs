@@ -112,7 +112,7 @@ pub fn measure(corpus: &Corpus, source: &Path, config: &BenchConfig) -> Result<B
         precision: config.precision,
     };
     // Sizes from flags are checked before anything of their size is allocated.
-    Trainer::check_memory(&model_config, &tc)?;
+    Trainer::check_memory(&model_config, &tc, 1)?;
     model_config.validate().map_err(anyhow::Error::msg)?;
     let mut model = Model::new(model_config);
     model.init(&mut rand_chacha::ChaCha8Rng::seed_from_u64(1234));

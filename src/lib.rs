@@ -29,6 +29,9 @@
 //!   training and validation. [`split`](text::split): sequences bracketed by start/end, the
 //!   train/validation split. [`batches`](text::batches): `B x T` windows for truncated BPTT.
 //!   [`unknown`](text::unknown): characters a vocabulary lacks, by line and column.
+//! - [`world`]: the processes of a run and the one order in which their shards' gradients
+//!   are summed ([`tree`](world::tree)); the local world, a world of threads for tests, and
+//!   MPI's (the `mpi` feature).
 //! - [`kernels`]: matrix products (general, and packed for the time loop), vectorised
 //!   element-wise functions, and the run-time choice of instruction set.
 //! - [`nn`]: the network. [`params`](nn::params): flat buffers with named views.
@@ -58,8 +61,8 @@
 //!   activation page.
 //! - [`bench`]: one configuration's speed, memory and checkpoint cost, measured.
 //!
-//! Dependencies run one way, folder by folder and file by file: `fs` and `kernels` use
-//! nothing of the crate; `text` uses `fs`; `nn` uses `text` and `kernels`; `analysis` uses
+//! Dependencies run one way, folder by folder and file by file: `fs`, `kernels` and `world`
+//! use nothing of the crate; `text` uses `fs`; `nn` uses `text` and `kernels`; `analysis` uses
 //! `nn`; `train` uses `nn` and `analysis::eval` (to validate); `decode` and `io` use those;
 //! `bench` uses everything and nothing uses it. No two files import each other.
 //!
@@ -128,6 +131,7 @@ pub mod kernels;
 pub mod nn;
 pub mod text;
 pub mod train;
+pub mod world;
 
 /// `Display` for a `clap::ValueEnum`: its command-line name, which is also its name in
 /// checkpoints (serde's `rename_all = "lowercase"`; a test per enum checks they agree).

@@ -1,6 +1,7 @@
 //! One module per subcommand; each turns validated flags into library calls.
 
 pub mod bench;
+mod defaults;
 pub mod eval;
 pub mod export;
 pub mod plot;
@@ -10,6 +11,7 @@ pub mod score;
 mod signals;
 pub mod train;
 pub mod viz;
+pub mod world;
 
 use anyhow::{Result, bail};
 use charrnn::text::unknown;
@@ -45,8 +47,12 @@ pub fn known_text(
 /// process, but no shard under 16 streams (smaller matrix products waste more than a core
 /// gains).
 pub fn default_threads(batch: usize) -> usize {
-    let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
-    cores.min(batch / 16).max(1)
+    cores().min(batch / 16).max(1)
+}
+
+/// The cores this process may use.
+pub fn cores() -> usize {
+    std::thread::available_parallelism().map_or(1, |n| n.get())
 }
 
 /// The checkpoint to read when none is named: `best.json` in `dir`, else `latest.json`.

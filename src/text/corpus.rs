@@ -2,7 +2,7 @@
 //! and turning it into the token streams of training and validation.
 
 use crate::fs::{ReadLimit, available_memory, check_regular, input_name, is_stdin, read_input};
-use crate::text::reader::read_corpus;
+use crate::text::reader::{Keep, read_corpus_part};
 use crate::text::split::{self, Mode};
 use crate::text::tokens::Tokens;
 use crate::text::vocab::Vocab;
@@ -172,8 +172,22 @@ impl Corpus {
         val_fraction: f64,
         vocab: VocabSource,
     ) -> Result<Corpus> {
+        let all = |_: usize, _: usize| (0..usize::MAX, 0..usize::MAX);
+        Corpus::load_part(paths, mode, val_fraction, vocab, &all)
+    }
+
+    /// [`Corpus::load`] keeping of the token streams only the positions `keep` names (see
+    /// [`read_corpus_part`]): what one process of a distributed run holds.
+    pub fn load_part(
+        paths: &[PathBuf],
+        mode: Mode,
+        val_fraction: f64,
+        vocab: VocabSource,
+        keep: Keep,
+    ) -> Result<Corpus> {
         let list = list_files(paths)?;
-        let s = read_corpus(&list.files, mode, val_fraction, vocab, available_memory())?;
+        let max = available_memory();
+        let s = read_corpus_part(&list.files, mode, val_fraction, vocab, max, keep)?;
         if s.train_chars + s.val_chars == 0 {
             bail!("the corpus is empty: {}", join_paths(paths));
         }

@@ -290,10 +290,15 @@ pub fn run_config(
         time_limit,
         eval_every,
         stop_when_overfitting: steps.is_none() && epochs.is_none(),
-        eval: crate::analysis::eval::EvalConfig {
-            max_chars: (val_chars > 0).then_some(val_chars),
-            ..Default::default()
-        },
+        eval: validation(val_chars),
+    }
+}
+
+/// How a run validates: on at most `val_chars` characters (0: all of them).
+pub fn validation(val_chars: usize) -> crate::analysis::eval::EvalConfig {
+    crate::analysis::eval::EvalConfig {
+        max_chars: (val_chars > 0).then_some(val_chars),
+        ..Default::default()
     }
 }
 
@@ -306,10 +311,36 @@ pub fn plan(
     hidden: Option<usize>,
     precision: Precision,
 ) -> anyhow::Result<(Recipe, Option<Calibration>)> {
-    let calibration = match time_limit {
-        Some(_) => Some(calibrate(task.vocab_size, threads, precision)?),
-        None => None,
-    };
+    plan_in(
+        &crate::world::LOCAL,
+        task,
+        time_limit,
+        threads,
+        hidden,
+        precision,
+    )
+}
+
+/// [`plan`] for the ranks of `world`, which must all choose the same model: rank 0 measures
+/// its machine (on its `threads` shards) and tells the others, and the run is taken to train
+/// `world.size()` times as fast (the time spent summing gradients is left out: see the
+/// README's section on several machines for when it matters).
+pub fn plan_in(
+    world: &dyn crate::world::Collective,
+    task: &Task,
+    time_limit: Option<f64>,
+    threads: usize,
+    hidden: Option<usize>,
+    precision: Precision,
+) -> anyhow::Result<(Recipe, Option<Calibration>)> {
+    let mut measured = [0.0];
+    if let (Some(_), 0) = (time_limit, world.rank()) {
+        measured[0] = calibrate(task.vocab_size, threads, precision)?.flops_per_s;
+    }
+    crate::world::broadcast_f64(world, &mut measured);
+    let calibration = time_limit.map(|_| Calibration {
+        flops_per_s: measured[0] * world.size() as f64,
+    });
     let budget = time_limit.zip(calibration.as_ref());
     Ok((choose(task, budget, hidden), calibration))
 }

@@ -4,9 +4,11 @@
 //! plain log and a metrics file are each one consumer of the events, and where checkpoints
 //! go is a [`Checkpointer`].
 
-use crate::analysis::eval::{EvalConfig, evaluate};
+use crate::analysis::eval::{EvalConfig, evaluate_in};
 use crate::text::Tokens;
-use crate::train::trainer::{Diverged, HistoryPoint, StepReport, Trainer};
+use crate::train::Optimizer;
+use crate::train::trainer::{Diverged, HistoryPoint, Progress, StepReport, Trainer};
+use crate::world;
 use anyhow::Result;
 use std::time::Instant;
 
@@ -65,6 +67,32 @@ impl Checkpointer for NoCheckpoints {
     }
     fn restore_last(&mut self, _: &mut Trainer) -> Result<Option<u64>> {
         Ok(None)
+    }
+}
+
+/// Checkpoints kept in memory only: what the ranks other than 0 of a distributed run use,
+/// while rank 0 writes the same states to disk, so that after a divergence every rank goes
+/// back to the same step.
+#[derive(Default)]
+pub struct InMemory {
+    last: Option<(Vec<f32>, Optimizer, Progress)>,
+}
+
+impl Checkpointer for InMemory {
+    fn save(&mut self, t: &mut Trainer, _: bool) -> Result<()> {
+        self.last = Some((
+            t.model.params.clone(),
+            t.optimizer.clone(),
+            t.progress.clone(),
+        ));
+        Ok(())
+    }
+    fn restore_last(&mut self, t: &mut Trainer) -> Result<Option<u64>> {
+        let Some((params, optimizer, progress)) = &self.last else {
+            return Ok(None);
+        };
+        t.restore(params, optimizer.clone(), progress.clone())?;
+        Ok(Some(progress.step))
     }
 }
 
@@ -150,6 +178,11 @@ impl Outcome {
 /// validates on `val_tokens` every `eval_every` steps and saves through `checkpoints`, and
 /// validates and saves once more at the end unless the last step was just saved. Errors are
 /// those of the checkpointer (a full disk, say); divergence is an [`Outcome`].
+///
+/// In a distributed run (the trainer's [`world`](Trainer::world)) every rank calls this:
+/// rank 0 decides before each step whether to go on (its `stop()`, its clock) and how far
+/// through the run it is, and tells the others, so that all stop at the same step with the
+/// same learning rate; every other decision follows from numbers all ranks share.
 pub fn run(
     trainer: &mut Trainer,
     val_tokens: &Tokens,
@@ -167,17 +200,32 @@ pub fn run(
     let limit = config.time_limit;
     let out_of_time = |start: &Instant| limit.is_some_and(|l| start.elapsed().as_secs_f64() >= l);
 
+    let world = trainer.world();
     let reason = loop {
-        if trainer.progress.step >= config.max_steps {
-            break StopReason::MaxSteps;
+        let mut agreed = [0.0; 2];
+        if world.rank() == 0 {
+            let code = if trainer.progress.step >= config.max_steps {
+                1
+            } else if out_of_time(&start) {
+                2
+            } else if stop() {
+                3
+            } else {
+                0
+            };
+            agreed = [
+                code as f64,
+                run_fraction(config, trainer.progress.step, &start),
+            ];
         }
-        if out_of_time(&start) {
-            break StopReason::TimeLimit;
+        world::broadcast_f64(world, &mut agreed);
+        match agreed[0] as u8 {
+            1 => break StopReason::MaxSteps,
+            2 => break StopReason::TimeLimit,
+            3 => break StopReason::Interrupted,
+            _ => {}
         }
-        if stop() {
-            break StopReason::Interrupted;
-        }
-        trainer.run_fraction = run_fraction(config, trainer.progress.step, &start);
+        trainer.run_fraction = agreed[1];
         let t0 = Instant::now();
         let r = match trainer.step() {
             Ok(r) => r,
@@ -307,7 +355,7 @@ impl Tracker {
                 threads,
                 ..self.eval
             };
-            evaluate(&t.model, val_tokens, &config).loss()
+            evaluate_in(t.world(), &t.model, val_tokens, &config).loss()
         });
         let improved = match (val, t.progress.best_val_loss) {
             (Some(v), Some(b)) => v < b,
