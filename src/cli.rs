@@ -73,7 +73,7 @@ pub enum Command {
     Plot(PlotArgs),
     /// Measure training, evaluation and sampling speed and peak memory.
     #[command(
-        after_help = "Examples:\n  charrnn bench ../shared/data/tinyshakespeare.txt\n  charrnn bench corpus.txt --hidden 512 --seconds 30 --json"
+        after_help = "Examples:\n  charrnn bench                                  # on the play built into charrnn\n  charrnn bench ../shared/data/tinyshakespeare.txt\n  charrnn bench corpus.txt --hidden 512 --seconds 30 --json"
     )]
     Bench(BenchArgs),
     /// Print a shell completion script (bash, zsh, fish, elvish, powershell).
@@ -184,9 +184,9 @@ pub struct TrainArgs {
     #[arg(long, value_parser = positive_f64, allow_negative_numbers = true)]
     pub time_limit: Option<f64>,
     /// Characters of the validation split scored at each validation, in evenly spaced
-    /// segments; 0 scores all of it
-    #[arg(long, default_value_t = 1_000_000)]
-    pub val_chars: usize,
+    /// segments; 0 scores all of it [default: 1000000]
+    #[arg(long)]
+    pub val_chars: Option<usize>,
     /// Steps between validations and checkpoints [default: half an epoch, 10 to 1000]
     #[arg(long, value_parser = positive::<u64>, allow_negative_numbers = true)]
     pub eval_every: Option<u64>,
@@ -376,6 +376,52 @@ impl TrainArgs {
         ];
         given.iter().find(|(_, g)| *g).map(|(flag, _)| *flag)
     }
+
+    /// Refuses a flag that another makes meaningless (see the README's conventions): one
+    /// line naming both. `layers`: the model's layers (given, inherited or the default).
+    pub fn check_flags(&self, layers: usize) -> Result<(), String> {
+        let epochs = self.lr_schedule == Some(Shape::Epochs);
+        let cosine_only = [
+            ("--lr-warmup", self.lr_warmup.is_some()),
+            ("--lr-floor", self.lr_floor.is_some()),
+            ("--lr-tail", self.lr_tail.is_some()),
+        ];
+        let epochs_only = [
+            ("--lr-decay", self.lr_decay.is_some()),
+            ("--lr-decay-after", self.lr_decay_after.is_some()),
+        ];
+        let first = |flags: &[(&'static str, bool)]| flags.iter().find(|f| f.1).map(|f| f.0);
+        match (epochs, first(&cosine_only), first(&epochs_only)) {
+            (true, Some(f), _) => {
+                return Err(format!(
+                    "{f} shapes the cosine schedule, not --lr-schedule epochs; leave one out"
+                ));
+            }
+            (false, _, Some(f)) if self.resume.is_none() => {
+                return Err(format!(
+                    "{f} applies only to --lr-schedule epochs (the default schedule is cosine); add --lr-schedule epochs or leave it out"
+                ));
+            }
+            _ => {}
+        }
+        let optimizer = self.optimizer.unwrap_or(OptimizerKind::Adam);
+        if self.momentum.is_some() && optimizer != OptimizerKind::Sgd {
+            return Err(format!(
+                "--momentum applies only to --optimizer sgd, not {optimizer}; leave it out"
+            ));
+        }
+        if let (Some(0.0), Some(_)) = (self.val_fraction, self.val_chars) {
+            return Err(
+                "--val-chars has no effect with --val-fraction 0 (nothing is held out to validate on); leave one out".into(),
+            );
+        }
+        if let (Some(d), 1) = (self.dropout.filter(|&d| d > 0.0), layers) {
+            return Err(format!(
+                "--dropout {d} has no effect on a 1-layer model (dropout acts between layers); leave it out or use --layers 2 or more"
+            ));
+        }
+        Ok(())
+    }
 }
 
 /// What `charrnn train` learns.
@@ -400,18 +446,21 @@ pub struct SampleArgs {
     #[arg(long, visible_alias = "sample-len", default_value_t = 500)]
     pub len: usize,
     /// Softmax temperature: lower is more conservative, higher more surprising (> 0)
-    #[arg(long, default_value_t = 0.8, value_parser = positive_f32, allow_negative_numbers = true)]
-    pub temperature: f32,
-    /// Sample only from the k most likely characters (0 = all)
-    #[arg(long, default_value_t = 0)]
-    pub top_k: usize,
-    /// Sample only from the most likely characters whose probabilities add up to p, in (0, 1]
-    #[arg(long, default_value_t = 1.0, value_parser = top_p, allow_negative_numbers = true)]
-    pub top_p: f32,
+    /// [default: 0.8]
+    #[arg(long, value_parser = positive_f32, allow_negative_numbers = true)]
+    pub temperature: Option<f32>,
+    /// Sample only from the k most likely characters (0 = all) [default: 0]
+    #[arg(long)]
+    pub top_k: Option<usize>,
+    /// Sample only from the most likely characters whose probabilities add up to p, in
+    /// (0, 1] [default: 1]
+    #[arg(long, value_parser = top_p, allow_negative_numbers = true)]
+    pub top_p: Option<f32>,
     /// Text the generated text continues (printed first)
     #[arg(long, default_value = "")]
     pub prime: String,
-    /// Read the prime from a file instead
+    /// Read the prime from a file instead (- for standard input); with a lines-mode model,
+    /// one line (its line end is not part of the prime)
     #[arg(long)]
     pub prime_file: Option<PathBuf>,
     /// Beam search with this many beams: print the most probable continuation found
@@ -419,13 +468,14 @@ pub struct SampleArgs {
     #[arg(long, value_parser = beam_width, allow_negative_numbers = true)]
     pub beam: Option<usize>,
     /// Beam search: rank continuations by ln p / length^alpha (0: plain probability, which
-    /// favours ending early)
-    #[arg(long, default_value_t = 0.0, value_parser = non_negative_f32, allow_negative_numbers = true)]
-    pub length_penalty: f32,
+    /// favours ending early) [default: 0]
+    #[arg(long, value_parser = non_negative_f32, allow_negative_numbers = true)]
+    pub length_penalty: Option<f32>,
     /// Random seed; the same seed and checkpoint give the same text [default: from the clock]
     #[arg(long)]
     pub seed: Option<u64>,
-    /// Always pick the most likely character (greedy; ignores temperature, top-k, top-p)
+    /// Always pick the most likely character (greedy: --temperature, --top-k, --top-p and
+    /// --seed do not apply)
     #[arg(long)]
     pub argmax: bool,
     /// Number of sequences to generate, one per line (for models trained with --mode lines)
@@ -433,10 +483,45 @@ pub struct SampleArgs {
     pub num: usize,
 }
 
+impl SampleArgs {
+    /// Refuses a flag that another makes meaningless (see the README's conventions): one
+    /// line naming both.
+    pub fn check_flags(&self) -> Result<(), String> {
+        let random = [
+            ("--temperature", self.temperature.is_some()),
+            ("--top-k", self.top_k.is_some()),
+            ("--top-p", self.top_p.is_some()),
+            ("--seed", self.seed.is_some()),
+        ];
+        let given = |flags: &[(&'static str, bool)]| flags.iter().find(|f| f.1).map(|f| f.0);
+        if self.beam.is_some() {
+            if let Some(f) = given(&[random.as_slice(), &[("--argmax", self.argmax)]].concat()) {
+                return Err(format!(
+                    "{f} has no effect with --beam (beam search is deterministic); leave one out"
+                ));
+            }
+            if self.num > 1 {
+                return Err("--beam finds one continuation; --num does not apply".into());
+            }
+        } else if self.length_penalty.is_some() {
+            return Err(
+                "--length-penalty applies only to --beam; leave it out or add --beam N".into(),
+            );
+        }
+        if let (true, Some(f)) = (self.argmax, given(&random)) {
+            return Err(format!(
+                "{f} has no effect with --argmax (greedy decoding always takes the likeliest character); leave one out"
+            ));
+        }
+        Ok(())
+    }
+}
+
 #[derive(Debug, Args)]
 pub struct EvalArgs {
-    /// Text file to score [default: the validation split of the checkpoint's corpus]; for a
-    /// classifier, labelled lines in the format it was trained on
+    /// Text file to score, - for standard input [default: the validation split of the
+    /// checkpoint's corpus]; for a classifier, a file of labelled lines in the format it was
+    /// trained on
     pub file: Option<PathBuf>,
     /// Checkpoint to evaluate [default: <checkpoints>/best.json, else latest.json]
     #[arg(long)]
@@ -465,6 +550,10 @@ pub struct EvalArgs {
     /// Threads (stream shards) [default: available cores, at most one per 16 streams]
     #[arg(long, value_parser = threads, allow_negative_numbers = true)]
     pub threads: Option<usize>,
+    /// Leave out the characters the model never saw (stderr counts them) instead of
+    /// refusing the file at the first one
+    #[arg(long)]
+    pub skip_unknown: bool,
     /// Precision of the products: bf16 is faster where the CPU has AVX512_BF16, and its
     /// number is a bf16 number, not the f32 one training validates with
     #[arg(long, default_value = "f32")]
@@ -495,7 +584,7 @@ pub struct PredictArgs {
 
 #[derive(Debug, Args)]
 pub struct ScoreArgs {
-    /// Text file: every non-empty line is scored on its own
+    /// Text file, - for standard input: every non-empty line is scored on its own
     pub file: PathBuf,
     /// Checkpoint to score with [default: <dir>/best.json, else latest.json]
     #[arg(long)]
@@ -506,9 +595,13 @@ pub struct ScoreArgs {
     /// One JSON object per line instead of TSV
     #[arg(long)]
     pub json: bool,
-    /// Add each character's surprisal, -ln p in nats, then the <end>'s
+    /// Add each character's surprisal, -ln p in nats, then the end's (see --end)
     #[arg(long)]
     pub per_char: bool,
+    /// What is scored after a line's characters [default: end for a lines-mode model,
+    /// newline for a stream-mode one]
+    #[arg(long)]
+    pub end: Option<charrnn::analysis::score::LineEnd>,
     /// Threads [default: available cores]
     #[arg(long, value_parser = threads, allow_negative_numbers = true)]
     pub threads: Option<usize>,
@@ -543,7 +636,7 @@ pub enum ExportFormat {
 
 #[derive(Debug, Args)]
 pub struct VizArgs {
-    /// Text to show (its first --max-chars characters)
+    /// Text to show (its first --max-chars characters), - for standard input
     pub file: PathBuf,
     /// Checkpoint [default: <dir>/best.json, else latest.json]
     #[arg(long)]
@@ -559,9 +652,13 @@ pub struct VizArgs {
     #[arg(long)]
     pub force: bool,
     /// Characters shown; the page holds every unit's activation for each, about
-    /// layers x hidden x 1.4 bytes per character
+    /// 55 + 1.34 x layers x hidden bytes per character (measured)
     #[arg(long, default_value_t = 5000, value_parser = positive::<usize>, allow_negative_numbers = true)]
     pub max_chars: usize,
+    /// Leave out the characters the model never saw (stderr counts them) instead of
+    /// refusing the text at the first one
+    #[arg(long)]
+    pub skip_unknown: bool,
 }
 
 #[derive(Debug, Args)]
@@ -593,7 +690,7 @@ pub struct CompletionsArgs {
 
 #[derive(Debug, Args)]
 pub struct BenchArgs {
-    /// Text file to train on [default: ../shared/data/tinyshakespeare.txt if present]
+    /// Text file to train on [default: data/plays.txt, built into charrnn]
     pub corpus: Option<PathBuf>,
     /// Recurrent cell
     #[arg(long, default_value = "lstm")]
@@ -737,6 +834,38 @@ mod tests {
     #[test]
     fn definitions_are_consistent() {
         Cli::command().debug_assert();
+    }
+
+    /// The rule for flags that change nothing: refused when another flag makes them
+    /// meaningless, accepted where they act.
+    #[test]
+    fn flags_that_change_nothing() {
+        let sample = |args: &[&str]| {
+            let cli = Cli::try_parse_from([&["charrnn", "sample"][..], args].concat()).unwrap();
+            let Command::Sample(a) = cli.command else {
+                unreachable!()
+            };
+            a.check_flags()
+        };
+        assert!(sample(&["--beam", "3", "--top-p", "0.5"]).is_err());
+        assert!(sample(&["--beam", "3", "--length-penalty", "0.6", "--len", "9"]).is_ok());
+        assert!(sample(&["--length-penalty", "0.6"]).is_err());
+        assert!(sample(&["--argmax", "--seed", "1"]).is_err());
+        assert!(sample(&["--top-k", "3", "--top-p", "0.5", "--seed", "1"]).is_ok());
+        let train = |args: &[&str], layers| {
+            let cli =
+                Cli::try_parse_from([&["charrnn", "train", "x.txt"][..], args].concat()).unwrap();
+            let Command::Train(a) = cli.command else {
+                unreachable!()
+            };
+            a.check_flags(layers)
+        };
+        assert!(train(&["--lr-schedule", "epochs", "--lr-floor", "0.1"], 2).is_err());
+        assert!(train(&["--lr-schedule", "cosine", "--lr-decay-after", "3"], 2).is_err());
+        assert!(train(&["--lr-schedule", "epochs", "--lr-decay-after", "3"], 2).is_ok());
+        assert!(train(&["--optimizer", "rmsprop", "--momentum", "0.5"], 2).is_err());
+        assert!(train(&["--dropout", "0.2"], 1).is_err());
+        assert!(train(&["--dropout", "0"], 1).is_ok() && train(&["--dropout", "0.2"], 3).is_ok());
     }
 
     #[test]

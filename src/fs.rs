@@ -196,6 +196,60 @@ pub fn read_regular(path: &Path, what: &str, limit: ReadLimit) -> Result<Vec<u8>
     Ok(bytes)
 }
 
+/// The path that means standard input: `charrnn score -`, `--prime-file -`.
+pub const STDIN: &str = "-";
+
+/// Whether `path` is [`STDIN`].
+pub fn is_stdin(path: &Path) -> bool {
+    path.as_os_str() == STDIN
+}
+
+/// How messages name an input: its path, or "standard input" for `-`.
+pub fn input_name(path: &Path) -> String {
+    if is_stdin(path) {
+        "standard input".into()
+    } else {
+        path.display().to_string()
+    }
+}
+
+/// The most standard input may hold: a quarter of the memory available, so that the
+/// growing buffer (which may double) and what is built from the text still fit. A larger
+/// text belongs in a file, whose size is known before it is read.
+pub fn stdin_limit() -> u64 {
+    available_memory() / 4
+}
+
+/// Reads `path` as [`read_regular`] does, or standard input for `-` (at most
+/// [`stdin_limit`] bytes).
+pub fn read_input(path: &Path, what: &str, limit: ReadLimit) -> Result<Vec<u8>> {
+    if is_stdin(path) {
+        let limit = ReadLimit {
+            max_bytes: stdin_limit().min(limit.max_bytes),
+        };
+        read_bounded(std::io::stdin().lock(), limit)
+    } else {
+        read_regular(path, what, limit)
+    }
+}
+
+/// Everything `reader` gives, refused as soon as it is more than `limit.max_bytes`
+/// (standard input has no size to check first).
+pub fn read_bounded(reader: impl Read, limit: ReadLimit) -> Result<Vec<u8>> {
+    let mut bytes = Vec::new();
+    reader
+        .take(limit.max_bytes.saturating_add(1))
+        .read_to_end(&mut bytes)
+        .context("cannot read standard input")?;
+    if bytes.len() as u64 > limit.max_bytes {
+        bail!(
+            "standard input holds more than {}, the most charrnn reads from a pipe (a quarter of the memory available); save the text to a file and pass its name",
+            human_bytes(limit.max_bytes)
+        );
+    }
+    Ok(bytes)
+}
+
 /// Errors unless `meta` is a regular file's, naming what it is instead.
 pub fn check_regular(path: &Path, what: &str, meta: &std::fs::Metadata) -> Result<()> {
     if meta.is_file() {
@@ -333,6 +387,19 @@ mod tests {
         drop(lock);
         assert_eq!(lock_holder(dir.path()), None);
         DirLock::acquire(dir.path()).unwrap();
+    }
+
+    #[test]
+    fn standard_input_is_read_up_to_its_limit() {
+        let limit = ReadLimit { max_bytes: 5 };
+        assert_eq!(read_bounded(&b"hello"[..], limit).unwrap(), b"hello");
+        let e = format!("{:#}", read_bounded(&b"hello!"[..], limit).unwrap_err());
+        assert!(
+            e.contains("more than 5 bytes") && e.contains("save the text"),
+            "{e}"
+        );
+        assert!(is_stdin(Path::new("-")) && !is_stdin(Path::new("./-")));
+        assert_eq!(input_name(Path::new("-")), "standard input");
     }
 
     #[test]

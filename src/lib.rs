@@ -33,7 +33,11 @@
 //!   training and validation. [`split`](text::split): sequences bracketed by start/end, the
 //!   train/validation split. [`batches`](text::batches): `B x T` windows for truncated BPTT.
 //!   [`labeled`](text::labeled): labelled lines (fastText's `__label__` or TSV), the
-//!   stratified split, length-bucketed batches.
+//!   stratified split, length-bucketed batches. [`unknown`](text::unknown): characters a
+//!   vocabulary lacks, by line and column.
+//! - [`world`]: the processes of a run and the one order in which their shards' gradients
+//!   are summed ([`tree`](world::tree)); the local world, a world of threads for tests, and
+//!   MPI's (the `mpi` feature).
 //! - [`kernels`]: matrix products (general, and packed for the time loop), vectorised
 //!   element-wise functions, and the run-time choice of instruction set.
 //! - [`nn`]: the network. [`params`](nn::params): flat buffers with named views.
@@ -54,7 +58,8 @@
 //!   starts from, checked before it is built), [`report`](train::report) (the lines a run
 //!   prints about itself); [`classify`](train::classify): a classifier's trainer, label
 //!   weights and setup (the run loop drives both through [`Learner`](train::run::Learner)).
-//! - [`decode`]: generating text ([`sample`](decode::sample)).
+//! - [`decode`]: generating text ([`sample`](decode::sample)), and the most probable
+//!   continuation ([`beam`](decode::beam)).
 //! - [`analysis`]: measuring a model on text ([`eval`](analysis::eval)); a classifier's
 //!   accuracy, F1 and confusion matrix ([`classify`](analysis::classify)).
 //! - [`io`]: [`checkpoint`](io::checkpoint) (versioned JSON, checked on load; a
@@ -66,8 +71,8 @@
 //!   activation page.
 //! - [`bench`]: one configuration's speed, memory and checkpoint cost, measured.
 //!
-//! Dependencies run one way, folder by folder and file by file: `fs` and `kernels` use
-//! nothing of the crate; `text` uses `fs`; `nn` uses `text` and `kernels`; `analysis` uses
+//! Dependencies run one way, folder by folder and file by file: `fs`, `kernels` and `world`
+//! use nothing of the crate; `text` uses `fs`; `nn` uses `text` and `kernels`; `analysis` uses
 //! `nn`; `train` uses `nn` and `analysis::eval` (to validate); `decode` and `io` use those;
 //! `bench` uses everything and nothing uses it. No two files import each other.
 //!
@@ -136,6 +141,7 @@ pub mod kernels;
 pub mod nn;
 pub mod text;
 pub mod train;
+pub mod world;
 
 /// `Display` for a `clap::ValueEnum`: its command-line name, which is also its name in
 /// checkpoints (serde's `rename_all = "lowercase"`; a test per enum checks they agree).

@@ -30,8 +30,14 @@ fn main() -> ExitCode {
         Ok(()) => ExitCode::SUCCESS,
         // Output piped into `head` and the like: stopping is what the reader asked for.
         Err(e) if is_broken_pipe(&e) => ExitCode::SUCCESS,
+        Err(e) if e.is::<cmd::world::Exit>() => {
+            ExitCode::from(e.downcast_ref::<cmd::world::Exit>().unwrap().0)
+        }
         Err(e) => {
-            eprintln!("charrnn: {e:#}");
+            match cmd::world::rank() {
+                0 => eprintln!("charrnn: {e:#}"),
+                r => eprintln!("charrnn: rank {r}: {e:#}"),
+            }
             ExitCode::FAILURE
         }
     }

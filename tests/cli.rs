@@ -608,3 +608,21 @@ fn narrower_instruction_sets_train_the_same_model() {
         assert!((l - losses[0]).abs() < 1e-3 * losses[0], "{losses:?}");
     }
 }
+
+/// Started by `mpirun` (which says so in the environment) but built without the `mpi`
+/// feature: one line saying how to build it, instead of several runs fighting over one
+/// directory.
+#[cfg(not(feature = "mpi"))]
+#[test]
+fn a_launch_by_mpirun_without_the_feature_says_how_to_build() {
+    let dir = TempDir::new().unwrap();
+    let c = corpus(&dir);
+    let o = charrnn()
+        .current_dir(dir.path())
+        .env("OMPI_COMM_WORLD_SIZE", "4")
+        .args(["train", c.to_str().unwrap(), "--max-steps", "1"])
+        .output()
+        .unwrap();
+    assert_one_line_error(&o, "--features mpi");
+    assert!(!dir.path().join("checkpoints").exists());
+}

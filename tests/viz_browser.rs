@@ -162,3 +162,57 @@ fn the_activation_page_renders_in_colour_in_a_browser() {
         std::fs::copy(&shot, keep).unwrap();
     }
 }
+
+/// Text that looks like markup is shown as text: `<!--` followed by `<script>` would keep
+/// the page's data element open (the page stays blank) unless every `<` in the data is
+/// escaped, and `</script>` would close it early.
+#[test]
+fn markup_in_the_text_is_shown_as_text() {
+    let dir = TempDir::new().unwrap();
+    // (No `-->` after the `<!--`: it would end the comment state and hide the fault.)
+    let text = "a <!--<script>alert(1)</script> b </script> c\n<b>bold</b> & \"q\"\n";
+    std::fs::write(dir.path().join("m.txt"), text.repeat(20)).unwrap();
+    let o = run(
+        &dir,
+        &[
+            "train",
+            "m.txt",
+            "--hidden",
+            "8",
+            "--max-steps",
+            "2",
+            "--batch-size",
+            "2",
+            "--seq-len",
+            "8",
+            "--sample-len",
+            "0",
+            "--dir",
+            "m",
+        ],
+    );
+    assert!(o.status.success(), "{}", stderr(&o));
+    std::fs::write(dir.path().join("show.txt"), text).unwrap();
+    let o = run(&dir, &["viz", "show.txt", "--dir", "m", "-o", "page.html"]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let page = dir.path().join("page.html");
+    let html = std::fs::read_to_string(&page).unwrap();
+    let data = &html[html.find("id=\"data\">").unwrap()..];
+    let data = &data[..data.find("</script>").unwrap()];
+    assert!(!data[1..].contains('<'), "markup left in the data");
+
+    let Some(bin) = browser() else {
+        if std::env::var("CI").is_ok_and(|v| v == "true") {
+            panic!("no Chromium under CI: .ci/run must install Debian's chromium");
+        }
+        eprintln!("note: skipping the browser part of this test: no chromium on this machine");
+        return;
+    };
+    let dom = chromium(bin, dir.path(), &page, &["--dump-dom"]);
+    let n = text.chars().count();
+    assert!(
+        dom.contains(&format!("data-rendered=\"{n}\"")),
+        "the script did not run to the end"
+    );
+    assert_eq!(rendered_text(&dom).replace('\u{21b5}', ""), text);
+}

@@ -1,9 +1,11 @@
 //! Evaluation: the mean cross-entropy of a model over every scored position of a text.
 
 use crate::kernels::Precision;
-use crate::nn::{Model, PackedWeights, State, Workspace};
+use crate::nn::{Model, ModelConfig, PackedWeights, State, Workspace};
 use crate::text::Tokens;
 use crate::text::batches::{Batches, Window, shard_rows};
+use crate::world::{self, Collective, LOCAL, tree};
+use anyhow::Result;
 use rayon::prelude::*;
 use std::ops::Range;
 
@@ -72,50 +74,138 @@ impl EvalStats {
     }
 }
 
-/// Scores every position of `tokens` (no dropout), or the sample `config.max_chars` asks
-/// for; see [`EvalConfig`].
-pub fn evaluate(model: &Model, tokens: &Tokens, config: &EvalConfig) -> EvalStats {
-    let positions = tokens.len().saturating_sub(1);
+/// The streams and windows `config` reads a text of `n_tokens` tokens in: fewer streams for
+/// a short text, no warm-up longer than the text before a stream, and no window longer than
+/// what a stream reads (so a huge `--window` or `--warmup` costs nothing by itself).
+fn plan(n_tokens: usize, config: &EvalConfig) -> Batches {
+    let positions = n_tokens.saturating_sub(1);
     let batch = config
         .streams
         .clamp(1, (positions / MIN_EVAL_STREAM_LEN).max(1));
-    // The workspace is sized by the window, and no window is longer than what a stream
-    // reads: a huge window costs nothing.
-    let longest = positions.div_ceil(batch) + config.warmup;
+    let whole = Batches::warm(n_tokens, batch, 1, config.warmup, config.max_chars);
+    let longest = whole.warmup + whole.stream_len;
     let seq_len = config.window.clamp(1, longest.max(1));
-    let batches = Batches::warm(
-        tokens.len(),
-        batch,
-        seq_len,
-        config.warmup,
-        config.max_chars,
-    );
+    Batches::warm(n_tokens, batch, seq_len, config.warmup, config.max_chars)
+}
+
+/// Bytes [`evaluate`] holds for `model` on a text of `n_tokens` tokens (the shards'
+/// workspaces and states, the packed weights), with checked arithmetic; `None` if it
+/// overflows.
+pub fn memory_bytes(model: &ModelConfig, n_tokens: usize, config: &EvalConfig) -> Option<u64> {
+    let b = plan(n_tokens, config);
+    let n = config.threads.clamp(1, b.batch);
+    let rows = b.batch.div_ceil(n);
+    let (l, h) = (model.layers as u64, model.hidden as u64);
+    let state = l.checked_mul(h)?.checked_mul(2 * b.batch as u64)?;
+    let shard = Workspace::bytes(model, rows, b.seq_len, false)?;
+    (model.param_count()? as u64)
+        .checked_mul(2)?
+        .checked_add(state)?
+        .checked_mul(4)?
+        .checked_add(shard.checked_mul(n as u64)?)
+}
+
+/// Refuses an evaluation of `model` on `n_tokens` tokens whose buffers would not fit in
+/// memory, naming the flags that size them, before anything is allocated.
+pub fn check_memory(model: &ModelConfig, n_tokens: usize, config: &EvalConfig) -> Result<()> {
+    let b = plan(n_tokens, config);
+    crate::fs::check_fits(
+        memory_bytes(model, n_tokens, config),
+        &format!(
+            "evaluating a {}x{} {} in {} streams of {}-character windows",
+            model.layers, model.hidden, model.cell, b.batch, b.seq_len
+        ),
+        "use a smaller --window or --streams",
+    )
+}
+
+/// Scores every position of `tokens` (no dropout), or the sample `config.max_chars` asks
+/// for; see [`EvalConfig`].
+pub fn evaluate(model: &Model, tokens: &Tokens, config: &EvalConfig) -> EvalStats {
+    evaluate_in(&LOCAL, model, tokens, config)
+}
+
+/// The streams of [`evaluate`]'s shards that rank `rank` of `ranks` scores (empty when
+/// there are more ranks than shards and this one has none).
+pub fn eval_rows(
+    batches: &Batches,
+    config: &EvalConfig,
+    ranks: usize,
+    rank: usize,
+) -> Range<usize> {
+    let n = config.threads.clamp(1, batches.batch);
+    let mine: Vec<usize> = (0..n).filter(|&i| i * ranks / n == rank).collect();
+    match (mine.first(), mine.last()) {
+        (Some(&a), Some(&b)) => {
+            shard_rows(batches.batch, n, a).start..shard_rows(batches.batch, n, b).end
+        }
+        _ => 0..0,
+    }
+}
+
+/// The positions of a text of `len` tokens that rank `rank` of `ranks` reads when
+/// [`evaluate_in`] scores it: all it needs to hold.
+pub fn token_span(len: usize, config: &EvalConfig, ranks: usize, rank: usize) -> Range<usize> {
+    let batches = plan(len, config);
+    batches.span(eval_rows(&batches, config, ranks, rank))
+}
+
+/// [`evaluate`] over the ranks of `world`: shard `i` of the `threads` shards is scored by
+/// rank `i·N/threads` (which needs of `tokens` only those streams), and the shards' sums,
+/// each accumulated over the windows in order, are added in the order of
+/// [`crate::world::tree`]. The result is the same, bit for bit, for any number of ranks.
+pub fn evaluate_in(
+    world: &dyn Collective,
+    model: &Model,
+    tokens: &Tokens,
+    config: &EvalConfig,
+) -> EvalStats {
+    let batches = plan(tokens.len(), config);
+    let (batch, seq_len) = (batches.batch, batches.seq_len);
     let n = config.threads.clamp(1, batch);
+    let (ranks, rank) = (world.size(), world.rank());
     let mut win = Window::default();
     let packed = PackedWeights::with_mode(model, false, config.precision);
-    let mut shards: Vec<(Range<usize>, Workspace, State)> = (0..n)
+    struct Shard {
+        rows: Range<usize>,
+        ws: Workspace,
+        state: State,
+        loss: f64,
+        count: usize,
+    }
+    let mut shards: Vec<Shard> = (0..n)
+        .filter(|&i| i * ranks / n == rank)
         .map(|i| {
             let rows = shard_rows(batch, n, i);
-            let ws = Workspace::inference(&model.config, rows.len(), seq_len);
-            let state = State::zeros(&model.config, rows.len());
-            (rows, ws, state)
+            Shard {
+                ws: Workspace::inference(&model.config, rows.len(), seq_len),
+                state: State::zeros(&model.config, rows.len()),
+                rows,
+                loss: 0.0,
+                count: 0,
+            }
         })
         .collect();
-    let mut stats = EvalStats {
-        loss_sum: 0.0,
-        count: 0,
-    };
+    let rows = eval_rows(&batches, config, ranks, rank);
     for w in 0..batches.windows {
-        batches.window(tokens, w, &mut win);
-        stats.count += win.count;
+        if shards.is_empty() {
+            break;
+        }
+        batches.window_rows(tokens, w, rows.clone(), &mut win);
         let win = &win;
-        let losses: Vec<f64> = shards
-            .par_iter_mut()
-            .map(|(rows, ws, state)| model.forward(&packed, ws, win, rows.clone(), state, None))
-            .collect();
-        stats.loss_sum += losses.iter().sum::<f64>();
+        shards.par_iter_mut().for_each(|s| {
+            s.loss += model.forward(&packed, &mut s.ws, win, s.rows.clone(), &mut s.state, None);
+            s.count += (0..win.t_len)
+                .map(|t| s.rows.clone().filter(|&b| win.valid[t * batch + b]).count())
+                .sum::<usize>();
+        });
     }
-    stats
+    let losses: Vec<f64> = shards.iter().map(|s| s.loss).collect();
+    let count: u64 = shards.iter().map(|s| s.count as u64).sum();
+    EvalStats {
+        loss_sum: tree(&world::gather_f64(world, &losses)),
+        count: world::sum_u64(world, count) as usize,
+    }
 }
 
 #[cfg(test)]
@@ -150,6 +240,58 @@ mod tests {
                 base.loss()
             );
         }
+    }
+
+    /// Validation split over ranks gives the local number, bit for bit, whatever the ranks.
+    #[test]
+    fn ranks_give_the_local_number() {
+        use crate::world::threads::ThreadWorld;
+        let (model, _, toks) = setup(CellKind::Gru, 1, 0.0);
+        for threads in [1, 2, 3, 4] {
+            let c = EvalConfig {
+                warmup: 20,
+                ..config(4, 10, threads)
+            };
+            let local = evaluate(&model, &toks, &c);
+            for ranks in 1..=6 {
+                let each = |w: &ThreadWorld| {
+                    let part = toks.slice(token_span(toks.len(), &c, ranks, w.rank()));
+                    evaluate_in(w, &model, &part, &c)
+                };
+                for got in ThreadWorld::run(ranks, each) {
+                    assert_eq!(got.count, local.count);
+                    assert_eq!(
+                        got.loss_sum.to_bits(),
+                        local.loss_sum.to_bits(),
+                        "{threads} shards, {ranks} ranks"
+                    );
+                }
+            }
+        }
+    }
+
+    /// A window is cut to what a stream reads, so a huge `--window` or `--warmup` costs
+    /// nothing by itself; a model too large for the windows asked is refused with the
+    /// estimate, naming the flags.
+    #[test]
+    fn memory_is_checked_with_the_estimate() {
+        let (model, _, toks) = setup(CellKind::Lstm, 1, 0.0);
+        let c = model.config;
+        let huge = EvalConfig {
+            window: usize::MAX,
+            warmup: usize::MAX,
+            ..config(4, 1, 1)
+        };
+        let normal = memory_bytes(&c, toks.len(), &config(4, 50, 1)).unwrap();
+        assert!(memory_bytes(&c, toks.len(), &huge).unwrap() < 4 * normal);
+        let big = ModelConfig {
+            hidden: 1 << 14,
+            vocab_size: 1 << 16,
+            ..c
+        };
+        let e = check_memory(&big, 1 << 30, &config(32, 1 << 20, 2)).unwrap_err();
+        let e = e.to_string();
+        assert!(e.contains("needs about") && e.contains("--window"), "{e}");
     }
 
     /// A sample scores at most `max_chars` positions.

@@ -8,7 +8,8 @@
 
 use crate::nn::{Model, PackedWeights, State, Workspace};
 use crate::text::batches::{Window, shard_rows};
-use crate::text::vocab::{END, START};
+use crate::text::split::Mode;
+use crate::text::vocab::{END, START, Vocab};
 use rayon::prelude::*;
 use std::ops::Range;
 
@@ -20,32 +21,79 @@ pub const MAX_WINDOW: usize = 256;
 /// windows).
 const WINDOW_BYTES: usize = 64 << 20;
 
+/// What is scored after a line's characters.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum LineEnd {
+    /// `<end>`, as lines mode trains (the default for a lines-mode model)
+    End,
+    /// The newline that ends the line in the text (the default for a stream-mode model,
+    /// which saw `<end>` only once per file)
+    Newline,
+    /// Nothing: only the line's characters
+    #[value(name = "none")]
+    Omit,
+}
+
+crate::value_enum_display!(LineEnd);
+
+impl LineEnd {
+    /// What ends a line for a model of `mode` over `vocab`: `given`, or by default `<end>`
+    /// for a lines-mode model and the newline for a stream-mode one (which saw `<end>` once
+    /// per file: its surprisal there says nothing about a line and would inflate every
+    /// score alike), or nothing if it never saw a newline. Returns it with the token id
+    /// scored.
+    pub fn resolve(
+        given: Option<LineEnd>,
+        mode: Mode,
+        vocab: &Vocab,
+    ) -> Result<(LineEnd, Option<u32>), String> {
+        let newline = vocab.id('\n');
+        let end = given.unwrap_or(match (mode, newline) {
+            (Mode::Lines, _) => LineEnd::End,
+            (Mode::Stream, Some(_)) => LineEnd::Newline,
+            (Mode::Stream, None) => LineEnd::Omit,
+        });
+        let id = match end {
+            LineEnd::End => Some(END),
+            LineEnd::Omit => None,
+            LineEnd::Newline => Some(newline.ok_or(
+                "--end newline: the model has no newline in its vocabulary (a lines-mode model ends a line with <end>); use --end end or none",
+            )?),
+        };
+        Ok((end, id))
+    }
+}
+
 /// The score of one sequence.
 #[derive(Debug, Clone, PartialEq)]
 pub struct SeqScore {
-    /// `-ln p` of the sequence's characters and its `<end>`, summed (nats).
+    /// `-ln p` of the sequence's characters and of what ends it (if scored), summed (nats).
     pub nats: f64,
-    /// Characters in the sequence (positions scored: `chars + 1`).
+    /// Characters in the sequence.
     pub chars: usize,
-    /// `-ln p` of each character, then of the `<end>` (`chars + 1` values; empty unless
-    /// asked for).
+    /// Positions scored: `chars`, plus one if an end is scored.
+    pub scored: usize,
+    /// `-ln p` of each character, then of the end (`scored` values; empty unless asked
+    /// for).
     pub surprisal: Vec<f32>,
 }
 
 impl SeqScore {
-    /// Bits per predicted symbol: `nats / ln 2 / (chars + 1)`, the `+ 1` being the `<end>`.
+    /// Bits per predicted symbol: `nats / ln 2 / scored` (the end counts as a symbol).
     pub fn bits_per_char(&self) -> f64 {
-        self.nats / std::f64::consts::LN_2 / (self.chars + 1) as f64
+        self.nats / std::f64::consts::LN_2 / self.scored.max(1) as f64
     }
 }
 
-/// Scores every sequence (character ids, without `<start>` and `<end>`); the result is in
-/// the order given. `per_char` keeps each position's surprisal.
+/// Scores every sequence (character ids, without `<start>` and `<end>`) and then `end`,
+/// the token that ends it (`<end>`, a newline's id, or none); the result is in the order
+/// given. `per_char` keeps each position's surprisal.
 pub fn score_sequences(
     model: &Model,
     seqs: &[Vec<u32>],
     threads: usize,
     per_char: bool,
+    end: Option<u32>,
 ) -> Vec<SeqScore> {
     let mut order: Vec<usize> = (0..seqs.len()).collect();
     order.sort_by_key(|&i| std::cmp::Reverse(seqs[i].len()));
@@ -69,16 +117,20 @@ pub fn score_sequences(
             .collect();
         let mut scores: Vec<SeqScore> = group
             .iter()
-            .map(|&i| SeqScore {
-                nats: 0.0,
-                chars: seqs[i].len(),
-                surprisal: Vec::with_capacity(if per_char { seqs[i].len() + 1 } else { 0 }),
+            .map(|&i| {
+                let scored = seqs[i].len() + end.is_some() as usize;
+                SeqScore {
+                    nats: 0.0,
+                    chars: seqs[i].len(),
+                    scored,
+                    surprisal: Vec::with_capacity(if per_char { scored } else { 0 }),
+                }
             })
             .collect();
         let mut win = Window::default();
         for t0 in (0..steps).step_by(t_cap) {
             let t_len = t_cap.min(steps - t0);
-            fill_window(&mut win, seqs, group, t0, t_len);
+            fill_window(&mut win, seqs, group, t0, t_len, end);
             let win = &win;
             shards.par_iter_mut().for_each(|(rows, ws, state, nll)| {
                 model.forward_each(&packed, ws, win, rows.clone(), state, nll);
@@ -88,7 +140,7 @@ pub fn score_sequences(
                 for t in 0..t_len {
                     for (r, b) in rows.clone().enumerate() {
                         let s = &mut scores[b];
-                        if t0 + t <= s.chars {
+                        if t0 + t < s.scored {
                             let x = nll[t * width + r];
                             s.nats += x as f64;
                             if per_char {
@@ -110,7 +162,14 @@ pub fn score_sequences(
 
 /// Steps `t0 .. t0 + t_len` of the group's sequences: input `<start>` then the characters,
 /// target the characters then `<end>`; past a sequence's end, unscored padding.
-fn fill_window(win: &mut Window, seqs: &[Vec<u32>], group: &[usize], t0: usize, t_len: usize) {
+fn fill_window(
+    win: &mut Window,
+    seqs: &[Vec<u32>],
+    group: &[usize],
+    t0: usize,
+    t_len: usize,
+    end: Option<u32>,
+) {
     let batch = group.len();
     let n = t_len * batch;
     win.t_len = t_len;
@@ -133,10 +192,14 @@ fn fill_window(win: &mut Window, seqs: &[Vec<u32>], group: &[usize], t0: usize, 
             }
             let i = t * batch + b;
             win.x[i] = if step == 0 { START } else { seq[step - 1] };
-            win.y[i] = if step == seq.len() { END } else { seq[step] };
+            win.y[i] = if step == seq.len() {
+                end.unwrap_or(END)
+            } else {
+                seq[step]
+            };
             win.reset[i] = step == 0;
-            win.valid[i] = true;
-            win.count += 1;
+            win.valid[i] = step < seq.len() || end.is_some();
+            win.count += win.valid[i] as usize;
         }
     }
 }
@@ -150,6 +213,30 @@ mod tests {
 
     /// Scores equal what stepping the model through each sequence on its own gives, for
     /// any grouping, window and thread count.
+    #[test]
+    fn a_line_ends_as_the_model_was_trained() {
+        let v = Vocab::from_texts(["ab\n"]);
+        let nl = v.id('\n');
+        assert_eq!(
+            LineEnd::resolve(None, Mode::Lines, &v),
+            Ok((LineEnd::End, Some(END)))
+        );
+        assert_eq!(
+            LineEnd::resolve(None, Mode::Stream, &v),
+            Ok((LineEnd::Newline, nl))
+        );
+        let no_nl = Vocab::from_texts(["ab"]);
+        assert_eq!(
+            LineEnd::resolve(None, Mode::Stream, &no_nl),
+            Ok((LineEnd::Omit, None))
+        );
+        assert!(LineEnd::resolve(Some(LineEnd::Newline), Mode::Lines, &no_nl).is_err());
+        assert_eq!(
+            LineEnd::resolve(Some(LineEnd::End), Mode::Stream, &v),
+            Ok((LineEnd::End, Some(END)))
+        );
+    }
+
     #[test]
     fn scores_equal_one_sequence_at_a_time() {
         for cell in [CellKind::Rnn, CellKind::Lstm, CellKind::Gru] {
@@ -168,7 +255,14 @@ mod tests {
                         .collect()
                 })
                 .collect();
-            let got = score_sequences(&m, &seqs, 2, true);
+            let got = score_sequences(&m, &seqs, 2, true, Some(END));
+            // Without an end, the characters' scores are the same and nothing follows.
+            let bare = score_sequences(&m, &seqs, 2, true, None);
+            for (g, b) in got.iter().zip(&bare) {
+                assert_eq!(b.surprisal[..], g.surprisal[..g.chars], "{cell}");
+                assert_eq!(b.scored, b.chars);
+            }
+            let newline = score_sequences(&m, &seqs, 2, true, Some(4));
             for (seq, s) in seqs.iter().zip(&got).step_by(13) {
                 let mut st = Stepper::new(&m, 1);
                 let mut want = 0.0f64;
@@ -188,6 +282,8 @@ mod tests {
                     want += nll;
                 }
                 assert_eq!(s.surprisal.len(), seq.len() + 1);
+                let i = seqs.iter().position(|x| std::ptr::eq(x, seq)).unwrap();
+                assert_eq!(newline[i].surprisal[..seq.len()], s.surprisal[..seq.len()]);
                 assert!(
                     (want - s.nats).abs() < 1e-3 * (1.0 + want),
                     "{cell}: {want} vs {}",

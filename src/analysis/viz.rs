@@ -5,8 +5,8 @@
 //! of Karpathy, Johnson and Fei-Fei, "Visualizing and Understanding Recurrent Networks"
 //! (2015); the page that shows them is [`crate::io::viz_page`].
 
-use crate::nn::Model;
 use crate::nn::infer::Stepper;
+use crate::nn::{Model, ModelConfig};
 use crate::text::split::Mode;
 use crate::text::vocab::{END, START, UnknownChar, Vocab};
 
@@ -24,8 +24,10 @@ pub struct Activations {
     /// predicted *before* the character at that position was read.
     pub top_ids: Vec<[u32; TOP]>,
     pub top_probs: Vec<[f32; TOP]>,
-    /// [L][N·H]: layer l's output `h` after reading character n, unit j at `n·H + j`.
-    pub h: Vec<Vec<f32>>,
+    /// [L][N·H]: layer l's output `h` after reading character n, unit j at `n·H + j`,
+    /// quantised to one byte: `round(127 h)` as an `i8` (plenty for a colour; a quarter of
+    /// the memory of `f32`, which is what lets the page show long texts).
+    pub h: Vec<Vec<i8>>,
     pub hidden: usize,
     /// Units that follow a simple property of the text, best first per property.
     pub tracking: Vec<Tracker>,
@@ -41,10 +43,46 @@ pub struct Tracker {
     pub correlation: f64,
 }
 
+/// Bytes kept per character shown, besides the activations (`L·H` bytes): the character,
+/// its surprisal, the top predictions and their probabilities, the properties units are
+/// correlated with.
+const BYTES_PER_CHAR: u64 = 4 + 4 + 8 * TOP as u64 + 8 * PROPERTIES as u64;
+
+/// Bytes [`activations`] holds for `chars` characters with a model of `config` (and the
+/// stepper it runs), with checked arithmetic; `None` if it overflows.
+pub fn memory_bytes(config: &ModelConfig, chars: usize) -> Option<u64> {
+    let (l, h, v) = (
+        config.layers as u64,
+        config.hidden as u64,
+        config.vocab_size as u64,
+    );
+    let units = l.checked_mul(h)?;
+    let per_char = units.checked_add(BYTES_PER_CHAR)?;
+    // Per unit: the correlation sums (f64), and the stepper's state.
+    let fixed = units
+        .checked_mul(8 * (3 + PROPERTIES as u64) + 8)?
+        .checked_add(v.checked_mul(16)?)?
+        .checked_add((config.param_count()? as u64).checked_mul(8)?)?
+        .checked_add(crate::nn::Workspace::bytes(config, 1, 1, false)?)?;
+    (chars as u64).checked_mul(per_char)?.checked_add(fixed)
+}
+
+/// Refuses a page of `chars` characters whose data would not fit in memory.
+pub fn check_memory(config: &ModelConfig, chars: usize) -> anyhow::Result<()> {
+    crate::fs::check_fits(
+        memory_bytes(config, chars),
+        &format!(
+            "showing {chars} characters with a {}x{} {}",
+            config.layers, config.hidden, config.cell
+        ),
+        "use a smaller --max-chars",
+    )
+}
+
 /// Runs `model` over `text` (its first `max_chars` characters; a character outside the
 /// vocabulary is an error naming it), one character at a time, as it was trained: `<start>`
 /// first, and in lines mode each newline is the `<end>` of a line and the next line starts
-/// from `<start>` and a zero state.
+/// from `<start>` and a zero state. Call [`check_memory`] first.
 pub fn activations(
     model: &Model,
     vocab: &Vocab,
@@ -53,13 +91,16 @@ pub fn activations(
     max_chars: usize,
 ) -> Result<Activations, UnknownChar> {
     let chars: Vec<char> = text.chars().take(max_chars).collect();
+    let n = chars.len();
     let (layers, h) = (model.config.layers, model.config.hidden);
     let mut st = Stepper::new(model, 1);
+    let properties = properties(&chars);
+    let mut stats = UnitStats::new(layers * h);
     let mut out = Activations {
-        surprisal: Vec::with_capacity(chars.len()),
-        top_ids: Vec::with_capacity(chars.len()),
-        top_probs: Vec::with_capacity(chars.len()),
-        h: vec![Vec::with_capacity(chars.len() * h); layers],
+        surprisal: Vec::with_capacity(n),
+        top_ids: Vec::with_capacity(n),
+        top_probs: Vec::with_capacity(n),
+        h: vec![Vec::with_capacity(n * h); layers],
         hidden: h,
         tracking: Vec::new(),
         chars: Vec::new(),
@@ -81,13 +122,95 @@ pub fn activations(
         out.top_ids.push(ti);
         out.top_probs.push(tp);
         logits.copy_from_slice(st.step(&[input]));
-        for (l, hl) in out.h.iter_mut().enumerate() {
-            hl.extend_from_slice(&st.state().h[l * h..(l + 1) * h]);
+        let all = &st.state().h[..layers * h];
+        let values: [f64; PROPERTIES] = std::array::from_fn(|p| properties[p].1[index]);
+        stats.add(all, &values);
+        for (hl, x) in out.h.iter_mut().zip(all.chunks_exact(h)) {
+            hl.extend(
+                x.iter()
+                    .map(|&x| (x.clamp(-1.0, 1.0) * 127.0).round() as i8),
+            );
         }
     }
+    out.tracking = stats.trackers(&properties, h, n);
     out.chars = chars;
-    out.tracking = trackers(&out);
     Ok(out)
+}
+
+/// Sums over the characters for every unit's correlation with the properties, gathered as
+/// the text is read so that no activation needs keeping at full precision. Activations are
+/// shifted by each unit's first value, which keeps the sums of a unit that barely moves
+/// free of cancellation.
+struct UnitStats {
+    shift: Vec<f64>,
+    sx: Vec<f64>,
+    sxx: Vec<f64>,
+    sxv: Vec<[f64; PROPERTIES]>,
+    count: usize,
+}
+
+impl UnitStats {
+    fn new(units: usize) -> UnitStats {
+        UnitStats {
+            shift: vec![0.0; units],
+            sx: vec![0.0; units],
+            sxx: vec![0.0; units],
+            sxv: vec![[0.0; PROPERTIES]; units],
+            count: 0,
+        }
+    }
+
+    /// One character: every unit's activation `h` [L·H] and the properties' values there.
+    fn add(&mut self, h: &[f32], values: &[f64; PROPERTIES]) {
+        if self.count == 0 {
+            for (s, &x) in self.shift.iter_mut().zip(h) {
+                *s = x as f64;
+            }
+        }
+        self.count += 1;
+        for (u, &x) in h.iter().enumerate() {
+            let x = x as f64 - self.shift[u];
+            self.sx[u] += x;
+            self.sxx[u] += x * x;
+            for (a, v) in self.sxv[u].iter_mut().zip(values) {
+                *a += x * v;
+            }
+        }
+    }
+
+    /// For each property that varies in the text, the three units best correlated with it.
+    fn trackers(
+        &self,
+        properties: &[(&'static str, Vec<f64>)],
+        hidden: usize,
+        n: usize,
+    ) -> Vec<Tracker> {
+        let mut out = Vec::new();
+        for (p, (property, values)) in properties.iter().enumerate() {
+            let mean = values.iter().sum::<f64>() / n.max(1) as f64;
+            let var: f64 = values.iter().map(|v| (v - mean).powi(2)).sum();
+            if n < 10 || var < 1e-9 {
+                continue;
+            }
+            let mut found: Vec<Tracker> = Vec::new();
+            for u in 0..self.sx.len() {
+                let xm = self.sx[u] / n as f64;
+                let sxx = self.sxx[u] - n as f64 * xm * xm;
+                let sxy = self.sxv[u][p] - n as f64 * xm * mean;
+                if sxx > 1e-12 {
+                    found.push(Tracker {
+                        property,
+                        layer: u / hidden,
+                        unit: u % hidden,
+                        correlation: sxy / (sxx * var).sqrt(),
+                    });
+                }
+            }
+            found.sort_by(|a, b| b.correlation.abs().total_cmp(&a.correlation.abs()));
+            out.extend(found.into_iter().take(3));
+        }
+        out
+    }
 }
 
 fn softmax(logits: &[f32], probs: &mut [f32]) {
@@ -120,6 +243,9 @@ fn top(probs: &[f32]) -> ([u32; TOP], [f32; TOP]) {
     }
     (ids, ps.map(|p| p.max(0.0)))
 }
+
+/// Properties units are correlated with.
+const PROPERTIES: usize = 4;
 
 /// Simple properties of each character of a text, to correlate units with.
 fn properties(chars: &[char]) -> Vec<(&'static str, Vec<f64>)> {
@@ -163,38 +289,76 @@ fn properties(chars: &[char]) -> Vec<(&'static str, Vec<f64>)> {
     ]
 }
 
-/// For each property that varies in the text, the three units best correlated with it.
-fn trackers(a: &Activations) -> Vec<Tracker> {
-    let n = a.chars.len();
-    let mut out = Vec::new();
-    for (property, values) in properties(&a.chars) {
-        let mean = values.iter().sum::<f64>() / n.max(1) as f64;
-        let var: f64 = values.iter().map(|v| (v - mean).powi(2)).sum();
-        if n < 10 || var < 1e-9 {
-            continue;
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::nn::CellKind;
+    use rand::SeedableRng;
+
+    /// The correlations gathered as the text is read equal the textbook two-pass formula
+    /// over the activations kept at full precision; a unit that never moves is not listed.
+    #[test]
+    fn trackers_equal_the_two_pass_correlation() {
+        let text = "KING: \"Go (now)\", he said.\nqueen: (yes) \"no\"\nALL: \"(a) b\"\n".repeat(5);
+        let vocab = Vocab::from_texts([text.as_str()]);
+        let mut m = Model::new(ModelConfig {
+            cell: CellKind::Lstm,
+            layers: 2,
+            hidden: 6,
+            vocab_size: vocab.len(),
+            dropout: 0.0,
+        });
+        m.init(&mut rand_chacha::ChaCha8Rng::seed_from_u64(4));
+        let a = activations(&m, &vocab, &text, Mode::Stream, usize::MAX).unwrap();
+        assert!(a.tracking.len() >= 9, "{:?}", a.tracking);
+        // The activations at full precision, stepped again.
+        let chars: Vec<char> = text.chars().collect();
+        let mut st = Stepper::new(&m, 1);
+        st.step(&[START]);
+        let mut h = Vec::new();
+        for &c in &chars {
+            st.step(&[vocab.id(c).unwrap()]);
+            h.push(st.state().h[..12].to_vec());
         }
-        let mut found: Vec<Tracker> = Vec::new();
-        for (layer, hl) in a.h.iter().enumerate() {
-            for unit in 0..a.hidden {
-                let xs = (0..n).map(|i| hl[i * a.hidden + unit] as f64);
-                let xm = xs.clone().sum::<f64>() / n as f64;
-                let (mut sxy, mut sxx) = (0.0, 0.0);
-                for (x, v) in xs.zip(&values) {
-                    sxy += (x - xm) * (v - mean);
-                    sxx += (x - xm) * (x - xm);
-                }
-                if sxx > 1e-12 {
-                    found.push(Tracker {
-                        property,
-                        layer,
-                        unit,
-                        correlation: sxy / (sxx * var).sqrt(),
-                    });
-                }
-            }
+        let props = properties(&chars);
+        for t in &a.tracking {
+            let values = &props.iter().find(|p| p.0 == t.property).unwrap().1;
+            let xs: Vec<f64> = h.iter().map(|r| r[t.layer * 6 + t.unit] as f64).collect();
+            let n = xs.len() as f64;
+            let (xm, vm) = (xs.iter().sum::<f64>() / n, values.iter().sum::<f64>() / n);
+            let sxy: f64 = xs
+                .iter()
+                .zip(values)
+                .map(|(x, v)| (x - xm) * (v - vm))
+                .sum();
+            let sxx: f64 = xs.iter().map(|x| (x - xm) * (x - xm)).sum();
+            let svv: f64 = values.iter().map(|v| (v - vm) * (v - vm)).sum();
+            let want = sxy / (sxx * svv).sqrt();
+            assert!((t.correlation - want).abs() < 1e-9, "{t:?}: {want}");
+            // The byte kept for the page is the activation, rounded.
+            let (i, x) = (chars.len() / 2, h[chars.len() / 2][t.layer * 6 + t.unit]);
+            let q = a.h[t.layer][i * 6 + t.unit];
+            assert_eq!(q, (x.clamp(-1.0, 1.0) * 127.0).round() as i8);
         }
-        found.sort_by(|a, b| b.correlation.abs().total_cmp(&a.correlation.abs()));
-        out.extend(found.into_iter().take(3));
     }
-    out
+
+    #[test]
+    fn a_page_too_large_for_memory_is_refused_with_its_size() {
+        let c = ModelConfig {
+            cell: CellKind::Lstm,
+            layers: 2,
+            hidden: 512,
+            vocab_size: 65,
+            dropout: 0.0,
+        };
+        let per_char = memory_bytes(&c, 2_000_000).unwrap() - memory_bytes(&c, 1_000_000).unwrap();
+        assert_eq!(per_char, 1_000_000 * (1024 + BYTES_PER_CHAR));
+        let e = check_memory(&c, 1 << 50).unwrap_err().to_string();
+        assert!(
+            e.contains("needs about") && e.contains("--max-chars"),
+            "{e}"
+        );
+        assert!(check_memory(&c, 5000).is_ok());
+        assert_eq!(memory_bytes(&c, usize::MAX), None);
+    }
 }

@@ -4,32 +4,29 @@
 //! section).
 
 use crate::cli::BenchArgs;
-use anyhow::{Result, bail};
-use charrnn::bench::{BenchConfig, WARMUP_STEPS, measure};
+use anyhow::Result;
+use charrnn::bench::{BUILTIN_CORPUS, BUILTIN_NAME, BenchConfig, WARMUP_STEPS, measure};
 use charrnn::text::Mode;
 use charrnn::text::corpus::{Corpus, VocabSource};
 use std::path::PathBuf;
 
 pub fn run(args: BenchArgs) -> Result<()> {
-    let path = match args.corpus.clone() {
-        Some(p) => p,
-        None => {
-            let p = PathBuf::from("../shared/data/tinyshakespeare.txt");
-            if !p.is_file() {
-                bail!(
-                    "no corpus given and {} does not exist: pass a text file",
-                    p.display()
-                );
-            }
-            p
+    // Without a corpus, the play built into the binary: the same text wherever charrnn runs.
+    let (path, corpus) = match args.corpus.clone() {
+        Some(p) => {
+            let corpus = Corpus::load(
+                std::slice::from_ref(&p),
+                Mode::Stream,
+                0.1,
+                VocabSource::Corpus,
+            )?;
+            (p, corpus)
         }
+        None => (
+            PathBuf::from(BUILTIN_NAME),
+            Corpus::from_text(BUILTIN_NAME, BUILTIN_CORPUS, Mode::Stream, 0.1)?,
+        ),
     };
-    let corpus = Corpus::load(
-        std::slice::from_ref(&path),
-        Mode::Stream,
-        0.1,
-        VocabSource::Corpus,
-    )?;
     let threads = args
         .threads
         .unwrap_or_else(|| super::default_threads(args.batch_size));
@@ -66,9 +63,10 @@ pub fn run(args: BenchArgs) -> Result<()> {
         return Ok(());
     }
     println!(
-        "charrnn bench: {cfg}, {} kernels, {} products, vocabulary {} ({})",
+        "charrnn bench: {cfg}, {} kernels, {} products, L2 {} per core, vocabulary {} ({})",
         r.isa,
         r.precision,
+        r.l2,
         r.vocab,
         path.display()
     );

@@ -5,6 +5,7 @@ use crate::cli::EvalArgs;
 use anyhow::{Context, Result, bail};
 use charrnn::analysis::classify;
 use charrnn::analysis::eval::{EvalConfig, evaluate};
+use charrnn::fs::input_name;
 use charrnn::io::classifier::{ClassifierCheckpoint, is_classifier};
 use charrnn::io::model_file;
 use charrnn::text::corpus::{Corpus, VocabSource, read_utf8};
@@ -29,11 +30,17 @@ pub fn run(args: EvalArgs) -> Result<()> {
         .or_else(|| data.as_ref()?.val_file.as_ref().map(PathBuf::from));
     let (what, tokens) = match &file {
         Some(file) => {
-            let what = file.display().to_string();
-            let seqs = split::sequences(&[read_utf8(file)?], mode);
+            let what = input_name(file);
+            let text = super::known_text(&vocab, mode, read_utf8(file)?, &what, args.skip_unknown)?;
+            let seqs = split::sequences(&[text], mode);
             let tokens =
                 split::tokens(&vocab, &seqs).map_err(|e| anyhow::anyhow!("{what}: {e}"))?;
             (what, tokens)
+        }
+        None if args.skip_unknown => {
+            bail!(
+                "--skip-unknown applies to a file given; the validation split holds only characters the model knows"
+            )
         }
         None => {
             let Some(data) = data else {
@@ -81,6 +88,7 @@ pub fn run(args: EvalArgs) -> Result<()> {
     args.precision
         .check_available()
         .map_err(anyhow::Error::msg)?;
+    charrnn::analysis::eval::check_memory(&model.config, tokens.len(), &config)?;
     let stats = evaluate(&model, &tokens, &config);
     let secs = t0.elapsed().as_secs_f64();
     if args.json {

@@ -3,8 +3,10 @@
 
 use crate::cli::ScoreArgs;
 use anyhow::Result;
-use charrnn::analysis::score::{SeqScore, score_sequences};
+use charrnn::analysis::score::{LineEnd, SeqScore, score_sequences};
+use charrnn::fs::input_name;
 use charrnn::io::model_file;
+use charrnn::text::Mode;
 use charrnn::text::corpus::read_utf8;
 use std::io::Write;
 
@@ -13,7 +15,23 @@ type Line<'a> = (usize, &'a str, Result<Vec<u32>, String>);
 
 pub fn run(args: ScoreArgs) -> Result<()> {
     let path = super::find_checkpoint(args.checkpoint.as_deref(), &args.dir)?;
-    let model_file::ModelFile { model, vocab, .. } = model_file::load(&path)?;
+    let model_file::ModelFile {
+        model, vocab, mode, ..
+    } = model_file::load(&path)?;
+    let stream = mode == Mode::Stream;
+    let (end, end_id) = LineEnd::resolve(args.end, mode, &vocab)
+        .map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))?;
+    if stream && args.end.is_none() {
+        eprintln!(
+            "charrnn: note: {} was trained in stream mode, where <end> comes once per file: each line is scored with {} instead (--end end scores <end> as for a lines-mode model)",
+            path.display(),
+            if end == LineEnd::Newline {
+                "the newline that ends it"
+            } else {
+                "nothing after its characters"
+            }
+        );
+    }
     let text = read_utf8(&args.file)?;
     let lines: Vec<Line> = text
         .lines()
@@ -28,7 +46,7 @@ pub fn run(args: ScoreArgs) -> Result<()> {
     let threads = args
         .threads
         .unwrap_or_else(|| super::default_threads(seqs.len()));
-    let mut scores = score_sequences(&model, &seqs, threads, args.per_char).into_iter();
+    let mut scores = score_sequences(&model, &seqs, threads, args.per_char, end_id).into_iter();
 
     let mut out = std::io::BufWriter::new(std::io::stdout().lock());
     if !args.json {
@@ -47,7 +65,7 @@ pub fn run(args: ScoreArgs) -> Result<()> {
         };
         if let Ok(s) = &score {
             total_nats += s.nats;
-            total_positions += s.chars + 1;
+            total_positions += s.scored;
         } else {
             failed += 1;
         }
@@ -101,7 +119,7 @@ pub fn run(args: ScoreArgs) -> Result<()> {
     eprintln!(
         "charrnn: scored {} lines of {} with {}: {mean:.4} nats per symbol over all of them{}",
         lines.len() - failed,
-        args.file.display(),
+        input_name(&args.file),
         path.display(),
         if failed > 0 {
             format!(

@@ -3,18 +3,19 @@
 
 use crate::cli::TrainArgs;
 use crate::cmd::progress::Reporter;
+use crate::cmd::world::{Exit, note};
 use anyhow::{Context, Result, bail};
 use charrnn::decode::sample::{SampleConfig, Sampler};
 use charrnn::io::checkpoint::Checkpoint;
 use charrnn::io::metrics::{METRICS, MetricsLog, skipped_note};
-use charrnn::io::rundir::{Claim, Resumed, unused_sibling};
+use charrnn::io::rundir::{Claim, Resumed};
 use charrnn::nn::ModelConfig;
 use charrnn::text::corpus::Corpus;
-use charrnn::train::recipe::{self, Recipe};
+use charrnn::train::recipe;
 use charrnn::train::report;
-use charrnn::train::run::{self, StopReason};
+use charrnn::train::run::{self, InMemory, StopReason};
 use charrnn::train::setup::{self, Origin, Start};
-use charrnn::train::{TrainConfig, Trainer};
+use charrnn::world::Collective;
 use std::io::Write;
 use std::path::PathBuf;
 
@@ -25,10 +26,21 @@ pub fn run(args: TrainArgs) -> Result<()> {
     if args.task == crate::cli::Task::Classify {
         return super::classify::train(args);
     }
+    let world = super::world::join()?;
+    let result = train(args, world.as_ref());
+    super::world::end_if_failed(world.as_ref(), result)
+}
+
+fn train(args: TrainArgs, world: &dyn Collective) -> Result<()> {
     if let Some(p) = args.precision {
         p.check_available().map_err(anyhow::Error::msg)?;
     }
     let fresh = args.resume.is_none();
+    let given = setup::Spread {
+        batch: args.batch_size,
+        threads: args.threads,
+        lr: args.lr.is_some(),
+    };
     let (resumed, identity) = match &args.resume {
         Some(path) => {
             let ck = Checkpoint::load(path)?;
@@ -55,6 +67,13 @@ pub fn run(args: TrainArgs) -> Result<()> {
         }
         None => None,
     };
+    let layers = init.as_ref().map(|i| i.1.config.layers);
+    args.check_flags(
+        layers
+            .or(args.layers)
+            .unwrap_or(ModelConfig::default().layers),
+    )
+    .map_err(anyhow::Error::msg)?;
 
     // The text's files (names only: what a typo or a wrong path gets is this error).
     let origin = match (&resumed, &init) {
@@ -92,10 +111,19 @@ pub fn run(args: TrainArgs) -> Result<()> {
         run: run.as_deref(),
         step: *step,
     });
-    let claim = Claim::new(&out, resumed_from, args.force)?;
+    // Rank 0 alone claims it and writes to it.
+    let claim = match world.rank() {
+        0 => Some(Claim::new(&out, resumed_from, args.force)?),
+        _ => None,
+    };
 
+    // A rank of a distributed run keeps only the text its streams read.
+    let val_chars = args.val_chars.unwrap_or(1_000_000);
+    let resumed_config = resumed.as_ref().map(|r| r.train);
+    let keep = super::world::keep(world, resumed_config, args.seq_len, given, val_chars);
     let t0 = std::time::Instant::now();
-    let mut corpus = Corpus::load(paths, mode, reading.val_fraction, reading.vocab)?;
+    let (vf, vocab) = (reading.val_fraction, reading.vocab);
+    let mut corpus = Corpus::load_part(paths, mode, vf, vocab, &keep)?;
     if let Some(f) = &val_file {
         let with_val = corpus.with_val_file(f);
         corpus = match &resumed {
@@ -107,14 +135,14 @@ pub fn run(args: TrainArgs) -> Result<()> {
     }
     let chars = corpus.info.train_chars + corpus.info.val_chars;
     if chars > 10_000_000 {
-        eprintln!(
+        note!(
             "charrnn: read {chars} characters in {:.1}s ({} bytes per token)",
             t0.elapsed().as_secs_f64(),
             corpus.train.width()
         );
     }
     if paths.iter().any(|p| p.is_dir()) {
-        eprintln!("charrnn: {}", corpus.describe_files());
+        note!("charrnn: {}", corpus.describe_files());
     }
 
     // The trainer; nothing of the model's size is allocated before the memory it needs is
@@ -127,13 +155,15 @@ pub fn run(args: TrainArgs) -> Result<()> {
             if let Some(p) = args.precision {
                 r.train.precision = p;
             }
-            let t = setup::resumed(&corpus, r.model, r.optimizer, r.train, r.progress)?;
+            let t = setup::resumed(world, &corpus, r.model, r.optimizer, r.train, r.progress)?;
             (t, Some(r.eval_every), None, None)
         }
         None => {
+            let fixed = init.as_ref().map(|i| &i.1.config);
             let (recipe, calibration) =
-                choose_recipe(&args, &corpus, init.as_ref().map(|i| &i.1.config));
+                super::defaults::choose_recipe(world, &args, &corpus, fixed)?;
             let config = args.train_config(super::default_threads, &recipe);
+            let config = setup::spread(config, world.size(), super::cores(), given);
             let mut model_config = args.model_config(corpus.vocab.len(), &recipe);
             let start = match &init {
                 Some((path, m, old, init_mode, step)) => {
@@ -142,7 +172,7 @@ pub fn run(args: TrainArgs) -> Result<()> {
                         dropout: args.dropout.unwrap_or(m.config.dropout),
                         ..m.config
                     };
-                    eprintln!(
+                    note!(
                         "charrnn: {}",
                         report::fine_tune(
                             &path.display().to_string(),
@@ -161,11 +191,21 @@ pub fn run(args: TrainArgs) -> Result<()> {
                 }
                 None => Start::New,
             };
-            let t = setup::fresh(&corpus, model_config, config, start, args.forget_bias)?;
+            let t = setup::fresh(
+                world,
+                &corpus,
+                model_config,
+                config,
+                start,
+                args.forget_bias,
+            )?;
             if t.config.batch < config.batch {
-                eprintln!(
+                note!(
                     "note: {} characters of training text fill only {} streams of --seq-len {}; using --batch-size {}",
-                    corpus.info.train_chars, t.config.batch, config.seq_len, t.config.batch
+                    corpus.info.train_chars,
+                    t.config.batch,
+                    config.seq_len,
+                    t.config.batch
                 );
             }
             let given = recipe::Given {
@@ -196,7 +236,7 @@ pub fn run(args: TrainArgs) -> Result<()> {
         args.time_limit,
         windows,
         eval_every,
-        args.val_chars,
+        args.val_chars.unwrap_or(1_000_000),
     );
     if !fresh {
         let what = match (args.max_steps, args.epochs) {
@@ -206,13 +246,23 @@ pub fn run(args: TrainArgs) -> Result<()> {
         };
         setup::check_resumed_length(trainer.progress.step, run_config.max_steps, &what)?;
     }
-    let mut dir = claim.into_run(
-        corpus.vocab.clone(),
-        corpus.info.clone(),
-        eval_every,
-        &mut trainer,
-    )?;
-
+    let mut dir = match claim {
+        Some(c) => Some(c.into_run(
+            corpus.vocab.clone(),
+            corpus.info.clone(),
+            eval_every,
+            &mut trainer,
+        )?),
+        None => None,
+    };
+    // The other ranks keep checkpoints in memory, for a rollback, and say nothing.
+    let mut in_memory = InMemory::default();
+    let Some(dir) = &mut dir else {
+        // Rank 0 decides when to stop; a signal must still not end this process.
+        let _signals = super::signals::Signals::install()?;
+        let (val, ck) = (&corpus.val, &mut in_memory);
+        return run::run(&mut trainer, val, &run_config, ck, &|| false, &mut |_| {}).map(|_| ());
+    };
     dir.keep_every = args.keep_every;
     let header = report::header(&dir.run, &trainer, corpus.vocab.len(), &corpus.info);
     eprintln!("charrnn: {header}");
@@ -244,7 +294,7 @@ pub fn run(args: TrainArgs) -> Result<()> {
         &mut trainer,
         &corpus.val,
         &run_config,
-        &mut dir,
+        dir,
         &|| signals.received().is_some(),
         &mut |e| {
             report.event(&e);
@@ -256,6 +306,7 @@ pub fn run(args: TrainArgs) -> Result<()> {
         eprintln!("charrnn: warning: {e:#}");
     }
     let outcome = outcome?;
+    super::world::report_traffic(world, outcome.steps, outcome.train_seconds);
     let (latest, best) = (dir.latest(), dir.best());
     if let StopReason::Diverged {
         error,
@@ -269,7 +320,9 @@ pub fn run(args: TrainArgs) -> Result<()> {
             ),
             None => "no checkpoint was written".into(),
         };
-        bail!("{error}; {kept}");
+        // In a distributed run every rank diverged at this step: rank 0 says so, all end.
+        eprintln!("charrnn: {error}; {kept}");
+        return Err(Exit(1).into());
     }
     let interrupted = outcome.reason == StopReason::Interrupted;
     let shown = if best.is_file() { &best } else { &latest };
@@ -285,7 +338,7 @@ pub fn run(args: TrainArgs) -> Result<()> {
         // at the moment; the same recipe in steps repeats bit for bit with the same seed.
         eprintln!(
             "charrnn: the same recipe for the same steps, reproducible on any machine (another --dir): {}",
-            repeat_command(&args, &trainer, &out)
+            super::defaults::repeat_command(&args, &trainer, &out)
         );
     }
     if let (true, Some(signal)) = (interrupted, signals.received()) {
@@ -294,8 +347,7 @@ pub fn run(args: TrainArgs) -> Result<()> {
             latest.display(),
             latest.display()
         );
-        drop(dir);
-        std::process::exit(signal.exit_code());
+        return Err(Exit(signal.exit_code() as u8).into());
     }
     if args.sample_len > 0 {
         let path = if best.is_file() { &best } else { &latest };
@@ -314,49 +366,4 @@ pub fn run(args: TrainArgs) -> Result<()> {
         Sampler::new(&model, &vocab, config).write_sample(mode, args.sample_len, &mut out)?;
     }
     Ok(())
-}
-
-/// The defaults of a fresh run (see `charrnn::train::recipe`): with --time-limit, the width
-/// the budget allows on this machine (measured in about half a second, returned too);
-/// dropout and learning rate for the model and the corpus. `fixed`: the model fine-tuning
-/// starts from, whose shape is not chosen.
-fn choose_recipe(
-    args: &TrainArgs,
-    corpus: &Corpus,
-    fixed: Option<&ModelConfig>,
-) -> (Recipe, Option<recipe::Calibration>) {
-    let threads = args.threads.unwrap_or_else(|| super::default_threads(64));
-    let hidden = fixed.map(|f| f.hidden).or(args.hidden);
-    let (d, m) = (TrainConfig::default(), fixed.copied().unwrap_or_default());
-    let task = recipe::Task {
-        train_chars: corpus.info.train_chars,
-        vocab_size: corpus.vocab.len(),
-        cell: args.cell.unwrap_or(m.cell),
-        layers: args.layers.unwrap_or(m.layers),
-        chars_per_step: (args.batch_size.unwrap_or(d.batch))
-            .saturating_mul(args.seq_len.unwrap_or(d.seq_len)),
-    };
-    let precision = args.precision.unwrap_or_default();
-    recipe::plan(&task, args.time_limit, threads, hidden, precision)
-}
-
-/// The command line of this run with --time-limit replaced by the steps it made and the
-/// recipe's choices written out as flags (the flags the user gave are kept as given).
-fn repeat_command(args: &TrainArgs, trainer: &Trainer, dir: &std::path::Path) -> String {
-    let (c, lr) = (&trainer.model.config, &trainer.config.lr);
-    let chosen = [
-        ("--hidden", args.hidden.is_none(), c.hidden.to_string()),
-        ("--dropout", args.dropout.is_none(), c.dropout.to_string()),
-        ("--lr", args.lr.is_none(), lr.base.to_string()),
-        ("--lr-tail", args.lr_tail.is_none(), lr.tail.to_string()),
-    ];
-    recipe::repeat_command(
-        std::env::args().skip(1),
-        chosen
-            .into_iter()
-            .filter(|(_, add, _)| *add)
-            .map(|(flag, _, value)| (flag, value)),
-        trainer.progress.step,
-        &unused_sibling(dir, "repeat").to_string_lossy(),
-    )
 }

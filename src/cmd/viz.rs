@@ -2,11 +2,13 @@
 
 use crate::cli::VizArgs;
 use anyhow::{Result, anyhow};
-use charrnn::analysis::viz::activations;
+use charrnn::analysis::viz::{activations, check_memory};
+use charrnn::fs::input_name;
 use charrnn::io::model_file;
 use charrnn::io::output::Output;
 use charrnn::io::viz_page::{PageInfo, render};
 use charrnn::text::corpus::read_utf8;
+use charrnn::text::unknown::prefix;
 
 pub fn run(args: VizArgs) -> Result<()> {
     let path = super::find_checkpoint(args.checkpoint.as_deref(), &args.dir)?;
@@ -14,17 +16,25 @@ pub fn run(args: VizArgs) -> Result<()> {
     let model_file::ModelFile {
         model, vocab, mode, ..
     } = model_file::load(&path)?;
+    let source = input_name(&args.file);
     let text = read_utf8(&args.file)?;
+    // Only the characters shown are checked (with --skip-unknown, the first --max-chars
+    // characters the model knows are shown).
+    let text = if args.skip_unknown {
+        super::known_text(&vocab, mode, text, &source, true)?
+    } else {
+        let shown = prefix(&text, args.max_chars).to_string();
+        super::known_text(&vocab, mode, shown, &source, false)?;
+        text
+    };
     let total = text.chars().count();
-    let a = activations(&model, &vocab, &text, mode, args.max_chars).map_err(|e| {
-        anyhow!(
-            "{}: {e}; the model knows only the characters of its training text",
-            args.file.display()
-        )
-    })?;
+    check_memory(&model.config, total.min(args.max_chars))?;
+    let a = activations(&model, &vocab, &text, mode, args.max_chars)
+        .map_err(|e| anyhow!("{source}: {e}"))?;
+    drop(text);
     let c = &model.config;
     let info = PageInfo {
-        source: &args.file.display().to_string(),
+        source: &source,
         model: &format!(
             "{} {}x{} from {}",
             c.cell,
@@ -34,10 +44,9 @@ pub fn run(args: VizArgs) -> Result<()> {
         ),
         total_chars: total,
     };
-    let page = render(&a, &vocab, &info);
-    output.write(page.as_bytes())?;
+    let bytes = output.write_with(|f| Ok(render(&a, &vocab, &info, f)?))?;
     eprintln!(
-        "charrnn: wrote {} ({} characters{}, {:.1} MB); open it in a browser",
+        "charrnn: wrote {} ({} characters{}, {:.1} MB, {:.0} bytes per character); open it in a browser",
         output.describe(),
         a.chars.len(),
         if a.chars.len() < total {
@@ -45,7 +54,8 @@ pub fn run(args: VizArgs) -> Result<()> {
         } else {
             String::new()
         },
-        page.len() as f64 / 1e6
+        bytes as f64 / 1e6,
+        bytes as f64 / a.chars.len().max(1) as f64
     );
     Ok(())
 }

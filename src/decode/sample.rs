@@ -35,6 +35,26 @@ impl Default for SampleConfig {
     }
 }
 
+/// The prime a model of `mode` continues, from `text` (the `--prime`, or a `--prime-file`'s
+/// contents when `from_file`). A lines-mode model generates one line, so its prime is one
+/// line: a file's one trailing line end (what editors write) is not part of it, and any
+/// other line break is an error. A stream-mode prime is taken as it is (a newline is text).
+pub fn prime_text(mode: Mode, mut text: String, from_file: bool) -> Result<String, String> {
+    if mode == Mode::Stream {
+        return Ok(text);
+    }
+    if from_file && text.ends_with('\n') {
+        text.pop();
+    }
+    match text.find('\n') {
+        None => Ok(text),
+        Some(at) => Err(format!(
+            "the prime holds a line break after {:?}, but a lines-mode model generates one line from one line; give a single line",
+            &text[..at]
+        )),
+    }
+}
+
 /// Why generation stopped.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Stop {
@@ -283,6 +303,21 @@ mod tests {
         assert_eq!(a, text(&m, &v, c, "ab"));
         let b = text(&m, &v, SampleConfig { seed: 6, ..c }, "ab");
         assert_ne!(a, b);
+    }
+
+    #[test]
+    fn a_lines_prime_is_one_line() {
+        let p = |t: &str, file| prime_text(Mode::Lines, t.to_string(), file);
+        assert_eq!(p("Ma\n", true).unwrap(), "Ma");
+        assert_eq!(p("Ma", true).unwrap(), "Ma");
+        assert!(
+            p("Ma\n", false)
+                .unwrap_err()
+                .contains("line break after \"Ma\"")
+        );
+        assert!(p("Ma\n\n", true).is_err() && p("a\nb\n", true).is_err());
+        let s = prime_text(Mode::Stream, "ROMEO:\n".into(), true).unwrap();
+        assert_eq!(s, "ROMEO:\n");
     }
 
     #[test]

@@ -72,14 +72,29 @@ impl Output {
 
     /// Writes `bytes`: to standard output, or atomically to the file.
     pub fn write(&self, bytes: &[u8]) -> Result<()> {
+        self.write_with(|out| Ok(out.write_all(bytes)?)).map(drop)
+    }
+
+    /// Lets `fill` write the contents as it makes them (a page too large to hold twice):
+    /// to standard output, or atomically to the file. Returns the bytes written.
+    pub fn write_with(&self, fill: impl FnOnce(&mut dyn Write) -> Result<()>) -> Result<u64> {
         match self {
             Output::Stdout => {
-                let mut out = std::io::stdout().lock();
-                out.write_all(bytes)?;
+                let mut out = Counting(std::io::stdout().lock(), 0);
+                fill(&mut out)?;
                 out.flush()?;
-                Ok(())
+                Ok(out.1)
             }
-            Output::File(p) => write_atomic(p, |f| Ok(f.write_all(bytes)?)),
+            Output::File(p) => {
+                let mut n = 0;
+                write_atomic(p, |f| {
+                    let mut out = Counting(f, 0);
+                    fill(&mut out)?;
+                    n = out.1;
+                    Ok(())
+                })?;
+                Ok(n)
+            }
         }
     }
 
@@ -89,6 +104,21 @@ impl Output {
             Output::Stdout => "stdout".into(),
             Output::File(p) => p.display().to_string(),
         }
+    }
+}
+
+/// A writer that counts what passes through it.
+struct Counting<W>(W, u64);
+
+impl<W: Write> Write for Counting<W> {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        let n = self.0.write(buf)?;
+        self.1 += n as u64;
+        Ok(n)
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        self.0.flush()
     }
 }
 

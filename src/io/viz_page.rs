@@ -4,9 +4,10 @@
 //! unit's activation. The template is `viz.html` beside this file; the data goes in as JSON,
 //! activations as base64 bytes (`round(127 h)`, which is plenty for a colour).
 
-use crate::analysis::viz::{Activations, TOP};
+use crate::analysis::viz::Activations;
 use crate::text::vocab::Vocab;
 use serde_json::json;
+use std::io::{self, Write};
 
 const TEMPLATE: &str = include_str!("viz.html");
 
@@ -18,9 +19,14 @@ pub struct PageInfo<'a> {
     pub total_chars: usize,
 }
 
-/// The HTML of the page.
-pub fn render(a: &Activations, vocab: &Vocab, info: &PageInfo) -> String {
+/// Writes the page to `out`, streaming: the activations go out as base64 straight from
+/// [`Activations::h`], with no copy of the page in memory. Numbers are written in the
+/// shortest form that reads back as the same `f32` (`0.026`, not `0.026000000536441803`);
+/// probabilities and surprisals are rounded to three decimals first.
+pub fn render(a: &Activations, vocab: &Vocab, info: &PageInfo, out: impl Write) -> io::Result<()> {
+    use serde::ser::{SerializeMap, Serializer};
     let n = a.chars.len();
+    debug_assert_eq!(a.top_ids.len(), n);
     let names: Vec<String> = (0..vocab.len() as u32)
         .map(|id| vocab.token_name(id))
         .collect();
@@ -28,58 +34,120 @@ pub fn render(a: &Activations, vocab: &Vocab, info: &PageInfo) -> String {
     let mean_bits = a.surprisal.iter().map(|&s| s as f64).sum::<f64>()
         / n.max(1) as f64
         / std::f64::consts::LN_2;
-    let data = json!({
-        "source": info.source,
-        "model": info.model,
-        "total_chars": info.total_chars,
-        "truncated": n < info.total_chars,
-        "layers": a.h.len(),
-        "hidden": a.hidden,
-        "vocab": names,
-        "text": a.chars.iter().collect::<String>(),
-        "surprisal": a.surprisal.iter().map(|&s| round(s)).collect::<Vec<_>>(),
-        "top_ids": a.top_ids.iter().flatten().collect::<Vec<_>>(),
-        "top_p": a.top_probs.iter().flatten().map(|&p| round(p)).collect::<Vec<_>>(),
-        "h": a.h.iter().map(|layer| base64(&quantise(layer))).collect::<Vec<_>>(),
-        "trackers": a.tracking.iter().map(|t| json!({
-            "property": t.property, "layer": t.layer, "unit": t.unit,
-            "correlation": t.correlation,
-        })).collect::<Vec<_>>(),
-        "mean_bits": mean_bits,
-    });
-    debug_assert_eq!(a.top_ids.len() * TOP, n * TOP);
-    // `</` must not appear inside the script element that holds the data.
-    let data = data.to_string().replace("</", "<\\/");
-    TEMPLATE.replacen("__DATA__", &data, 1)
+    let (head, tail) = TEMPLATE
+        .split_once("__DATA__")
+        .expect("the template has a place for the data");
+    let mut out = io::BufWriter::new(out);
+    out.write_all(head.as_bytes())?;
+    let mut w = EscapeLt(&mut out);
+    {
+        let mut ser = serde_json::Serializer::new(&mut w);
+        let mut map = ser.serialize_map(None)?;
+        map.serialize_entry("source", info.source)?;
+        map.serialize_entry("model", info.model)?;
+        map.serialize_entry("total_chars", &info.total_chars)?;
+        map.serialize_entry("truncated", &(n < info.total_chars))?;
+        map.serialize_entry("layers", &a.h.len())?;
+        map.serialize_entry("hidden", &a.hidden)?;
+        map.serialize_entry("vocab", &names)?;
+        map.serialize_entry("text", &a.chars.iter().collect::<String>())?;
+        let surprisal: Vec<f32> = a.surprisal.iter().map(|&s| round(s)).collect();
+        map.serialize_entry("surprisal", &surprisal)?;
+        map.serialize_entry("top_ids", &a.top_ids.concat())?;
+        let top_p: Vec<f32> = a.top_probs.iter().flatten().map(|&p| round(p)).collect();
+        map.serialize_entry("top_p", &top_p)?;
+        let trackers: Vec<_> = a
+            .tracking
+            .iter()
+            .map(|t| {
+                json!({
+                    "property": t.property, "layer": t.layer, "unit": t.unit,
+                    "correlation": t.correlation,
+                })
+            })
+            .collect();
+        map.serialize_entry("trackers", &trackers)?;
+        map.serialize_entry("mean_bits", &mean_bits)?;
+        // The map is closed by hand below, after "h", which is written without being built.
+    }
+    w.write_all(b",\"h\":[")?;
+    for (l, layer) in a.h.iter().enumerate() {
+        if l > 0 {
+            w.write_all(b",")?;
+        }
+        w.write_all(b"\"")?;
+        write_base64(layer.iter().map(|&x| x as u8), &mut w)?;
+        w.write_all(b"\"")?;
+    }
+    w.write_all(b"]}")?;
+    out.write_all(tail.as_bytes())?;
+    out.flush()
 }
 
-fn quantise(xs: &[f32]) -> Vec<u8> {
-    xs.iter()
-        .map(|&x| (x.clamp(-1.0, 1.0) * 127.0).round() as i8 as u8)
-        .collect()
+/// Writes JSON with every `<` as `\u003c`. JSON has `<` only inside strings, where the
+/// escape means the same character; in the page's `<script>` element no text can then
+/// close the element (`</script>`) or open an HTML comment (`<!--`, after which a
+/// `<script>` keeps the element open), whatever the text shown holds.
+struct EscapeLt<W: Write>(W);
+
+impl<W: Write> Write for EscapeLt<W> {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        for (i, part) in buf.split(|&b| b == b'<').enumerate() {
+            if i > 0 {
+                self.0.write_all(b"\\u003c")?;
+            }
+            self.0.write_all(part)?;
+        }
+        Ok(buf.len())
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        self.0.flush()
+    }
 }
 
-fn base64(bytes: &[u8]) -> String {
+fn write_base64(bytes: impl Iterator<Item = u8>, out: &mut impl Write) -> io::Result<()> {
     const A: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
-    let mut s = String::with_capacity(bytes.len().div_ceil(3) * 4);
-    for c in bytes.chunks(3) {
-        let n = (c[0] as u32) << 16
-            | (c.get(1).copied().unwrap_or(0) as u32) << 8
-            | c.get(2).copied().unwrap_or(0) as u32;
+    let mut text = Vec::with_capacity(1 << 16);
+    let emit = |c: [u8; 3], len: usize, text: &mut Vec<u8>| {
+        let n = (c[0] as u32) << 16 | (c[1] as u32) << 8 | c[2] as u32;
         for k in 0..4 {
-            if k <= c.len() {
-                s.push(A[(n >> (18 - 6 * k) & 63) as usize] as char);
+            text.push(if k <= len {
+                A[(n >> (18 - 6 * k) & 63) as usize]
             } else {
-                s.push('=');
+                b'='
+            });
+        }
+    };
+    let (mut chunk, mut len) = ([0u8; 3], 0);
+    for b in bytes {
+        chunk[len] = b;
+        len += 1;
+        if len == 3 {
+            emit(chunk, 3, &mut text);
+            len = 0;
+            if text.len() >= (1 << 16) - 4 {
+                out.write_all(&text)?;
+                text.clear();
             }
         }
     }
-    s
+    if len > 0 {
+        chunk[len..].fill(0);
+        emit(chunk, len, &mut text);
+    }
+    out.write_all(&text)
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn base64(bytes: &[u8]) -> String {
+        let mut out = Vec::new();
+        write_base64(bytes.iter().copied(), &mut out).unwrap();
+        String::from_utf8(out).unwrap()
+    }
 
     #[test]
     fn base64_matches_the_standard_alphabet() {
@@ -89,6 +157,17 @@ mod tests {
         assert_eq!(base64(b"foo"), "Zm9v");
         assert_eq!(base64(b"foobar"), "Zm9vYmFy");
         assert_eq!(base64(&[0xff, 0x00, 0x80]), "/wCA");
-        assert_eq!(quantise(&[1.0, -1.0, 0.5, 3.0]), [127, 129, 64, 127]);
+    }
+
+    /// Every `<` of the data is escaped, and the JSON still reads back the same.
+    #[test]
+    fn no_markup_survives_in_the_data() {
+        let text = "a</script><!--<script>b<";
+        let mut out = Vec::new();
+        serde_json::to_writer(EscapeLt(&mut out), &json!({ "text": text })).unwrap();
+        let s = String::from_utf8(out).unwrap();
+        assert!(!s.contains('<'), "{s}");
+        let back: serde_json::Value = serde_json::from_str(&s).unwrap();
+        assert_eq!(back["text"], text);
     }
 }

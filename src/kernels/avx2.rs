@@ -4,8 +4,9 @@
 //! AVX2 has 16 registers of 8 floats: a tile of 6 rows x 16 columns keeps 12 accumulators,
 //! 2 panel registers and a broadcast in them (the shape the usual AVX2 kernels use, e.g.
 //! BLIS's haswell 6x16). Each strip of a panel (K rows x 64 bytes) is read by every row tile
-//! in turn while it is in L1 or L2, so W_hh passes through the cache hierarchy once per
-//! time step whatever the L2 size, without the re-packing a general product does per call.
+//! in turn while it is in L2 (in blocks of rows sized from the L2 cache, see
+//! [`super::cache`]), so W_hh passes through the cache hierarchy once per time step,
+//! without the re-packing a general product does per call.
 
 use super::packed::{PANEL, PackedMatrix};
 use std::arch::x86_64::*;
@@ -28,6 +29,26 @@ pub(crate) unsafe fn matmul_packed(
     m: usize,
     accumulate: bool,
 ) {
+    // A block of a strip (kc rows of 64 bytes) is read by every row tile in turn: kc is
+    // chosen so that it takes at most a quarter of L2, leaving room for the rows of A and C.
+    let kc = (super::cache::l2().0 / 4 / (STRIP * 4)).max(64);
+    // SAFETY: as for this function.
+    unsafe { matmul_packed_kc(c, a, b, m, accumulate, kc) }
+}
+
+/// [`matmul_packed`] with strips read in blocks of `kc` rows.
+///
+/// # Safety
+/// As for [`matmul_packed`]; `kc` > 0.
+#[target_feature(enable = "avx2,fma")]
+pub(crate) unsafe fn matmul_packed_kc(
+    c: &mut [f32],
+    a: &[f32],
+    b: &PackedMatrix,
+    m: usize,
+    accumulate: bool,
+    kc: usize,
+) {
     let (k, n) = b.dim();
     let data = b.data().as_ptr();
     let tiles = m.div_ceil(MAX_ROWS);
@@ -35,59 +56,68 @@ pub(crate) unsafe fn matmul_packed(
         let cols = PANEL.min(n - p * PANEL);
         for s in (0..cols).step_by(STRIP) {
             let w = STRIP.min(cols - s);
-            // SAFETY: panel p starts at p·K·64, and column s < 64 of its rows.
-            let strip = unsafe { data.add(p * k * PANEL + s) };
-            let mut row = 0;
-            for t in 0..tiles {
-                // Rows split as equally as possible: a tile of 1-3 rows has too few
-                // independent accumulators to hide the FMA latency.
-                let rows = m / tiles + usize::from(t < m % tiles);
-                // SAFETY: rows row..row+rows of a ([M, K]) and of c's columns
-                // 64p+s..64p+s+w ([M, N]) are in bounds; the strip holds K rows of 16
-                // floats, 64 floats apart.
-                unsafe {
-                    let a0 = a.as_ptr().add(row * k);
-                    let c0 = c.as_mut_ptr().add(row * n + p * PANEL + s);
-                    match rows {
-                        6 => tile::<6>(a0, k, strip, c0, n, w, accumulate),
-                        5 => tile::<5>(a0, k, strip, c0, n, w, accumulate),
-                        4 => tile::<4>(a0, k, strip, c0, n, w, accumulate),
-                        3 => tile::<3>(a0, k, strip, c0, n, w, accumulate),
-                        2 => tile::<2>(a0, k, strip, c0, n, w, accumulate),
-                        _ => tile::<1>(a0, k, strip, c0, n, w, accumulate),
+            for k0 in (0..k).step_by(kc) {
+                let kb = kc.min(k - k0);
+                let acc = accumulate || k0 > 0;
+                // SAFETY: panel p starts at p·K·64; row k0 < K and column s < 64 of it.
+                let strip = unsafe { data.add(p * k * PANEL + k0 * PANEL + s) };
+                let mut row = 0;
+                for t in 0..tiles {
+                    // Rows split as equally as possible: a tile of 1-3 rows has too few
+                    // independent accumulators to hide the FMA latency.
+                    let rows = m / tiles + usize::from(t < m % tiles);
+                    // SAFETY: rows row..row+rows of a ([M, K], from column k0) and of c's
+                    // columns 64p+s..64p+s+w ([M, N]) are in bounds; the strip holds kb
+                    // rows of 16 floats, 64 floats apart.
+                    unsafe {
+                        let a0 = a.as_ptr().add(row * k + k0);
+                        let c0 = c.as_mut_ptr().add(row * n + p * PANEL + s);
+                        let args = (a0, k, kb, strip, c0, n, w, acc);
+                        match rows {
+                            6 => tile::<6>(args),
+                            5 => tile::<5>(args),
+                            4 => tile::<4>(args),
+                            3 => tile::<3>(args),
+                            2 => tile::<2>(args),
+                            _ => tile::<1>(args),
+                        }
                     }
+                    row += rows;
                 }
-                row += rows;
             }
         }
     }
 }
 
-/// c[r, 0..w] (+)= Σ_k a[r, k] · strip[k, 0..w] for r < R, with a's rows `k` apart, the
-/// strip's rows 64 floats apart and c's rows `ldc` apart.
+type TileArgs = (
+    *const f32,
+    usize,
+    usize,
+    *const f32,
+    *mut f32,
+    usize,
+    usize,
+    bool,
+);
+
+/// c[r, 0..w] (+)= Σ_k a[r, k] · strip[k, 0..w] for r < R and k < kb, with a's rows `lda`
+/// apart, the strip's rows 64 floats apart and c's rows `ldc` apart.
 ///
 /// # Safety
-/// AVX2 and FMA; `a` readable for R rows of `k`, `strip` for `k` rows of 16 floats (64
-/// apart), `c` writable at R rows of `w` ≤ 16 floats.
+/// AVX2 and FMA; `a` readable for R rows of `kb` (`lda` apart), `strip` for `kb` rows of 16
+/// floats (64 apart), `c` writable at R rows of `w` ≤ 16 floats.
 #[inline]
 #[target_feature(enable = "avx2,fma")]
-unsafe fn tile<const R: usize>(
-    a: *const f32,
-    k: usize,
-    strip: *const f32,
-    c: *mut f32,
-    ldc: usize,
-    w: usize,
-    accumulate: bool,
-) {
+unsafe fn tile<const R: usize>(args: TileArgs) {
+    let (a, lda, kb, strip, c, ldc, w, accumulate) = args;
     // SAFETY: every pointer offset stays inside the regions the caller guarantees.
     unsafe {
         let mut acc = [[_mm256_setzero_ps(); 2]; R];
-        for kk in 0..k {
+        for kk in 0..kb {
             let b = strip.add(kk * PANEL);
             let bv = [_mm256_loadu_ps(b), _mm256_loadu_ps(b.add(8))];
             for (r, acc) in acc.iter_mut().enumerate() {
-                let av = _mm256_broadcast_ss(&*a.add(r * k + kk));
+                let av = _mm256_broadcast_ss(&*a.add(r * lda + kk));
                 acc[0] = _mm256_fmadd_ps(av, bv[0], acc[0]);
                 acc[1] = _mm256_fmadd_ps(av, bv[1], acc[1]);
             }

@@ -28,6 +28,7 @@ pub(crate) mod avx2;
 mod avx512;
 #[cfg(target_arch = "x86_64")]
 pub mod bf16;
+pub mod cache;
 pub mod fastmath;
 mod matmul;
 mod packed;

@@ -319,11 +319,15 @@ mod tests {
                 // The AVX2 kernel, wherever the CPU has AVX2 (whatever the widest level).
                 #[cfg(target_arch = "x86_64")]
                 if layout == PackedLayout::Panels && crate::kernels::detected() >= Isa::Avx2 {
-                    for acc in [false, true] {
+                    // Strips whole and in blocks of 64 and of 7 rows (with L2 as small as
+                    // that, K is cut into blocks whose products add up).
+                    for (acc, kc) in [(false, usize::MAX), (true, 64), (true, 7), (false, 7)] {
                         let mut c2 = vec![0.5f32; m * n];
                         // SAFETY: the CPU has AVX2 and FMA; the shapes are [m, k], [m, n].
                         unsafe {
-                            crate::kernels::avx2::matmul_packed(&mut c2, a_s, &packed, m, acc)
+                            crate::kernels::avx2::matmul_packed_kc(
+                                &mut c2, a_s, &packed, m, acc, kc,
+                            )
                         };
                         let off = if acc { 0.5 } else { 0.0 };
                         for (x, w) in c2.iter().zip(&want) {

@@ -84,6 +84,10 @@ impl Batches {
             Some(m) if m < positions => (m / batch).clamp(1, stride),
             _ => stride,
         };
+        // No stream has more text before it than the last one's `(B-1)·stride` positions: a
+        // longer warm-up would read only padding, so it is cut there (which changes no
+        // score, and keeps `warmup + stream_len` within the text's size).
+        let warmup = warmup.min((batch - 1).saturating_mul(stride));
         Batches {
             batch,
             seq_len,
@@ -95,8 +99,26 @@ impl Batches {
         }
     }
 
+    /// The positions of the text that the streams `rows` read (inputs and targets): all a
+    /// process that runs only those streams needs to hold.
+    pub fn span(&self, rows: Range<usize>) -> Range<usize> {
+        if rows.is_empty() {
+            return 0..0;
+        }
+        let start = (rows.start * self.stride).saturating_sub(self.warmup);
+        let end = ((rows.end - 1) * self.stride + self.stream_len + 1).min(self.positions + 1);
+        start.min(end)..end
+    }
+
     /// Fills `out` with window `w` (`0 <= w < windows`) of `tokens`.
     pub fn window(&self, tokens: &Tokens, w: usize, out: &mut Window) {
+        self.window_rows(tokens, w, 0..self.batch, out);
+    }
+
+    /// [`Batches::window`] for the streams `rows` only: the others are left as unscored
+    /// padding, and `count` counts the scored positions of `rows`. A process that trains or
+    /// validates some of the streams reads only their part of the text.
+    pub fn window_rows(&self, tokens: &Tokens, w: usize, rows: Range<usize>, out: &mut Window) {
         assert!(w < self.windows, "window {w} out of range");
         let t0 = w * self.seq_len;
         let t_len = self.seq_len.min(self.warmup + self.stream_len - t0);
@@ -115,7 +137,7 @@ impl Batches {
         for t in 0..t_len {
             // Step `t0 + t` of every stream: position start + step - warmup of the text.
             let step = t0 + t;
-            for b in 0..self.batch {
+            for b in rows.clone() {
                 let Some(p) = (b * self.stride + step).checked_sub(self.warmup) else {
                     continue;
                 };
@@ -218,8 +240,8 @@ mod tests {
                         let i = t * batch + b;
                         let step = k * seq_len + t;
                         if w.valid[i] {
-                            scored[b * bs.stride + step - warmup] += 1;
-                        } else if step < warmup && w.x[i] != END {
+                            scored[b * bs.stride + step - bs.warmup] += 1;
+                        } else if step < bs.warmup && w.x[i] != END {
                             read_before[b] = true;
                         }
                     }
@@ -233,5 +255,42 @@ mod tests {
         }
         let bs = Batches::warm(tokens.len(), 4, 8, 10, Some(40));
         assert_eq!((bs.stream_len, bs.stride), (10, 50));
+        // A warm-up longer than the text before the last stream reads only that text.
+        let bs = Batches::warm(tokens.len(), 4, 8, usize::MAX, None);
+        assert_eq!((bs.warmup, bs.windows), (150, 25));
+        assert_eq!(
+            Batches::warm(tokens.len(), 1, 8, usize::MAX, None).warmup,
+            0
+        );
+    }
+
+    /// Streams read from a part of the text holding their span the windows a whole text
+    /// gives them, for training and for evaluation.
+    #[test]
+    fn rows_need_only_their_span() {
+        let tokens = Tokens::from(
+            (0..300)
+                .map(|i| if i % 37 == 0 { START } else { 2 + i % 5 })
+                .collect::<Vec<u32>>(),
+        );
+        for bs in [
+            Batches::new(tokens.len(), 7, 9),
+            Batches::warm(tokens.len(), 5, 11, 30, None),
+            Batches::warm(tokens.len(), 4, 8, 10, Some(40)),
+        ] {
+            for rows in [0..1, 1..3, 2..bs.batch, 0..bs.batch] {
+                let part = tokens.slice(bs.span(rows.clone()));
+                let (mut a, mut b) = (Window::default(), Window::default());
+                for w in 0..bs.windows {
+                    bs.window_rows(&tokens, w, rows.clone(), &mut a);
+                    bs.window_rows(&part, w, rows.clone(), &mut b);
+                    assert_eq!(
+                        (&a.x, &a.y, &a.valid, &a.reset),
+                        (&b.x, &b.y, &b.valid, &b.reset)
+                    );
+                    assert_eq!(a.count, b.count);
+                }
+            }
+        }
     }
 }

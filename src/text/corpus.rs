@@ -1,8 +1,8 @@
 //! Reading a corpus from files and directories, with errors that say what is wrong where,
 //! and turning it into the token streams of training and validation.
 
-use crate::fs::{ReadLimit, available_memory, check_regular, read_regular};
-use crate::text::reader::read_corpus;
+use crate::fs::{ReadLimit, available_memory, check_regular, input_name, is_stdin, read_input};
+use crate::text::reader::{Keep, read_corpus_part};
 use crate::text::split::{self, Mode};
 use crate::text::tokens::Tokens;
 use crate::text::vocab::Vocab;
@@ -79,6 +79,33 @@ impl Corpus {
         s
     }
 
+    /// A corpus of one text held in memory (`name` stands for its source), cut as
+    /// [`Corpus::load`] cuts files (a test holds the two equal).
+    pub fn from_text(name: &str, text: &str, mode: Mode, val_fraction: f64) -> Result<Corpus> {
+        use crate::text::split;
+        let (train, val) = split::train_val(&[text.to_string()], mode, val_fraction);
+        let vocab = Vocab::from_texts(train.iter().chain(&val).map(String::as_str));
+        let chars = |s: &[String]| s.iter().map(|s| s.chars().count()).sum::<usize>();
+        let (train_chars, val_chars) = (chars(&train), chars(&val));
+        if train_chars + val_chars == 0 {
+            bail!("the corpus is empty: {name}");
+        }
+        Ok(Corpus {
+            train: split::tokens(&vocab, &train)?,
+            val: split::tokens(&vocab, &val)?,
+            vocab,
+            info: CorpusInfo {
+                mode,
+                sources: vec![name.to_string()],
+                val_fraction,
+                train_chars,
+                val_chars,
+                val_file: None,
+            },
+            skipped: Vec::new(),
+        })
+    }
+
     /// Errors unless the training text holds at least one window of `seq_len` predictions.
     pub fn check_window(&self, seq_len: usize) -> Result<()> {
         if self.train.len().saturating_sub(1) < seq_len {
@@ -145,8 +172,22 @@ impl Corpus {
         val_fraction: f64,
         vocab: VocabSource,
     ) -> Result<Corpus> {
+        let all = |_: usize, _: usize| (0..usize::MAX, 0..usize::MAX);
+        Corpus::load_part(paths, mode, val_fraction, vocab, &all)
+    }
+
+    /// [`Corpus::load`] keeping of the token streams only the positions `keep` names (see
+    /// [`read_corpus_part`]): what one process of a distributed run holds.
+    pub fn load_part(
+        paths: &[PathBuf],
+        mode: Mode,
+        val_fraction: f64,
+        vocab: VocabSource,
+        keep: Keep,
+    ) -> Result<Corpus> {
         let list = list_files(paths)?;
-        let s = read_corpus(&list.files, mode, val_fraction, vocab, available_memory())?;
+        let max = available_memory();
+        let s = read_corpus_part(&list.files, mode, val_fraction, vocab, max, keep)?;
         if s.train_chars + s.val_chars == 0 {
             bail!("the corpus is empty: {}", join_paths(paths));
         }
@@ -201,6 +242,11 @@ pub struct FileList {
 pub fn list_files(paths: &[PathBuf]) -> Result<FileList> {
     let mut out = FileList::default();
     for path in paths {
+        if is_stdin(path) {
+            bail!(
+                "train reads its corpus twice and records where it came from (to rebuild the validation split): save standard input to a file and pass its name"
+            );
+        }
         let meta =
             std::fs::metadata(path).with_context(|| format!("cannot read {}", path.display()))?;
         if !meta.is_dir() {
@@ -238,13 +284,21 @@ pub fn list_files(paths: &[PathBuf]) -> Result<FileList> {
     Ok(out)
 }
 
-/// A file's text; invalid UTF-8 is reported with the byte offset of the first bad byte.
-/// Only regular files are read (see [`read_regular`]).
+/// A file's text, or standard input's for `-` (see [`read_input`]); invalid UTF-8 is
+/// reported with the byte offset of the first bad byte. Only regular files are read: a
+/// named pipe or a device (`/dev/stdin` among them) is refused with a pointer to `-`.
 pub fn read_utf8(path: &Path) -> Result<String> {
     let limit = ReadLimit {
         max_bytes: available_memory(),
     };
-    let bytes = read_regular(path, "text file", limit)?;
+    if !is_stdin(path) {
+        let meta =
+            std::fs::metadata(path).with_context(|| format!("cannot read {}", path.display()))?;
+        if let (false, Err(e)) = (meta.is_dir(), check_regular(path, "text file", &meta)) {
+            bail!("{e:#}; to read a pipe, pass - (standard input) instead");
+        }
+    }
+    let bytes = read_input(path, "text file", limit)?;
     match String::from_utf8(bytes) {
         Ok(mut text) => {
             // A byte-order mark is an encoding signature, not text.
@@ -262,7 +316,7 @@ pub fn read_utf8(path: &Path) -> Result<String> {
             let byte = e.as_bytes()[at];
             bail!(
                 "{} is not valid UTF-8: byte 0x{byte:02X} at offset {at} (convert it with e.g. `iconv -t UTF-8`)",
-                path.display()
+                input_name(path)
             )
         }
     }
@@ -312,6 +366,27 @@ mod tests {
             e.contains("2 characters the training text does not: 'x' (line 2, column 1), 'ü' (line 2, column 4)"),
             "{e}"
         );
+    }
+
+    #[test]
+    fn a_text_in_memory_is_cut_as_a_file_is() {
+        let dir = tempfile::tempdir().unwrap();
+        let text = "one line\nand another, longer\n\nthird é\n".repeat(7);
+        let p = dir.path().join("t.txt");
+        std::fs::write(&p, &text).unwrap();
+        for mode in [Mode::Stream, Mode::Lines] {
+            let a = Corpus::load(std::slice::from_ref(&p), mode, 0.2, VocabSource::Corpus).unwrap();
+            let b = Corpus::from_text("t", &text, mode, 0.2).unwrap();
+            assert_eq!(a.vocab, b.vocab);
+            assert_eq!(
+                (a.train.to_vec(), a.val.to_vec()),
+                (b.train.to_vec(), b.val.to_vec())
+            );
+            assert_eq!(
+                (a.info.train_chars, a.info.val_chars),
+                (b.info.train_chars, b.info.val_chars)
+            );
+        }
     }
 
     #[test]

@@ -8,6 +8,7 @@ pub mod labeled;
 pub mod reader;
 pub mod split;
 pub mod tokens;
+pub mod unknown;
 pub mod vocab;
 
 pub use batches::{Batches, Window};

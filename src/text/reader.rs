@@ -19,6 +19,7 @@ use crate::text::vocab::{END, SPECIALS, START, Vocab};
 use anyhow::{Context, Result, bail};
 use std::collections::BTreeSet;
 use std::io::Read;
+use std::ops::Range;
 use std::path::{Path, PathBuf};
 
 /// Bytes read at a time (a few in unit tests, so that characters straddle chunks).
@@ -320,6 +321,26 @@ pub fn read_corpus(
     source: VocabSource,
     max_bytes: u64,
 ) -> Result<Streams> {
+    let all = |_: usize, _: usize| (0..usize::MAX, 0..usize::MAX);
+    read_corpus_part(files, mode, val_fraction, source, max_bytes, &all)
+}
+
+/// The token streams' lengths, training then validation: what [`read_corpus_part`] asks
+/// which positions to keep.
+pub type Keep<'k> = &'k dyn Fn(usize, usize) -> (Range<usize>, Range<usize>);
+
+/// [`read_corpus`] that keeps of each stream only the positions `keep` names, given the
+/// streams' lengths (which the first pass finds): what one process of a distributed run
+/// reads. The vocabulary and the split are those of the whole corpus, and every position
+/// kept is the token a whole read puts there.
+pub fn read_corpus_part(
+    files: &[PathBuf],
+    mode: Mode,
+    val_fraction: f64,
+    source: VocabSource,
+    max_bytes: u64,
+    keep: Keep,
+) -> Result<Streams> {
     let mut set = CharSet::new();
     let counts = count(files, mode, &mut set)?;
     let own = || Vocab::from_chars(set.chars()).expect("sorted and distinct");
@@ -355,6 +376,13 @@ pub fn read_corpus(
             },
         ),
     };
+    let (train_len, val_len) = stream_lengths(files, &counts, mode, cut)?;
+    let fits = |n: u64| {
+        usize::try_from(n).context("the corpus is too large for this machine's address space")
+    };
+    let (keep_train, keep_val) = keep(fits(train_len)?, fits(val_len)?);
+    let kept = |cap: u64, keep: &Range<usize>| cap.min(keep.len() as u64);
+    let (train_cap, val_cap) = (kept(train_cap, &keep_train), kept(val_cap, &keep_val));
     let width = Tokens::with_capacity(vocab.len(), 0).width() as u64;
     let bytes = (train_cap + val_cap).saturating_mul(width);
     if bytes > max_bytes {
@@ -364,12 +392,9 @@ pub fn read_corpus(
             human_bytes(max_bytes)
         );
     }
-    let fits = |n: u64| {
-        usize::try_from(n).context("the corpus is too large for this machine's address space")
-    };
     let mut out = Streams {
-        train: Tokens::with_capacity(vocab.len(), fits(train_cap)?),
-        val: Tokens::with_capacity(vocab.len(), fits(val_cap)?),
+        train: Tokens::part(vocab.len(), keep_train, fits(train_cap)?),
+        val: Tokens::part(vocab.len(), keep_val, fits(val_cap)?),
         vocab: vocab.clone(),
         train_chars: 0,
         val_chars: 0,
@@ -431,6 +456,56 @@ pub fn read_corpus(
     Ok(out)
 }
 
+/// The lengths of the training and validation token streams that pass 2 writes, from the
+/// counts of pass 1 and the split `cut` (characters in stream mode, sequences in lines
+/// mode; `u64::MAX` for none). Lines mode reads again the one file the split falls in.
+fn stream_lengths(
+    files: &[PathBuf],
+    counts: &[FileCount],
+    mode: Mode,
+    cut: u64,
+) -> Result<(u64, u64)> {
+    let chars: u64 = counts.iter().map(|c| c.chars).sum();
+    let (mut train_chars, mut train_seqs, mut val_seqs) = (0u64, 0u64, 0u64);
+    let mut at = 0u64;
+    for (path, fc) in files.iter().zip(counts) {
+        match mode {
+            Mode::Stream if fc.chars > 0 => {
+                // One sequence: to training if it starts before the cut, to validation if
+                // it ends after it (both if the cut falls inside).
+                train_seqs += (at < cut) as u64;
+                val_seqs += (at + fc.chars > cut) as u64;
+                train_chars += fc.chars.min(cut.saturating_sub(at));
+                at += fc.chars;
+            }
+            Mode::Stream => {}
+            Mode::Lines => {
+                let train_here = fc.seqs.min(cut.saturating_sub(at));
+                if train_here == fc.seqs {
+                    train_chars += fc.chars;
+                } else if train_here > 0 {
+                    let mut seen = 0;
+                    for_each_event(path, mode, |e| {
+                        match e {
+                            LineEvent::Char(_) if seen < train_here => train_chars += 1,
+                            LineEvent::End { kept: true } => seen += 1,
+                            _ => {}
+                        }
+                        Ok(())
+                    })?;
+                }
+                train_seqs += train_here;
+                val_seqs += fc.seqs - train_here;
+                at += fc.seqs;
+            }
+        }
+    }
+    Ok((
+        train_chars + 2 * train_seqs,
+        chars - train_chars + 2 * val_seqs,
+    ))
+}
+
 fn stream(s: &mut Streams, val: bool) -> &mut Tokens {
     if val { &mut s.val } else { &mut s.train }
 }
@@ -481,8 +556,22 @@ mod tests {
             let (vocab, train, val) = in_memory(&files, mode, vf);
             let s = read_corpus(&files, mode, vf, VocabSource::Corpus, u64::MAX).unwrap();
             prop_assert_eq!(&s.vocab, &vocab);
-            prop_assert_eq!(s.train.to_vec(), train);
-            prop_assert_eq!(s.val.to_vec(), val);
+            prop_assert_eq!(&s.train.to_vec(), &train);
+            prop_assert_eq!(&s.val.to_vec(), &val);
+            // A part: the same lengths, the same tokens where it keeps them.
+            let (a, b) = (train.len() / 3, train.len() / 2 + 1);
+            let keep = |n: usize, m: usize| (a.min(n)..b.min(n), m / 2..m);
+            let p = read_corpus_part(&files, mode, vf, VocabSource::Corpus, u64::MAX, &keep)
+                .unwrap();
+            prop_assert_eq!((p.train.len(), p.val.len()), (train.len(), val.len()));
+            prop_assert_eq!(p.train.held(), a.min(train.len())..b.min(train.len()));
+            for i in p.train.held() {
+                prop_assert_eq!(p.train.get(i), train[i]);
+            }
+            for i in p.val.held() {
+                prop_assert_eq!(p.val.get(i), val[i]);
+            }
+            prop_assert_eq!(p.val.held().len(), val.len() - val.len() / 2);
         }
     }
 

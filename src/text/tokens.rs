@@ -3,73 +3,134 @@
 //! 65,536 (Chinese, Japanese), four beyond. A 1 GB ASCII corpus is then 1 GB of tokens,
 //! not 4.
 
+use std::ops::Range;
+
 /// A token stream; ids are read as `u32` whatever the storage.
+///
+/// It may hold only a part of its stream (see [`Tokens::part`]): the positions a process
+/// of a distributed run reads. Its length is still the whole stream's, and reading a
+/// position outside the part is a bug that panics.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct Tokens {
+    store: Store,
+    /// The positions kept: `keep.start..keep.start + store.len()` once the stream is built.
+    keep: Range<usize>,
+    /// Tokens in the whole stream.
+    len: usize,
+}
+
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Tokens {
+enum Store {
     U8(Vec<u8>),
     U16(Vec<u16>),
     U32(Vec<u32>),
 }
 
-impl Default for Tokens {
+impl Default for Store {
     fn default() -> Self {
-        Tokens::U8(Vec::new())
+        Store::U8(Vec::new())
     }
 }
 
 impl Tokens {
     /// An empty stream for ids below `vocab_size`, with room for `n` tokens.
     pub fn with_capacity(vocab_size: usize, n: usize) -> Tokens {
-        if vocab_size <= 1 << 8 {
-            Tokens::U8(Vec::with_capacity(n))
+        Tokens::part(vocab_size, 0..usize::MAX, n)
+    }
+
+    /// An empty stream that keeps, of the tokens pushed, those at the positions `keep`
+    /// (with room for `n`); the others are only counted.
+    pub fn part(vocab_size: usize, keep: Range<usize>, n: usize) -> Tokens {
+        let n = n.min(keep.len());
+        let store = if vocab_size <= 1 << 8 {
+            Store::U8(Vec::with_capacity(n))
         } else if vocab_size <= 1 << 16 {
-            Tokens::U16(Vec::with_capacity(n))
+            Store::U16(Vec::with_capacity(n))
         } else {
-            Tokens::U32(Vec::with_capacity(n))
+            Store::U32(Vec::with_capacity(n))
+        };
+        Tokens {
+            store,
+            keep,
+            len: 0,
         }
     }
 
-    /// Appends `t`, which must be below the `vocab_size` the stream was made for.
+    /// The positions `range` of this stream as a part of it (for tests and tools).
+    pub fn slice(&self, range: Range<usize>) -> Tokens {
+        let mut out = Tokens::part(self.max_vocab(), range.clone(), range.len());
+        for i in 0..self.len {
+            out.push(if range.contains(&i) { self.get(i) } else { 0 });
+        }
+        out
+    }
+
+    fn max_vocab(&self) -> usize {
+        match self.store {
+            Store::U8(_) => 1 << 8,
+            Store::U16(_) => 1 << 16,
+            Store::U32(_) => usize::MAX,
+        }
+    }
+
+    /// Appends `t`, which must be below the `vocab_size` the stream was made for (kept only
+    /// if its position is).
     #[inline]
     pub fn push(&mut self, t: u32) {
-        match self {
-            Tokens::U8(v) => v.push(u8::try_from(t).expect("token id fits the stream")),
-            Tokens::U16(v) => v.push(u16::try_from(t).expect("token id fits the stream")),
-            Tokens::U32(v) => v.push(t),
+        if self.keep.contains(&self.len) {
+            match &mut self.store {
+                Store::U8(v) => v.push(u8::try_from(t).expect("token id fits the stream")),
+                Store::U16(v) => v.push(u16::try_from(t).expect("token id fits the stream")),
+                Store::U32(v) => v.push(t),
+            }
         }
+        self.len += 1;
     }
 
+    /// Tokens in the whole stream (kept or not).
     pub fn len(&self) -> usize {
-        match self {
-            Tokens::U8(v) => v.len(),
-            Tokens::U16(v) => v.len(),
-            Tokens::U32(v) => v.len(),
-        }
+        self.len
     }
 
     pub fn is_empty(&self) -> bool {
-        self.len() == 0
+        self.len == 0
+    }
+
+    /// The positions this stream holds (all of them unless it is a part).
+    pub fn held(&self) -> Range<usize> {
+        let start = self.keep.start.min(self.len);
+        start..start + self.stored()
+    }
+
+    fn stored(&self) -> usize {
+        match &self.store {
+            Store::U8(v) => v.len(),
+            Store::U16(v) => v.len(),
+            Store::U32(v) => v.len(),
+        }
     }
 
     /// Token `i`.
     #[inline]
     pub fn get(&self, i: usize) -> u32 {
-        match self {
-            Tokens::U8(v) => v[i] as u32,
-            Tokens::U16(v) => v[i] as u32,
-            Tokens::U32(v) => v[i],
+        let j = i.wrapping_sub(self.keep.start);
+        match &self.store {
+            Store::U8(v) => v[j] as u32,
+            Store::U16(v) => v[j] as u32,
+            Store::U32(v) => v[j],
         }
     }
 
     /// Bytes per token.
     pub fn width(&self) -> usize {
-        match self {
-            Tokens::U8(_) => 1,
-            Tokens::U16(_) => 2,
-            Tokens::U32(_) => 4,
+        match self.store {
+            Store::U8(_) => 1,
+            Store::U16(_) => 2,
+            Store::U32(_) => 4,
         }
     }
 
+    /// Every token of a whole stream (a part panics).
     pub fn iter(&self) -> impl Iterator<Item = u32> + '_ {
         (0..self.len()).map(|i| self.get(i))
     }
@@ -79,10 +140,10 @@ impl Tokens {
     }
 
     pub fn shrink_to_fit(&mut self) {
-        match self {
-            Tokens::U8(v) => v.shrink_to_fit(),
-            Tokens::U16(v) => v.shrink_to_fit(),
-            Tokens::U32(v) => v.shrink_to_fit(),
+        match &mut self.store {
+            Store::U8(v) => v.shrink_to_fit(),
+            Store::U16(v) => v.shrink_to_fit(),
+            Store::U32(v) => v.shrink_to_fit(),
         }
     }
 }
@@ -92,8 +153,10 @@ impl From<Vec<u32>> for Tokens {
     fn from(v: Vec<u32>) -> Tokens {
         let max = v.iter().copied().max().unwrap_or(0) as usize;
         let mut t = Tokens::with_capacity(max + 1, v.len());
-        if let Tokens::U32(_) = t {
-            return Tokens::U32(v);
+        if let Store::U32(_) = t.store {
+            t.len = v.len();
+            t.store = Store::U32(v);
+            return t;
         }
         for x in v {
             t.push(x);
@@ -117,5 +180,20 @@ mod tests {
         }
         assert_eq!(Tokens::with_capacity(256, 0).width(), 1);
         assert_eq!(Tokens::with_capacity(257, 0).width(), 2);
+    }
+
+    #[test]
+    fn a_part_keeps_its_positions_and_the_whole_length() {
+        let mut t = Tokens::part(300, 2..5, 100);
+        for i in 0..9 {
+            t.push(i * 40);
+        }
+        assert_eq!((t.len(), t.held(), t.width()), (9, 2..5, 2));
+        assert_eq!((t.get(2), t.get(4)), (80, 160));
+        let whole = Tokens::from((0..9).map(|i| i * 40).collect::<Vec<u32>>());
+        assert_eq!(whole.slice(2..5), t);
+        assert_eq!(whole.held(), 0..9);
+        assert!(std::panic::catch_unwind(|| t.get(5)).is_err());
+        assert!(std::panic::catch_unwind(|| t.get(1)).is_err());
     }
 }

@@ -37,13 +37,19 @@ impl Calibration {
     }
 }
 
-/// Measures this machine: a few training steps of a 2x256 LSTM over `vocab_size` symbols
-/// (batch 64 x 100, on `threads` shards, random text, products in `precision`), about half
-/// a second. (bf16 speeds up the products more than the rest, and wider models are more
-/// products: the estimate for them is on the low side.)
-pub fn calibrate(vocab_size: usize, threads: usize, precision: Precision) -> Calibration {
-    use crate::train::{Optimizer, TrainConfig, Trainer};
-    use rand::{RngExt, SeedableRng};
+/// Memory the measurement may use: it needs only a FLOP rate, so a vocabulary too large
+/// for the usual batch in this much is measured on fewer streams.
+const CALIBRATION_BYTES: u64 = 256 << 20;
+
+/// The model and batch [`calibrate`] measures: a 2x256 LSTM over `vocab_size` symbols,
+/// batch 64 x 100, or fewer streams if that would hold more than [`CALIBRATION_BYTES`] (or
+/// half the memory available); an error, with the estimate, if even one stream does not fit.
+pub fn calibration_config(
+    vocab_size: usize,
+    threads: usize,
+    precision: Precision,
+) -> anyhow::Result<(ModelConfig, crate::train::TrainConfig)> {
+    use crate::train::{TrainConfig, Trainer};
     let config = ModelConfig {
         cell: CellKind::Lstm,
         layers: 2,
@@ -51,14 +57,42 @@ pub fn calibrate(vocab_size: usize, threads: usize, precision: Precision) -> Cal
         vocab_size,
         dropout: 0.0,
     };
-    let mut model = crate::nn::Model::new(config);
-    let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(0);
-    model.init(&mut rng);
-    let tc = TrainConfig {
+    let budget = CALIBRATION_BYTES.min(crate::fs::available_memory() / 2);
+    let mut tc = TrainConfig {
         threads,
         precision,
         ..TrainConfig::default()
     };
+    while tc.batch > 1 && Trainer::memory_bytes(&config, &tc).is_none_or(|b| b > budget) {
+        tc.batch /= 2;
+    }
+    tc.threads = tc.threads.min(tc.batch);
+    crate::fs::check_fits(
+        Trainer::memory_bytes(&config, &tc),
+        &format!(
+            "measuring this machine's speed (--time-limit) on a vocabulary of {vocab_size} symbols"
+        ),
+        "give the model's size instead (--hidden) and a --max-steps or --epochs, or train on text with fewer distinct characters",
+    )?;
+    Ok((config, tc))
+}
+
+/// Measures this machine: a few training steps of a 2x256 LSTM over `vocab_size` symbols
+/// (batch 64 x 100, fewer streams for a very large vocabulary: see
+/// [`calibration_config`]), on `threads` shards, random text, products in `precision`;
+/// about half a second. (bf16 speeds up the products more than the rest, and wider models
+/// are more products: the estimate for them is on the low side.)
+pub fn calibrate(
+    vocab_size: usize,
+    threads: usize,
+    precision: Precision,
+) -> anyhow::Result<Calibration> {
+    use crate::train::{Optimizer, Trainer};
+    use rand::{RngExt, SeedableRng};
+    let (config, tc) = calibration_config(vocab_size, threads, precision)?;
+    let mut model = crate::nn::Model::new(config);
+    let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(0);
+    model.init(&mut rng);
     let n = tc.batch * tc.seq_len * 4 + 1;
     let tokens = crate::text::Tokens::from(
         (0..n)
@@ -75,9 +109,9 @@ pub fn calibrate(vocab_size: usize, threads: usize, precision: Precision) -> Cal
         chars += t.step().map_or(0, |r| r.chars);
     }
     let cps = chars as f64 / start.elapsed().as_secs_f64().max(1e-9);
-    Calibration {
+    Ok(Calibration {
         flops_per_s: cps * 3.0 * config.forward_flops(),
-    }
+    })
 }
 
 /// What is to be trained: the text's size and the model's shape, which the user may fix.
@@ -162,7 +196,12 @@ pub fn choose(task: &Task, budget: Option<(f64, &Calibration)>, hidden: Option<u
     let exposure = params / train_chars.max(1) as f64 * passes;
     Recipe {
         hidden,
-        dropout: dropout_for(exposure),
+        // Dropout acts between layers: a 1-layer model has nowhere to apply it.
+        dropout: if layers > 1 {
+            dropout_for(exposure)
+        } else {
+            0.0
+        },
         lr: LrSchedule::cosine(lr_for(hidden), 0.02, 0.05, tail_for(exposure)),
         epochs: epochs(hidden),
     }
@@ -251,10 +290,15 @@ pub fn run_config(
         time_limit,
         eval_every,
         stop_when_overfitting: steps.is_none() && epochs.is_none(),
-        eval: crate::analysis::eval::EvalConfig {
-            max_chars: (val_chars > 0).then_some(val_chars),
-            ..Default::default()
-        },
+        eval: validation(val_chars),
+    }
+}
+
+/// How a run validates: on at most `val_chars` characters (0: all of them).
+pub fn validation(val_chars: usize) -> crate::analysis::eval::EvalConfig {
+    crate::analysis::eval::EvalConfig {
+        max_chars: (val_chars > 0).then_some(val_chars),
+        ..Default::default()
     }
 }
 
@@ -266,10 +310,39 @@ pub fn plan(
     threads: usize,
     hidden: Option<usize>,
     precision: Precision,
-) -> (Recipe, Option<Calibration>) {
-    let calibration = time_limit.map(|_| calibrate(task.vocab_size, threads, precision));
+) -> anyhow::Result<(Recipe, Option<Calibration>)> {
+    plan_in(
+        &crate::world::LOCAL,
+        task,
+        time_limit,
+        threads,
+        hidden,
+        precision,
+    )
+}
+
+/// [`plan`] for the ranks of `world`, which must all choose the same model: rank 0 measures
+/// its machine (on its `threads` shards) and tells the others, and the run is taken to train
+/// `world.size()` times as fast (the time spent summing gradients is left out: see the
+/// README's section on several machines for when it matters).
+pub fn plan_in(
+    world: &dyn crate::world::Collective,
+    task: &Task,
+    time_limit: Option<f64>,
+    threads: usize,
+    hidden: Option<usize>,
+    precision: Precision,
+) -> anyhow::Result<(Recipe, Option<Calibration>)> {
+    let mut measured = [0.0];
+    if let (Some(_), 0) = (time_limit, world.rank()) {
+        measured[0] = calibrate(task.vocab_size, threads, precision)?.flops_per_s;
+    }
+    crate::world::broadcast_f64(world, &mut measured);
+    let calibration = time_limit.map(|_| Calibration {
+        flops_per_s: measured[0] * world.size() as f64,
+    });
     let budget = time_limit.zip(calibration.as_ref());
-    (choose(task, budget, hidden), calibration)
+    Ok((choose(task, budget, hidden), calibration))
 }
 
 /// Which of a fresh run's settings the user gave (the others were chosen by [`choose`], or
@@ -377,6 +450,18 @@ pub fn repeat_command(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A vocabulary too large for the usual batch is measured on fewer streams, within the
+    /// measurement's memory.
+    #[test]
+    fn calibration_fits_its_memory() {
+        let (_, small) = calibration_config(65, 2, Precision::F32).unwrap();
+        assert_eq!((small.batch, small.seq_len), (64, 100));
+        let (config, large) = calibration_config(65_536, 2, Precision::F32).unwrap();
+        assert!(large.batch < 16, "{}", large.batch);
+        let bytes = crate::train::Trainer::memory_bytes(&config, &large).unwrap();
+        assert!(bytes <= CALIBRATION_BYTES || large.batch == 1, "{bytes}");
+    }
 
     #[test]
     fn run_length_cadence_and_the_repeat_command() {

@@ -25,7 +25,10 @@ pub fn header(run: &str, t: &Trainer, vocab_len: usize, info: &CorpusInfo) -> St
         info.mode,
         config.batch,
         config.seq_len,
-        config.threads.min(config.batch),
+        match t.world().size() {
+            1 => config.shards().to_string(),
+            n => format!("{n} ranks x {}", config.shards() / n),
+        },
         match config.precision {
             crate::kernels::Precision::F32 => crate::kernels::isa().name().to_string(),
             p => format!(

@@ -5,9 +5,11 @@
 //! go is a [`Checkpointer`]. What it trains is a [`Learner`]: the language model's
 //! [`Trainer`], or a classifier's (see [`crate::train::classify`]).
 
-use crate::analysis::eval::{EvalConfig, evaluate};
+use crate::analysis::eval::{EvalConfig, evaluate_in};
 use crate::text::Tokens;
+use crate::train::Optimizer;
 use crate::train::trainer::{Diverged, HistoryPoint, Progress, StepReport, Trainer};
+use crate::world::{self, Collective};
 use anyhow::Result;
 use std::time::Instant;
 
@@ -31,6 +33,10 @@ pub trait Learner {
     fn validate(&mut self, val: &Self::Val, eval: &EvalConfig) -> Option<Validation>;
     /// Brings the progress's carried state up to date (before a checkpoint).
     fn sync_progress_state(&mut self) {}
+    /// The processes this learner trains with (one, unless it is a distributed run).
+    fn world(&self) -> &dyn Collective {
+        &world::LOCAL
+    }
 }
 
 /// A validation's result.
@@ -75,13 +81,17 @@ impl Learner for Trainer<'_> {
             ..*eval
         };
         (val.len() >= 2).then(|| Validation {
-            loss: evaluate(&self.model, val, &config).loss(),
+            loss: evaluate_in(Trainer::world(self), &self.model, val, &config).loss(),
             accuracy: None,
         })
     }
 
     fn sync_progress_state(&mut self) {
         Trainer::sync_progress_state(self)
+    }
+
+    fn world(&self) -> &dyn Collective {
+        Trainer::world(self)
     }
 }
 
@@ -140,6 +150,32 @@ impl<L: ?Sized> Checkpointer<L> for NoCheckpoints {
     }
     fn restore_last(&mut self, _: &mut L) -> Result<Option<u64>> {
         Ok(None)
+    }
+}
+
+/// Checkpoints kept in memory only: what the ranks other than 0 of a distributed run use,
+/// while rank 0 writes the same states to disk, so that after a divergence every rank goes
+/// back to the same step.
+#[derive(Default)]
+pub struct InMemory {
+    last: Option<(Vec<f32>, Optimizer, Progress)>,
+}
+
+impl Checkpointer<Trainer<'_>> for InMemory {
+    fn save(&mut self, t: &mut Trainer, _: bool) -> Result<()> {
+        self.last = Some((
+            t.model.params.clone(),
+            t.optimizer.clone(),
+            t.progress.clone(),
+        ));
+        Ok(())
+    }
+    fn restore_last(&mut self, t: &mut Trainer) -> Result<Option<u64>> {
+        let Some((params, optimizer, progress)) = &self.last else {
+            return Ok(None);
+        };
+        t.restore(params, optimizer.clone(), progress.clone())?;
+        Ok(Some(progress.step))
     }
 }
 
@@ -228,6 +264,11 @@ impl Outcome {
 /// validates on `val` every `eval_every` steps and saves through `checkpoints`, and
 /// validates and saves once more at the end unless the last step was just saved. Errors are
 /// those of the checkpointer (a full disk, say); divergence is an [`Outcome`].
+///
+/// In a distributed run (the trainer's [`world`](Learner::world)) every rank calls this:
+/// rank 0 decides before each step whether to go on (its `stop()`, its clock) and how far
+/// through the run it is, and tells the others, so that all stop at the same step with the
+/// same learning rate; every other decision follows from numbers all ranks share.
 pub fn run<L: Learner + ?Sized>(
     trainer: &mut L,
     val: &L::Val,
@@ -246,16 +287,31 @@ pub fn run<L: Learner + ?Sized>(
     let out_of_time = |start: &Instant| limit.is_some_and(|l| start.elapsed().as_secs_f64() >= l);
 
     let reason = loop {
-        if trainer.progress().step >= config.max_steps {
-            break StopReason::MaxSteps;
+        let world = trainer.world();
+        let mut agreed = [0.0; 2];
+        if world.rank() == 0 {
+            let code = if trainer.progress().step >= config.max_steps {
+                1
+            } else if out_of_time(&start) {
+                2
+            } else if stop() {
+                3
+            } else {
+                0
+            };
+            agreed = [
+                code as f64,
+                run_fraction(config, trainer.progress().step, &start),
+            ];
         }
-        if out_of_time(&start) {
-            break StopReason::TimeLimit;
+        world::broadcast_f64(world, &mut agreed);
+        match agreed[0] as u8 {
+            1 => break StopReason::MaxSteps,
+            2 => break StopReason::TimeLimit,
+            3 => break StopReason::Interrupted,
+            _ => {}
         }
-        if stop() {
-            break StopReason::Interrupted;
-        }
-        trainer.set_run_fraction(run_fraction(config, trainer.progress().step, &start));
+        trainer.set_run_fraction(agreed[1]);
         let t0 = Instant::now();
         let r = match trainer.step() {
             Ok(r) => r,

@@ -2,6 +2,7 @@
 //! weights, or for fine-tuning another run's weights carried over to this corpus's
 //! vocabulary), and the checks a resumed run must pass on today's corpus.
 
+use crate::analysis::eval::EvalConfig;
 use crate::nn::{CellKind, Model, ModelConfig};
 use crate::text::Mode;
 use crate::text::corpus::{Corpus, VocabSource};
@@ -9,8 +10,10 @@ use crate::text::vocab::Vocab;
 use crate::train::run::{RunConfig, run_fraction};
 use crate::train::schedule::Shape;
 use crate::train::{Optimizer, Progress, TrainConfig, Trainer};
+use crate::world::Collective;
 use anyhow::{Result, bail};
 use rand::SeedableRng;
+use std::ops::Range;
 use std::path::PathBuf;
 
 /// Where a fresh run's weights come from.
@@ -85,11 +88,108 @@ pub fn start_model(
     Ok(model)
 }
 
+/// The flags of a fresh run that decide how it is spread over processes and cores.
+#[derive(Debug, Clone, Copy, Default, PartialEq)]
+pub struct Spread {
+    /// `--batch-size`, if given.
+    pub batch: Option<usize>,
+    /// `--threads` (per rank), if given.
+    pub threads: Option<usize>,
+    /// Whether `--lr` was given.
+    pub lr: bool,
+}
+
+/// Streams per shard below which a shard's matrix products waste more than a core gains.
+pub const MIN_STREAMS_PER_SHARD: usize = 16;
+/// The batch the default learning rates were chosen for (README, Defaults).
+pub const BASE_BATCH: usize = 64;
+
+/// The default batch for `shards` shards over all ranks: 64 streams, or 16 per shard when
+/// there are more than four, so that more cores and more ranks train on more text per step
+/// rather than on thinner shards of the same 64 streams.
+pub fn default_batch(shards: usize) -> usize {
+    (MIN_STREAMS_PER_SHARD * shards).max(BASE_BATCH)
+}
+
+/// How the learning rate chosen for [`BASE_BATCH`] streams scales to `batch`: in
+/// proportion up to 4 times the rate, then no further. Measured on tinyshakespeare with a
+/// 2x256 LSTM (bench/results/2026-12-01-mpi.md): at batch 256, 4 times the rate beat 2
+/// times (the square-root rule) and the rate itself, reaching batch 64's loss in 2.5 times
+/// fewer steps; at batch 1024, 8 times the rate did not train, 4 times did.
+pub fn lr_scale(batch: usize) -> f32 {
+    (batch as f32 / BASE_BATCH as f32).clamp(1.0, MAX_LR_SCALE)
+}
+
+/// The most [`lr_scale`] multiplies a rate by.
+pub const MAX_LR_SCALE: f32 = 4.0;
+
+/// A fresh run's shards, batch and learning rate on `ranks` processes of `cores` cores each:
+/// `threads` shards per rank (by default one per core, and with a given batch at most one
+/// per 16 of its streams), the batch by [`default_batch`] unless given, and the learning
+/// rate of `config` scaled by [`lr_scale`] when neither the batch nor the rate was given.
+/// `config.threads` becomes the shards over all ranks.
+pub fn spread(mut config: TrainConfig, ranks: usize, cores: usize, given: Spread) -> TrainConfig {
+    let per_rank = given.threads.unwrap_or(match given.batch {
+        Some(b) => (b / (MIN_STREAMS_PER_SHARD * ranks)).clamp(1, cores.max(1)),
+        None => cores.max(1),
+    });
+    config.threads = per_rank * ranks;
+    config.batch = given.batch.unwrap_or(default_batch(config.threads));
+    if given.batch.is_none() && !given.lr {
+        config.lr.base *= lr_scale(config.batch);
+    }
+    config
+}
+
+/// What rank `rank` of `ranks` keeps of a corpus it trains on under `config` and
+/// validates on under `eval` (see [`crate::text::reader::read_corpus_part`]): the streams
+/// of its training shards and of its validation shards. One process keeps everything.
+pub fn keep_for(
+    ranks: usize,
+    rank: usize,
+    config: TrainConfig,
+    eval: EvalConfig,
+) -> impl Fn(usize, usize) -> (Range<usize>, Range<usize>) {
+    move |train_len, val_len| {
+        let mut config = config;
+        if let Some(b) = config.fit_batch(train_len.saturating_sub(1)) {
+            config.batch = b;
+        }
+        if ranks == 1 || config.check_ranks(ranks).is_err() || config.batch < ranks {
+            // Refused later with the reason; until then, nothing is left out.
+            return (0..usize::MAX, 0..usize::MAX);
+        }
+        let eval = EvalConfig {
+            threads: config.threads,
+            ..eval
+        };
+        (
+            crate::train::trainer::token_span(&config, train_len, ranks, rank),
+            crate::analysis::eval::token_span(val_len, &eval, ranks, rank),
+        )
+    }
+}
+
+/// Errors unless `config` can run on the ranks of `world`: at least one stream per shard,
+/// and the same number of shards on every rank.
+pub fn check_ranks(world: &dyn Collective, config: &TrainConfig) -> Result<()> {
+    let ranks = world.size();
+    if config.batch < ranks {
+        bail!(
+            "--batch-size {} is fewer streams than the {ranks} ranks: each rank needs at least one",
+            config.batch
+        );
+    }
+    config.check_ranks(ranks).map_err(anyhow::Error::msg)
+}
+
 /// The trainer of a fresh run of `model_config` on `corpus`, its weights from `start`:
 /// checks that the text holds a window and that the training buffers fit in memory before
 /// anything of the model's size is allocated, and cuts the batch to the streams the text
-/// fills (compare `config.batch` with the trainer's to see whether it did).
+/// fills (compare `config.batch` with the trainer's to see whether it did). In a distributed
+/// run, this rank's part of it (see [`Trainer::in_world`]).
 pub fn fresh<'a>(
+    world: &'a dyn Collective,
     corpus: &'a Corpus,
     model_config: ModelConfig,
     mut config: TrainConfig,
@@ -104,12 +204,14 @@ pub fn fresh<'a>(
     if let Some(batch) = config.fit_batch(corpus.train.len().saturating_sub(1)) {
         config.batch = batch;
     }
-    Trainer::check_memory(&model_config, &config)?;
+    check_ranks(world, &config)?;
+    Trainer::check_memory(&model_config, &config, world.size())?;
     model_config.validate().map_err(anyhow::Error::msg)?;
     let model = start_model(model_config, &corpus.vocab, start, config.seed, forget_bias)?;
     let optimizer = Optimizer::new(config.optimizer, model.param_count());
     let progress = Trainer::fresh_progress(&model, &config);
-    Ok(Trainer::new(
+    Ok(Trainer::in_world(
+        world,
         model,
         optimizer,
         config,
@@ -120,7 +222,10 @@ pub fn fresh<'a>(
 
 /// The trainer of a resumed run on `corpus`: the text must still hold a window and the
 /// epoch position the checkpoint recorded, and the training buffers must fit in memory.
+/// The shards are the checkpoint's, shared among the ranks of `world` (any number that
+/// divides them: see [`crate::world`] for when that changes the last bits).
 pub fn resumed<'a>(
+    world: &'a dyn Collective,
     corpus: &'a Corpus,
     model: Model,
     optimizer: Optimizer,
@@ -131,8 +236,11 @@ pub fn resumed<'a>(
     config.precision.check_available().map_err(|e| {
         anyhow::anyhow!("{e}; pass --precision f32 to continue this bf16 run in f32")
     })?;
-    Trainer::check_memory(&model.config, &config)?;
-    let trainer = Trainer::new(model, optimizer, config, &corpus.train, progress);
+    if let Err(e) = check_ranks(world, &config) {
+        bail!("cannot resume on {} ranks: {e:#}", world.size());
+    }
+    Trainer::check_memory(&model.config, &config, world.size())?;
+    let trainer = Trainer::in_world(world, model, optimizer, config, &corpus.train, progress);
     let windows = trainer.batches().windows;
     if trainer.progress.window >= windows {
         bail!(
@@ -263,6 +371,41 @@ pub fn lr_change(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Two cores and no flags: today's 2 shards of 64 streams; many cores or ranks: 16
+    /// streams per shard and a rate scaled with the batch, at most 4 times.
+    #[test]
+    fn the_batch_grows_with_the_shards() {
+        let base = TrainConfig::default();
+        let s = |ranks, cores, given| spread(base, ranks, cores, given);
+        let c = s(1, 2, Spread::default());
+        assert_eq!((c.threads, c.batch, c.lr.base), (2, 64, base.lr.base));
+        let c = s(1, 64, Spread::default());
+        assert_eq!(
+            (c.threads, c.batch, c.lr.base),
+            (64, 1024, base.lr.base * 4.0)
+        );
+        let c = s(8, 8, Spread::default());
+        assert_eq!((c.threads, c.batch), (64, 1024));
+        let given = Spread {
+            batch: Some(64),
+            ..Spread::default()
+        };
+        let c = s(1, 64, given);
+        assert_eq!((c.threads, c.batch, c.lr.base), (4, 64, base.lr.base));
+        let c = s(2, 64, given);
+        assert_eq!((c.threads, c.batch), (4, 64));
+        let c = s(
+            4,
+            2,
+            Spread {
+                threads: Some(3),
+                lr: true,
+                ..Spread::default()
+            },
+        );
+        assert_eq!((c.threads, c.batch, c.lr.base), (12, 192, base.lr.base));
+    }
 
     #[test]
     fn reading_follows_the_run_it_continues() {

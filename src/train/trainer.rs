@@ -7,14 +7,15 @@
 //! step are drawn from a generator seeded by `(seed, step, shard)` rather than from one
 //! long-running stream.
 
-use crate::kernels::{Precision, add_assign};
+use crate::kernels::Precision;
 use crate::nn::params::sum_squares;
-use crate::nn::params::{CHUNK, chunks_mut};
+use crate::nn::params::{CHUNK, chunks};
 use crate::nn::{Model, ModelConfig, PackedWeights, State, Workspace};
 use crate::text::Tokens;
 use crate::text::batches::{Batches, Window, shard_rows};
 use crate::train::optim::{OptimConfig, Optimizer, clip_to};
 use crate::train::schedule::LrSchedule;
+use crate::world::{self, Collective, LOCAL, tree, tree_into};
 use rand::SeedableRng;
 use rand_chacha::ChaCha8Rng;
 use rayon::prelude::*;
@@ -34,7 +35,8 @@ pub struct TrainConfig {
     pub optimizer: OptimConfig,
     /// Maximum global gradient norm; 0 disables clipping.
     pub grad_clip: f32,
-    /// Shards the batch is split into, each run on its own thread.
+    /// Shards the batch is split into, each run on its own thread: over all ranks of a
+    /// distributed run (see [`crate::world`]).
     pub threads: usize,
     pub seed: u64,
     /// Precision of the large matrix products; absent from checkpoints written in f32.
@@ -66,6 +68,27 @@ impl TrainConfig {
         let need = self.batch.checked_mul(self.seq_len);
         need.is_none_or(|n| n > positions)
             .then(|| (positions / self.seq_len).clamp(1, self.batch))
+    }
+
+    /// The shards the batch is split into (S): `threads`, at most one per stream.
+    pub fn shards(&self) -> usize {
+        self.threads.clamp(1, self.batch.max(1))
+    }
+
+    /// Errors unless the shards divide evenly among `ranks` processes.
+    pub fn check_ranks(&self, ranks: usize) -> Result<(), String> {
+        let s = self.shards();
+        if !s.is_multiple_of(ranks) {
+            let fits: Vec<String> = (1..=s)
+                .filter(|&r| s.is_multiple_of(r))
+                .map(|r| r.to_string())
+                .collect();
+            return Err(format!(
+                "{s} batch shards (--threads over all ranks, at most one per stream) cannot be split evenly over {ranks} ranks: use {} ranks",
+                fits.join(", ")
+            ));
+        }
+        Ok(())
     }
 
     /// Checks every hyper-parameter as the command line checks its flags; errors name the
@@ -214,6 +237,8 @@ impl std::fmt::Display for Diverged {
 impl std::error::Error for Diverged {}
 
 struct Shard {
+    /// Index among all shards of the run (all ranks): it seeds the shard's dropout.
+    index: usize,
     rows: Range<usize>,
     ws: Workspace,
     state: State,
@@ -227,7 +252,10 @@ pub struct Trainer<'a> {
     pub progress: Progress,
     tokens: &'a Tokens,
     batches: Batches,
+    /// This rank's shards (all of them in a local run), and the streams they cover.
     shards: Vec<Shard>,
+    rows: Range<usize>,
+    world: &'a dyn Collective,
     /// The model's weights as the products read them, shared by the shards.
     packed: PackedWeights,
     window: Window,
@@ -249,13 +277,31 @@ impl<'a> Trainer<'a> {
         tokens: &'a Tokens,
         progress: Progress,
     ) -> Trainer<'a> {
+        Trainer::in_world(&LOCAL, model, optimizer, config, tokens, progress)
+    }
+
+    /// [`Trainer::new`] for one rank of `world`: it runs its block of the shards (see
+    /// [`crate::world`]) and needs of `tokens` only the streams of those. The shards must
+    /// divide among the ranks ([`TrainConfig::check_ranks`]).
+    pub fn in_world(
+        world: &'a dyn Collective,
+        model: Model,
+        optimizer: Optimizer,
+        config: TrainConfig,
+        tokens: &'a Tokens,
+        progress: Progress,
+    ) -> Trainer<'a> {
         let batches = Batches::new(tokens.len(), config.batch, config.seq_len);
         let model_vocab = model.config.vocab_size;
-        let n = config.threads.clamp(1, config.batch);
-        let shards = (0..n)
+        let n = config.shards();
+        if let Err(e) = config.check_ranks(world.size()) {
+            panic!("{e}");
+        }
+        let shards: Vec<Shard> = rank_shards(n, world.size(), world.rank())
             .map(|i| {
                 let rows = shard_rows(config.batch, n, i);
                 Shard {
+                    index: i,
                     ws: Workspace::new(&model.config, rows.len(), config.seq_len),
                     state: progress.state.rows(rows.clone()),
                     grads: vec![0.0; model.param_count()],
@@ -263,7 +309,10 @@ impl<'a> Trainer<'a> {
                 }
             })
             .collect();
+        let rows = shards[0].rows.start..shards[shards.len() - 1].rows.end;
         Trainer {
+            rows,
+            world,
             packed: PackedWeights::with_mode(&model, true, config.precision),
             model,
             optimizer,
@@ -280,9 +329,20 @@ impl<'a> Trainer<'a> {
 
     /// Refuses a model and batch whose parameters and buffers would not fit in memory,
     /// before anything of their size is allocated.
-    pub fn check_memory(model: &ModelConfig, config: &TrainConfig) -> anyhow::Result<()> {
+    /// `ranks`: processes the shards are spread over (this one holds its share).
+    pub fn check_memory(
+        model: &ModelConfig,
+        config: &TrainConfig,
+        ranks: usize,
+    ) -> anyhow::Result<()> {
+        let per_rank = (config.shards() / ranks.max(1)).max(1);
+        let mine = TrainConfig {
+            threads: per_rank,
+            batch: config.batch.div_ceil(config.shards()) * per_rank,
+            ..*config
+        };
         crate::fs::check_fits(
-            Trainer::memory_bytes(model, config),
+            Trainer::memory_bytes(model, &mine),
             &format!(
                 "training a {}x{} {} with batch {} x {} on {} threads",
                 model.layers,
@@ -290,7 +350,7 @@ impl<'a> Trainer<'a> {
                 model.cell,
                 config.batch,
                 config.seq_len,
-                config.threads.min(config.batch)
+                config.shards()
             ),
             "use a smaller --hidden, --layers, --batch-size, --seq-len or --threads",
         )
@@ -301,7 +361,7 @@ impl<'a> Trainer<'a> {
     /// with checked arithmetic; `None` if it overflows.
     pub fn memory_bytes(model: &ModelConfig, config: &TrainConfig) -> Option<u64> {
         let p = (model.param_count()? as u64).checked_mul(4)?;
-        let shards = config.threads.clamp(1, config.batch.max(1));
+        let shards = config.shards();
         let rows = config.batch.div_ceil(shards);
         let shard = p.checked_add(Workspace::bytes(model, rows, config.seq_len, true)?)?;
         // Parameters, two moments, the packed copies (about two more; a third in bf16).
@@ -324,6 +384,11 @@ impl<'a> Trainer<'a> {
 
     pub fn batches(&self) -> &Batches {
         &self.batches
+    }
+
+    /// The processes this trainer works with.
+    pub fn world(&self) -> &'a dyn Collective {
+        self.world
     }
 
     /// Epochs completed, with the fraction of the current one.
@@ -362,9 +427,30 @@ impl<'a> Trainer<'a> {
         Ok(())
     }
 
-    /// Brings `progress.state` up to date with the shards' carried state (for checkpoints).
+    /// Brings `progress.state` up to date with the shards' carried state (for checkpoints),
+    /// on every rank.
     pub fn sync_progress_state(&mut self) {
         let parts: Vec<State> = self.shards.iter().map(|s| s.state.clone()).collect();
+        let mine = State::concat(&parts);
+        if self.world.size() == 1 {
+            self.progress.state = mine;
+            return;
+        }
+        let (hidden, has_c) = (mine.hidden, !mine.c.is_empty());
+        let layers = self.model.config.layers;
+        let flat = [mine.h, mine.c].concat();
+        let parts: Vec<State> = world::gather_f32(self.world, &flat)
+            .into_iter()
+            .map(|mut h| {
+                let c = h.split_off(if has_c { h.len() / 2 } else { h.len() });
+                State {
+                    batch: h.len() / (layers * hidden),
+                    hidden,
+                    h,
+                    c,
+                }
+            })
+            .collect();
         self.progress.state = State::concat(&parts);
     }
 
@@ -376,17 +462,22 @@ impl<'a> Trainer<'a> {
                 s.state.reset();
             }
         }
-        self.batches
-            .window(self.tokens, self.progress.window, &mut self.window);
-        let count = self.window.count.max(1);
-        let scale = 1.0 / count as f32;
+        self.batches.window_rows(
+            self.tokens,
+            self.progress.window,
+            self.rows.clone(),
+            &mut self.window,
+        );
+        let world = self.world;
+        let count = world::sum_u64(world, self.window.count as u64) as usize;
+        let scale = 1.0 / count.max(1) as f32;
         self.packed.sync(&self.model);
         let (model, packed, win) = (&self.model, &self.packed, &self.window);
         let (seed, step) = (self.config.seed, self.progress.step);
-        let run = |i: usize, s: &mut Shard| -> f64 {
+        let run = |s: &mut Shard| -> f64 {
             s.grads.fill(0.0);
             let mut rng = ChaCha8Rng::seed_from_u64(seed);
-            rng.set_stream(step * 1024 + i as u64);
+            rng.set_stream(step * 1024 + s.index as u64);
             let loss = model.forward(
                 packed,
                 &mut s.ws,
@@ -401,27 +492,32 @@ impl<'a> Trainer<'a> {
         // Shards run on rayon's global pool, whose threads live as long as the process: each
         // keeps its matrix-multiply packing buffers warm, and no thread is created per step.
         // Results depend on the number of shards, never on which thread runs one.
-        let losses: Vec<f64> = self
-            .shards
-            .par_iter_mut()
-            .enumerate()
-            .map(|(i, s)| run(i, s))
-            .collect();
-        let loss_sum: f64 = losses.iter().sum();
-        // The shards' gradients are summed into the first, and the squares of the sum are
-        // added up in the same pass (the norm is needed for clipping).
-        let (first, rest) = self.shards.split_first_mut().unwrap();
-        let squares: Vec<f64> = chunks_mut(&mut first.grads)
-            .enumerate()
-            .map(|(i, g)| {
-                for s in rest.iter() {
-                    add_assign(g, &s.grads[i * CHUNK..(i * CHUNK + g.len())]);
-                }
-                sum_squares(g)
+        let losses: Vec<f64> = self.shards.par_iter_mut().map(run).collect();
+        let loss_sum = tree(&world::gather_f64(world, &losses));
+        // The shards' gradients are summed in the order of `world::tree`, chunk by chunk on
+        // all cores, then over the ranks; in a local run the squares of the sum (the norm
+        // for clipping) are added up in the same pass.
+        let local = world.size() == 1;
+        let chunk_count = self.shards[0].grads.len().div_ceil(CHUNK);
+        let mut parts: Vec<Vec<&mut [f32]>> = (0..chunk_count).map(|_| Vec::new()).collect();
+        for s in &mut self.shards {
+            for (part, c) in parts.iter_mut().zip(s.grads.chunks_mut(CHUNK)) {
+                part.push(c);
+            }
+        }
+        let mut squares: Vec<f64> = parts
+            .into_par_iter()
+            .map(|mut p| {
+                tree_into(&mut p);
+                if local { sum_squares(p[0]) } else { 0.0 }
             })
             .collect();
-        let grads = &mut first.grads;
-        let loss = loss_sum / count as f64;
+        let grads = &mut self.shards[0].grads;
+        if !local {
+            world.sum_f32(grads);
+            squares = chunks(grads).map(sum_squares).collect();
+        }
+        let loss = loss_sum / count.max(1) as f64;
         let grad_norm = squares.iter().sum::<f64>().sqrt();
         clip_to(grads, grad_norm, self.config.grad_clip);
         if !loss.is_finite() || !grad_norm.is_finite() || loss > self.max_loss {
@@ -451,10 +547,26 @@ impl<'a> Trainer<'a> {
         Ok(StepReport {
             loss,
             grad_norm,
-            chars: self.window.count,
+            chars: count,
             lr,
         })
     }
+}
+
+/// The shards rank `rank` of `ranks` runs, of `shards` in all: a contiguous block.
+pub fn rank_shards(shards: usize, ranks: usize, rank: usize) -> Range<usize> {
+    let per = shards / ranks;
+    rank * per..(rank + 1) * per
+}
+
+/// The positions of a training stream of `len` tokens that rank `rank` of `ranks` reads
+/// under `config` (the streams of its shards): all it needs to hold.
+pub fn token_span(config: &TrainConfig, len: usize, ranks: usize, rank: usize) -> Range<usize> {
+    let n = config.shards();
+    let shards = rank_shards(n, ranks, rank);
+    let rows = shard_rows(config.batch, n, shards.start).start
+        ..shard_rows(config.batch, n, shards.end - 1).end;
+    Batches::new(len, config.batch, config.seq_len).span(rows)
 }
 
 #[cfg(test)]
@@ -577,6 +689,92 @@ pub(crate) mod tests {
             t.model.params
         };
         assert_eq!(run(), run());
+    }
+
+    /// N ranks of T shards each give the bits of one process with N·T shards, for every
+    /// cell type with dropout on, when N is a power of two or T is 1: parameters, optimizer
+    /// moments, the carried state (gathered from the ranks) and every step's loss.
+    #[test]
+    fn ranks_give_the_bits_of_the_local_run() {
+        use crate::world::threads::ThreadWorld;
+        let steps = 7;
+        let run_local = |cell, shards| {
+            let (model, mut config, toks) = setup(cell, shards, 0.25);
+            config.batch = 12;
+            let mut t = trainer(model, config, &toks);
+            let losses: Vec<u64> = (0..steps)
+                .map(|_| t.step().unwrap().loss.to_bits())
+                .collect();
+            t.sync_progress_state();
+            (t.model.params, t.optimizer, t.progress.state, losses)
+        };
+        for cell in [CellKind::Rnn, CellKind::Lstm, CellKind::Gru] {
+            for (ranks, shards) in [(2, 4), (4, 4), (2, 6), (3, 3), (4, 8)] {
+                let local = run_local(cell, shards);
+                let (model, mut config, toks) = setup(cell, shards, 0.25);
+                config.batch = 12;
+                let out = ThreadWorld::run(ranks, |w| {
+                    // Each rank holds only the text its streams read.
+                    let part = toks.slice(token_span(&config, toks.len(), ranks, w.rank()));
+                    assert!(part.held().len() < toks.len());
+                    let opt = Optimizer::new(config.optimizer, model.param_count());
+                    let progress = Trainer::fresh_progress(&model, &config);
+                    let mut t = Trainer::in_world(w, model.clone(), opt, config, &part, progress);
+                    let losses: Vec<u64> = (0..steps)
+                        .map(|_| t.step().unwrap().loss.to_bits())
+                        .collect();
+                    t.sync_progress_state();
+                    (t.model.params, t.optimizer, t.progress.state, losses)
+                });
+                for (rank, got) in out.into_iter().enumerate() {
+                    let what = format!(
+                        "{cell} {ranks} ranks x {} shards, rank {rank}",
+                        shards / ranks
+                    );
+                    assert!(bits(&got.0) == bits(&local.0), "parameters: {what}");
+                    assert!(got.1 == local.1, "optimizer: {what}");
+                    assert!(got.2 == local.2, "state: {what}");
+                    assert_eq!(got.3, local.3, "losses: {what}");
+                }
+            }
+        }
+    }
+
+    /// With 3 ranks of 2 shards the sums group by rank: the same on every rank and from run
+    /// to run, and within rounding of the local run.
+    #[test]
+    fn ranks_that_are_not_a_power_of_two_agree() {
+        use crate::world::threads::ThreadWorld;
+        let (model, mut config, toks) = setup(CellKind::Lstm, 6, 0.0);
+        config.batch = 12;
+        let go = || {
+            ThreadWorld::run(3, |w| {
+                let opt = Optimizer::new(config.optimizer, model.param_count());
+                let progress = Trainer::fresh_progress(&model, &config);
+                let mut t = Trainer::in_world(w, model.clone(), opt, config, &toks, progress);
+                for _ in 0..5 {
+                    t.step().unwrap();
+                }
+                bits(&t.model.params)
+            })
+        };
+        let (a, b) = (go(), go());
+        assert!(a == b && a.iter().all(|r| *r == a[0]));
+        let mut local = trainer(model.clone(), config, &toks);
+        for _ in 0..5 {
+            local.step().unwrap();
+        }
+        let a: Vec<f32> = a[0].iter().map(|&x| f32::from_bits(x)).collect();
+        let diff = a
+            .iter()
+            .zip(&local.model.params)
+            .map(|(x, y)| (x - y).abs())
+            .fold(0.0, f32::max);
+        assert!(diff < 1e-4, "{diff}");
+    }
+
+    fn bits(xs: &[f32]) -> Vec<u32> {
+        xs.iter().map(|x| x.to_bits()).collect()
     }
 
     #[test]
