@@ -714,17 +714,8 @@ unsafe fn tile<const R: usize>(args: TileArgs) {
 mod tests {
     use super::*;
     use crate::kernels::packed::PackedLayout;
+    use crate::kernels::packed::tests::lcg_matrix;
     use ndarray::{Array2, s};
-
-    fn lcg_matrix(rows: usize, cols: usize, seed: u64) -> Array2<f32> {
-        let mut s = seed;
-        Array2::from_shape_fn((rows, cols), |_| {
-            s = s
-                .wrapping_mul(6364136223846793005)
-                .wrapping_add(1442695040888963407);
-            (s >> 40) as f32 / (1u64 << 24) as f32 - 0.5
-        })
-    }
 
     /// The product of the bf16-rounded operands, in f64: what the kernel must equal up to
     /// f32 summation error.

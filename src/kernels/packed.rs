@@ -254,7 +254,7 @@ fn matmul_packed_portable(c: &mut [f32], a: &[f32], b: &PackedMatrix, m: usize, 
 }
 
 #[cfg(test)]
-mod tests {
+pub(super) mod tests {
     use super::*;
     use ndarray::Array2;
 
@@ -268,7 +268,8 @@ mod tests {
         c
     }
 
-    fn lcg_matrix(rows: usize, cols: usize, seed: u64) -> Array2<f32> {
+    /// A reproducible matrix of values in [-0.5, 0.5) (a linear congruential generator).
+    pub(in crate::kernels) fn lcg_matrix(rows: usize, cols: usize, seed: u64) -> Array2<f32> {
         let mut s = seed;
         Array2::from_shape_fn((rows, cols), |_| {
             s = s

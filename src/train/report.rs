@@ -16,7 +16,7 @@ pub fn header(run: &str, t: &Trainer, vocab_len: usize, info: &CorpusInfo) -> St
         None => format!("{} validation chars", info.val_chars),
     };
     format!(
-        "run {run}: {} {}x{}, {} parameters, vocabulary {vocab_len} | {} train / {val}, {} mode | batch {} x {} steps, {} threads ({} kernels), {} windows per epoch",
+        "run {run}: {} {}x{}, {} parameters, vocabulary {vocab_len} | {} train / {val}, {} mode | batch {} x {} steps, {} threads ({}), {} windows per epoch",
         c.cell,
         c.layers,
         c.hidden,
@@ -30,9 +30,9 @@ pub fn header(run: &str, t: &Trainer, vocab_len: usize, info: &CorpusInfo) -> St
             n => format!("{n} ranks x {}", config.shards() / n),
         },
         match config.precision {
-            crate::kernels::Precision::F32 => crate::kernels::isa().name().to_string(),
+            crate::kernels::Precision::F32 => format!("{} kernels", crate::kernels::isa().name()),
             p => format!(
-                "{}, {} products",
+                "{} kernels, {} products",
                 crate::kernels::isa().name(),
                 p.describe()
             ),
