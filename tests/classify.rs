@@ -333,7 +333,7 @@ fn refusals_are_one_line_with_the_reason() {
         .args(["predict", "d.txt", "--dir", "lmrun"])
         .output()
         .unwrap();
-    assert_one_line_error(&o, "is a language model: it has no labels");
+    assert_one_line_error(&o, "so it has no labels to predict");
     let o = charrnn()
         .current_dir(dir.path())
         .args([
@@ -408,6 +408,23 @@ fn export_writes_pytorch_names_and_labels() {
         (Some("classify"), Some("max"))
     );
     assert_eq!(meta["labels"], "[\"aa\",\"cc\",\"ee\"]");
+    // A checkpoint another tool wrote (spaces after the colons) is still told apart.
+    let fixture = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/tests/fixtures/classify/gru.json"
+    );
+    let o = charrnn()
+        .current_dir(dir.path())
+        .args([
+            "export",
+            "--checkpoint",
+            fixture,
+            "--output",
+            "f.safetensors",
+        ])
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", stderr(&o));
 }
 
 /// SIGTERM mid-run: the classifier's state is saved, the exit status is the signal's, and

@@ -4,20 +4,20 @@
 use crate::cli::PredictArgs;
 use anyhow::{Context, Result, bail};
 use charrnn::analysis::classify::{log_probs, top_k};
-use charrnn::io::classifier::{Loaded, load_any};
+use charrnn::io::classifier::{ClassifierCheckpoint, is_classifier};
 use charrnn::text::corpus::read_utf8;
 use charrnn::text::labeled::{encode, unlabelled};
 use std::io::{BufWriter, Read, Write};
 
 pub fn run(args: PredictArgs) -> Result<()> {
     let path = super::find_checkpoint(args.checkpoint.as_deref(), &args.dir)?;
-    let ck = match load_any(&path)? {
-        Loaded::Classifier(ck) => ck,
-        Loaded::LanguageModel(_) => bail!(
-            "{} is a language model: it has no labels to predict; use `charrnn score` or `charrnn sample` with it",
+    if !is_classifier(&path) {
+        bail!(
+            "{} is not a classifier's checkpoint (a language model's, or an export), so it has no labels to predict; predict reads the best.json or latest.json of `charrnn train --task classify`",
             path.display()
-        ),
-    };
+        );
+    }
+    let ck = ClassifierCheckpoint::load(&path)?;
     let (model, vocab, labels) = ck.model()?;
     let text = if args.file.as_os_str() == "-" {
         let mut bytes = Vec::new();

@@ -78,17 +78,25 @@ pub fn load_any(path: &Path) -> Result<Loaded> {
     })
 }
 
-/// Whether the file at `path` is a classifier's checkpoint, from its first bytes (charrnn
-/// writes the format first), without reading the rest: a language model's checkpoint may be
-/// large.
+/// Whether the file at `path` is a classifier's checkpoint, from the `"format"` field near
+/// its start (charrnn writes it first; spaces and line breaks, as another tool may write
+/// them, are allowed), without reading the rest: a language model's checkpoint may be large.
 pub fn is_classifier(path: &Path) -> bool {
-    let prefix = format!("{{\"format\":\"{FORMAT}\"");
-    let mut head = vec![0u8; prefix.len()];
-    std::fs::File::open(path)
-        .and_then(|f| {
-            std::io::Read::read_exact(&mut std::io::Read::take(f, head.len() as u64), &mut head)
-        })
-        .is_ok_and(|_| head == prefix.as_bytes())
+    let mut head = Vec::with_capacity(4096);
+    let read = std::fs::File::open(path)
+        .and_then(|f| std::io::Read::read_to_end(&mut std::io::Read::take(f, 4096), &mut head));
+    if read.is_err() {
+        return false;
+    }
+    let text = String::from_utf8_lossy(&head);
+    let Some(i) = text.find("\"format\"") else {
+        return false;
+    };
+    let rest = text[i + "\"format\"".len()..].trim_start();
+    rest.strip_prefix(':')
+        .map(str::trim_start)
+        .and_then(|r| r.strip_prefix('"'))
+        .is_some_and(|r| r.starts_with(&format!("{FORMAT}\"")))
 }
 
 /// What a classifier checkpoint restores for training.
@@ -414,6 +422,14 @@ mod tests {
         ck.save(&path).unwrap();
         assert_eq!(ClassifierCheckpoint::load(&path).unwrap(), ck);
         assert!(matches!(load_any(&path).unwrap(), Loaded::Classifier(_)));
+        assert!(is_classifier(&path));
+        // As another tool would write it: spaces, indentation.
+        let pretty = dir.path().join("pretty.json");
+        std::fs::write(&pretty, serde_json::to_string_pretty(&ck).unwrap()).unwrap();
+        assert!(is_classifier(&pretty));
+        let lm = dir.path().join("lm.json");
+        std::fs::write(&lm, "{\"format\": \"charrnn-checkpoint\"}").unwrap();
+        assert!(!is_classifier(&lm) && !is_classifier(&dir.path().join("missing")));
         let e = format!("{:#}", Checkpoint::load(&path).err().unwrap());
         assert!(e.contains("holds a classifier"), "{e}");
         let (m, vocab, labels) = ck.model().unwrap();

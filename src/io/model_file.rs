@@ -78,6 +78,11 @@ fn parse_safetensors(bytes: &[u8]) -> Result<ModelFile> {
     if field("format")? != "charrnn" {
         bail!("is not a charrnn export (metadata \"format\" is not \"charrnn\")");
     }
+    if meta.get("task").is_some_and(|t| t == "classify") {
+        bail!(
+            "holds a classifier's weights (charrnn train --task classify), not a language model: it labels lines and has no next-character distribution; `charrnn predict` and `eval` read the classifier's checkpoint"
+        );
+    }
     let number = |key: &str| -> Result<usize> {
         let v = field(key)?;
         v.parse().map_err(|_| {
