@@ -259,9 +259,10 @@ impl TrainArgs {
             optimizer.momentum = m;
         }
         let batch = self.batch_size.unwrap_or(d.batch);
+        let window = recipe.smaller_step.map_or(d.seq_len, |(_, window)| window);
         TrainConfig {
             batch,
-            seq_len: self.seq_len.unwrap_or(d.seq_len),
+            seq_len: self.seq_len.unwrap_or(window),
             lr: LrSchedule {
                 base: self.lr.unwrap_or(d.lr.base),
                 decay: self.lr_decay.unwrap_or(d.lr.decay),
@@ -310,6 +311,8 @@ impl TrainArgs {
                 ..LrSchedule::default()
             },
             epochs: None,
+            smaller_step: None,
+            steps: None,
         };
         let batch = self.batch_size.unwrap_or(classify::BATCH);
         TrainConfig {

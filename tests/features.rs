@@ -402,7 +402,26 @@ fn a_time_limited_run_prints_a_command_that_repeats_its_recipe() {
     let again = json(&dir.path().join("again/latest.json"));
     assert_eq!(pasted["model"], timed["model"], "the recipe's model");
     assert_eq!(pasted["progress"]["step"], timed["progress"]["step"]);
-    for key in ["lr", "lr_tail", "lr_schedule"] {
+    // A second of training is a short budget: the recipe took a smaller step than 64 x 100,
+    // said so, and the command repeats it.
+    let step = (&timed["training"]["batch"], &timed["training"]["seq_len"]);
+    assert_ne!(
+        (step.0.as_u64(), step.1.as_u64()),
+        (Some(64), Some(100)),
+        "{err}"
+    );
+    assert!(
+        err.contains(&format!("steps of {} x {} (chosen", step.0, step.1)),
+        "{err}"
+    );
+    for key in [
+        "lr",
+        "lr_tail",
+        "lr_schedule",
+        "batch",
+        "seq_len",
+        "threads",
+    ] {
         assert_eq!(pasted["training"][key], timed["training"][key], "{key}");
     }
     for key in ["tensors", "optimizer", "hidden"] {

@@ -32,7 +32,10 @@ pub fn choose_recipe(
         vocab_size: corpus.vocab.len(),
         cell: args.cell.unwrap_or(m.cell),
         layers: args.layers.unwrap_or(m.layers),
-        chars_per_step: batch.saturating_mul(args.seq_len.unwrap_or(d.seq_len)),
+        batch,
+        seq_len: args.seq_len.unwrap_or(d.seq_len),
+        // Under mpirun each rank has kept only its streams of the default step's text.
+        choose_step: args.batch_size.is_none() && args.seq_len.is_none() && world.size() == 1,
     };
     let precision = args.precision.unwrap_or_default();
     recipe::plan_in(world, &task, args.time_limit, threads, hidden, precision)
@@ -41,8 +44,19 @@ pub fn choose_recipe(
 /// The command line of this run with --time-limit replaced by the steps it made and the
 /// recipe's choices written out as flags (the flags the user gave are kept as given).
 pub fn repeat_command(args: &TrainArgs, trainer: &Trainer, dir: &std::path::Path) -> String {
-    let (c, lr) = (&trainer.model.config, &trainer.config.lr);
+    let (c, lr, t) = (&trainer.model.config, &trainer.config.lr, &trainer.config);
+    // A step the recipe chose is written out with the shards it was split into.
+    let step = args.batch_size.is_none()
+        && args.seq_len.is_none()
+        && t.seq_len != TrainConfig::default().seq_len;
     let chosen = [
+        ("--batch-size", step, t.batch.to_string()),
+        ("--seq-len", step, t.seq_len.to_string()),
+        (
+            "--threads",
+            step && args.threads.is_none(),
+            t.threads.to_string(),
+        ),
         ("--hidden", args.hidden.is_none(), c.hidden.to_string()),
         ("--dropout", args.dropout.is_none(), c.dropout.to_string()),
         ("--lr", args.lr.is_none(), lr.base.to_string()),

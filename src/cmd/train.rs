@@ -40,6 +40,7 @@ fn train(args: TrainArgs, world: &dyn Collective) -> Result<()> {
         batch: args.batch_size,
         threads: args.threads,
         lr: args.lr.is_some(),
+        divide_batch: None,
     };
     let (resumed, identity) = match &args.resume {
         Some(path) => {
@@ -163,6 +164,10 @@ fn train(args: TrainArgs, world: &dyn Collective) -> Result<()> {
             let (recipe, calibration) =
                 super::defaults::choose_recipe(world, &args, &corpus, fixed)?;
             let config = args.train_config(super::default_threads, &recipe);
+            let given = setup::Spread {
+                divide_batch: recipe.smaller_step.map(|(divide, _)| divide),
+                ..given
+            };
             let config = setup::spread(config, world.size(), super::cores(), given);
             let mut model_config = args.model_config(corpus.vocab.len(), &recipe);
             let start = match &init {
@@ -218,7 +223,10 @@ fn train(args: TrainArgs, world: &dyn Collective) -> Result<()> {
             };
             let (m, lr, chars) = (&t.model.config, &t.config.lr, corpus.info.train_chars);
             let line = match args.time_limit.zip(calibration.as_ref()) {
-                Some(b) => recipe::describe_budget(m, lr, given, b, &recipe, chars),
+                Some(b) => {
+                    let step = (t.config.batch, t.config.seq_len);
+                    recipe::describe_budget(m, lr, given, b, &recipe, chars, step)
+                }
                 None => recipe::describe(m, lr, given),
             };
             (t, None, recipe.epochs, Some(line))

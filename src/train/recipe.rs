@@ -20,6 +20,19 @@ pub const MIN_EPOCHS: f64 = 12.0;
 /// few steps (data/names.txt, 25 K characters, one minute: a 2x768 made 71 steps and
 /// reached 2.71 nats/char, a 2x128 1.97 in 2,673).
 pub const MIN_STEPS: f64 = 2000.0;
+/// Smaller optimizer steps for a budget that allows few of the usual ones, largest first:
+/// (the default batch divided by, window). A short run is short of updates, not of
+/// characters: on data/plays.txt a 2x128 LSTM given 40 s of one AVX2 core (81 GFLOP/s)
+/// reached 1.868 nats/char in 331 steps of 64 x 100, 0.887 in 2,090 of 32 x 32 and 0.772 in
+/// 8,579 of 16 x 16; with 60 s of two AVX-512 cores, 0.859 in 1,771 steps of 64 x 100 and
+/// 0.752 in 11,214 of 32 x 32, 0.759 in 19,460 of 16 x 32 (bench/results/2026-12-01-steps.md).
+pub const STEPS: [(usize, usize); 5] = [(1, 100), (2, 64), (2, 32), (4, 32), (4, 16)];
+/// A run with a time budget that allows fewer than [`MIN_STEPS`] of the usual steps takes
+/// the largest of [`STEPS`] that gives it at least this many updates (the smallest if none
+/// does). A budget of more usual steps keeps them: a long run on the way to over-fitting
+/// gains more from the large step's cleaner gradient than from more updates (tinyshakespeare,
+/// 2x512, 20 minutes: 2,715 steps of 64 x 100 reached 1.4408, 7,311 of 32 x 64 1.4537).
+pub const TARGET_STEPS: f64 = 8000.0;
 /// Fraction of a budget spent training (the rest validates and saves).
 const TRAINING_SHARE: f64 = 0.93;
 
@@ -41,56 +54,72 @@ impl Calibration {
 /// for the usual batch in this much is measured on fewer streams.
 const CALIBRATION_BYTES: u64 = 256 << 20;
 
-/// The model and batch [`calibrate`] measures: a 2x256 LSTM over `vocab_size` symbols,
-/// batch 64 x 100, or fewer streams if that would hold more than [`CALIBRATION_BYTES`] (or
-/// half the memory available); an error, with the estimate, if even one stream does not fit.
-pub fn calibration_config(
-    vocab_size: usize,
-    threads: usize,
-    precision: Precision,
-) -> anyhow::Result<(ModelConfig, crate::train::TrainConfig)> {
-    use crate::train::{TrainConfig, Trainer};
-    let config = ModelConfig {
+/// The model [`calibrate`] measures: a 2x256 LSTM over `vocab_size` symbols.
+pub fn calibration_model(vocab_size: usize) -> ModelConfig {
+    ModelConfig {
         cell: CellKind::Lstm,
         layers: 2,
         hidden: 256,
         vocab_size,
         dropout: 0.0,
-    };
+    }
+}
+
+/// The batch [`measure`] trains `config` on: 64 x 100, or fewer streams if that would hold
+/// more than [`CALIBRATION_BYTES`] (or half the memory available); an error, with the
+/// estimate, if even one stream does not fit.
+pub fn calibration_config(
+    config: &ModelConfig,
+    threads: usize,
+    precision: Precision,
+) -> anyhow::Result<crate::train::TrainConfig> {
+    use crate::train::{TrainConfig, Trainer};
     let budget = CALIBRATION_BYTES.min(crate::fs::available_memory() / 2);
     let mut tc = TrainConfig {
         threads,
         precision,
         ..TrainConfig::default()
     };
-    while tc.batch > 1 && Trainer::memory_bytes(&config, &tc).is_none_or(|b| b > budget) {
+    while tc.batch > 1 && Trainer::memory_bytes(config, &tc).is_none_or(|b| b > budget) {
         tc.batch /= 2;
     }
     tc.threads = tc.threads.min(tc.batch);
     crate::fs::check_fits(
-        Trainer::memory_bytes(&config, &tc),
+        Trainer::memory_bytes(config, &tc),
         &format!(
-            "measuring this machine's speed (--time-limit) on a vocabulary of {vocab_size} symbols"
+            "measuring this machine's speed (--time-limit) on a vocabulary of {} symbols",
+            config.vocab_size
         ),
         "give the model's size instead (--hidden) and a --max-steps or --epochs, or train on text with fewer distinct characters",
     )?;
-    Ok((config, tc))
+    Ok(tc)
 }
 
 /// Measures this machine: a few training steps of a 2x256 LSTM over `vocab_size` symbols
-/// (batch 64 x 100, fewer streams for a very large vocabulary: see
-/// [`calibration_config`]), on `threads` shards, random text, products in `precision`;
-/// about half a second. (bf16 speeds up the products more than the rest, and wider models
-/// are more products: the estimate for them is on the low side.)
+/// (see [`measure`]), about half a second. (bf16 speeds up the products more than the rest,
+/// and wider models are more products: the estimate for them is on the low side; narrow
+/// models use the machine less well: the estimate for them is on the high side.)
 pub fn calibrate(
     vocab_size: usize,
     threads: usize,
     precision: Precision,
 ) -> anyhow::Result<Calibration> {
+    let config = calibration_model(vocab_size);
+    let cps = measure(&config, threads, precision)?;
+    Ok(Calibration {
+        flops_per_s: cps * 3.0 * config.forward_flops(),
+    })
+}
+
+/// Training characters per second of `config` on this machine: three steps (after one
+/// unmeasured) of batch 64 x 100 (fewer streams for a very large vocabulary: see
+/// [`calibration_config`]) on `threads` shards, random text, products in `precision`.
+pub fn measure(config: &ModelConfig, threads: usize, precision: Precision) -> anyhow::Result<f64> {
     use crate::train::{Optimizer, Trainer};
     use rand::{RngExt, SeedableRng};
-    let (config, tc) = calibration_config(vocab_size, threads, precision)?;
-    let mut model = crate::nn::Model::new(config);
+    let tc = calibration_config(config, threads, precision)?;
+    let vocab_size = config.vocab_size;
+    let mut model = crate::nn::Model::new(*config);
     let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(0);
     model.init(&mut rng);
     let n = tc.batch * tc.seq_len * 4 + 1;
@@ -108,10 +137,7 @@ pub fn calibrate(
     for _ in 0..3 {
         chars += t.step().map_or(0, |r| r.chars);
     }
-    let cps = chars as f64 / start.elapsed().as_secs_f64().max(1e-9);
-    Ok(Calibration {
-        flops_per_s: cps * 3.0 * config.forward_flops(),
-    })
+    Ok(chars as f64 / start.elapsed().as_secs_f64().max(1e-9))
 }
 
 /// What is to be trained: the text's size and the model's shape, which the user may fix.
@@ -121,8 +147,13 @@ pub struct Task {
     pub vocab_size: usize,
     pub cell: CellKind,
     pub layers: usize,
-    /// Characters per optimizer step (batch x window).
-    pub chars_per_step: usize,
+    /// Streams per step: the default for the run's shards, or `--batch-size`.
+    pub batch: usize,
+    /// The window: 100, or `--seq-len`.
+    pub seq_len: usize,
+    /// Whether the recipe may choose a smaller step (neither `--batch-size` nor
+    /// `--seq-len` given, one process).
+    pub choose_step: bool,
 }
 
 impl Task {
@@ -133,7 +164,9 @@ impl Task {
             vocab_size,
             cell: CellKind::Lstm,
             layers: 2,
-            chars_per_step: 6400,
+            batch: 64,
+            seq_len: 100,
+            choose_step: true,
         }
     }
 }
@@ -147,6 +180,11 @@ pub struct Recipe {
     /// Epochs of the corpus the budget allows at this width (estimated), if there is a
     /// budget.
     pub epochs: Option<f64>,
+    /// A smaller step than the task's, chosen for a short budget: (divide the batch by,
+    /// window), from [`STEPS`].
+    pub smaller_step: Option<(usize, usize)>,
+    /// Optimizer steps the budget allows (estimated), with the step trained.
+    pub steps: Option<f64>,
 }
 
 /// The width and schedule for `task`: with a `budget` (seconds, and how fast this machine
@@ -159,7 +197,9 @@ pub fn choose(task: &Task, budget: Option<(f64, &Calibration)>, hidden: Option<u
         vocab_size,
         cell,
         layers,
-        chars_per_step,
+        batch,
+        seq_len,
+        ..
     } = *task;
     let config = |hidden| ModelConfig {
         cell,
@@ -175,8 +215,12 @@ pub fn choose(task: &Task, budget: Option<(f64, &Calibration)>, hidden: Option<u
         })
     };
     // A corpus smaller than a step is one step per epoch (the batch is cut to fit it).
-    let per_step = chars_per_step.min(train_chars).max(1) as f64;
-    let steps = |hidden| epochs(hidden).map(|e| e * train_chars.max(1) as f64 / per_step);
+    let steps_of = |hidden, (divide, window): (usize, usize)| {
+        let per_step = (batch / divide).max(1).saturating_mul(window);
+        epochs(hidden)
+            .map(|e| e * train_chars.max(1) as f64 / per_step.min(train_chars).max(1) as f64)
+    };
+    let steps = |hidden| steps_of(hidden, (1, seq_len));
     let hidden = hidden.unwrap_or_else(|| match budget {
         None => 256,
         Some(_) => WIDTHS
@@ -189,6 +233,14 @@ pub fn choose(task: &Task, budget: Option<(f64, &Calibration)>, hidden: Option<u
             })
             .unwrap_or(WIDTHS[0]),
     });
+    // The width is chosen for the usual step, the step then for the width.
+    let (smaller_step, steps) = match epochs(hidden) {
+        Some(e) => {
+            let (step, n) = step_for(task, e * train_chars as f64);
+            (step, Some(n))
+        }
+        None => (None, None),
+    };
     let params = config(hidden).param_count().unwrap_or(usize::MAX) as f64;
     // Over-fitting grows with the parameters per character and with how often the model
     // sees each character: without a budget, a run is 20 epochs.
@@ -204,7 +256,32 @@ pub fn choose(task: &Task, budget: Option<(f64, &Calibration)>, hidden: Option<u
         },
         lr: LrSchedule::cosine(lr_for(hidden), 0.02, 0.05, tail_for(exposure)),
         epochs: epochs(hidden),
+        smaller_step,
+        steps,
     }
+}
+
+/// The step for `task` in a run that trains on about `chars` characters (see [`STEPS`]):
+/// a smaller one than the task's if it may choose and the run would make fewer than
+/// [`MIN_STEPS`] of the usual; and the steps the run makes (estimated).
+pub fn step_for(task: &Task, chars: f64) -> (Option<(usize, usize)>, f64) {
+    // A corpus smaller than a step is one step per epoch (the batch is cut to fit it).
+    let steps_of = |(divide, window): (usize, usize)| {
+        let per_step = (task.batch / divide).max(1).saturating_mul(window);
+        let epochs = chars / task.train_chars.max(1) as f64;
+        epochs * task.train_chars.max(1) as f64 / per_step.min(task.train_chars).max(1) as f64
+    };
+    let usual = (1, task.seq_len);
+    if !task.choose_step || steps_of(usual) >= MIN_STEPS {
+        return (None, steps_of(usual));
+    }
+    let step = STEPS
+        .iter()
+        .copied()
+        .find(|&s| steps_of(s) >= TARGET_STEPS)
+        .unwrap_or(STEPS[STEPS.len() - 1]);
+    let smaller = (step != usual).then_some(step);
+    (smaller, steps_of(step))
 }
 
 /// Dropout between layers for `ratio` = parameters per character of training text x
@@ -342,7 +419,28 @@ pub fn plan_in(
         flops_per_s: measured[0] * world.size() as f64,
     });
     let budget = time_limit.zip(calibration.as_ref());
-    Ok((choose(task, budget, hidden), calibration))
+    let mut recipe = choose(task, budget, hidden);
+    // Near the mark the step is decided on the chosen model's own speed, measured: the
+    // estimate from a 2x256 is high for a narrower model (a 2x128 on data/plays.txt: 2,082
+    // steps planned, 1,683 made).
+    let model = ModelConfig {
+        cell: task.cell,
+        layers: task.layers,
+        hidden: recipe.hidden,
+        vocab_size: task.vocab_size,
+        dropout: 0.0,
+    };
+    if let (Some(seconds), Some(steps)) = (time_limit, recipe.steps)
+        && task.choose_step
+        && steps < 2.0 * MIN_STEPS
+        && model != calibration_model(task.vocab_size)
+    {
+        let chars = seconds * TRAINING_SHARE * measure(&model, threads, precision)?;
+        let (step, n) = step_for(task, chars);
+        (recipe.smaller_step, recipe.steps) = (step, Some(n));
+        recipe.epochs = Some(chars / task.train_chars.max(1) as f64);
+    }
+    Ok((recipe, calibration))
 }
 
 /// Which of a fresh run's settings the user gave (the others were chosen by [`choose`], or
@@ -358,7 +456,8 @@ pub struct Given {
     pub inherited_width: bool,
 }
 
-/// [`describe`], with a time budget: what was measured, and the epochs it allows.
+/// [`describe`], with a time budget: what was measured, the epochs and steps it allows, and
+/// the step (`batch` x `seq_len`) when the recipe chose a smaller one.
 pub fn describe_budget(
     model: &ModelConfig,
     lr: &LrSchedule,
@@ -366,13 +465,21 @@ pub fn describe_budget(
     budget: (f64, &Calibration),
     recipe: &Recipe,
     train_chars: usize,
+    (batch, seq_len): (usize, usize),
 ) -> String {
+    let step = match recipe.smaller_step {
+        Some(_) => {
+            format!(" of {batch} x {seq_len} (chosen: a short budget needs more, smaller steps)")
+        }
+        None => String::new(),
+    };
     format!(
-        "{:.0} s on this machine ({:.0} GFLOP/s of training): {} (about {:.0} epochs of {train_chars} characters)",
+        "{:.0} s on this machine ({:.0} GFLOP/s of training): {} (about {:.0} epochs of {train_chars} characters in {:.0} steps{step})",
         budget.0,
         budget.1.flops_per_s / 1e9,
         describe(model, lr, given),
         recipe.epochs.unwrap_or(0.0),
+        recipe.steps.unwrap_or(0.0),
     )
 }
 
@@ -455,9 +562,10 @@ mod tests {
     /// measurement's memory.
     #[test]
     fn calibration_fits_its_memory() {
-        let (_, small) = calibration_config(65, 2, Precision::F32).unwrap();
+        let small = calibration_config(&calibration_model(65), 2, Precision::F32).unwrap();
         assert_eq!((small.batch, small.seq_len), (64, 100));
-        let (config, large) = calibration_config(65_536, 2, Precision::F32).unwrap();
+        let config = calibration_model(65_536);
+        let large = calibration_config(&config, 2, Precision::F32).unwrap();
         assert!(large.batch < 16, "{}", large.batch);
         let bytes = crate::train::Trainer::memory_bytes(&config, &large).unwrap();
         assert!(bytes <= CALIBRATION_BYTES || large.batch == 1, "{bytes}");
@@ -549,5 +657,45 @@ mod tests {
         );
         assert_eq!(tail_for(100.0), 1.0);
         assert!(dropout_for(1e6) <= 0.5);
+    }
+
+    /// A budget of few usual steps trains on smaller ones, down to the smallest of [`STEPS`];
+    /// a long budget, a step the user fixed or no budget keeps the task's.
+    #[test]
+    fn a_short_budget_takes_smaller_steps() {
+        let plays = Task::lstm(424_248, 64);
+        let step = |speed: f64, seconds: f64, task: &Task| {
+            let c = Calibration { flops_per_s: speed };
+            choose(task, Some((seconds, &c)), None)
+        };
+        // A slow core for 40 s: about 330 steps of 64 x 100, so the smallest step.
+        let slow = step(80e9, 40.0, &plays);
+        assert_eq!(slow.smaller_step, Some(*STEPS.last().unwrap()), "{slow:?}");
+        // Two fast cores for a minute: about 1,800 steps of 64 x 100; 32 x 32 gives 6.25
+        // times as many, the first above the target.
+        let fast = step(270e9, 60.0, &plays);
+        assert_eq!(fast.smaller_step, Some((2, 32)), "{fast:?}");
+        let made = fast.steps.unwrap();
+        assert!((TARGET_STEPS..4.0 * TARGET_STEPS).contains(&made), "{made}");
+        // The step is chosen for the width chosen, and the epochs do not change with it.
+        let usual = choose(
+            &Task {
+                choose_step: false,
+                ..plays
+            },
+            Some((60.0, &Calibration { flops_per_s: 270e9 })),
+            None,
+        );
+        assert_eq!(
+            (usual.hidden, usual.epochs, usual.smaller_step),
+            (fast.hidden, fast.epochs, None)
+        );
+        assert!((made / usual.steps.unwrap() - 6.25).abs() < 1e-9);
+        // Enough steps already: the task's step. Twenty minutes of tinyshakespeare on the
+        // same machine is about 2,500 steps of 64 x 100, more than MIN_STEPS.
+        let long = step(270e9, 1200.0, &Task::lstm(1_003_855, 67));
+        assert_eq!(long.smaller_step, None, "{long:?}");
+        assert!(long.steps.unwrap() >= MIN_STEPS);
+        assert_eq!(choose(&plays, None, None).smaller_step, None);
     }
 }

@@ -97,6 +97,9 @@ pub struct Spread {
     pub threads: Option<usize>,
     /// Whether `--lr` was given.
     pub lr: bool,
+    /// The default batch divided by this: the recipe's smaller step for a short budget
+    /// (`crate::train::recipe::STEPS`), on as many shards as the default.
+    pub divide_batch: Option<usize>,
 }
 
 /// Streams per shard below which a shard's matrix products waste more than a core gains.
@@ -134,7 +137,9 @@ pub fn spread(mut config: TrainConfig, ranks: usize, cores: usize, given: Spread
         None => cores.max(1),
     });
     config.threads = per_rank * ranks;
-    config.batch = given.batch.unwrap_or(default_batch(config.threads));
+    config.batch = given.batch.unwrap_or_else(|| {
+        (default_batch(config.threads) / given.divide_batch.unwrap_or(1)).max(config.threads)
+    });
     if given.batch.is_none() && !given.lr {
         config.lr.base *= lr_scale(config.batch);
     }
@@ -405,6 +410,27 @@ mod tests {
             },
         );
         assert_eq!((c.threads, c.batch, c.lr.base), (12, 192, base.lr.base));
+        // The recipe's smaller step keeps the shards: 8 streams each on two cores.
+        let smaller = Spread {
+            divide_batch: Some(4),
+            ..Spread::default()
+        };
+        let c = s(1, 2, smaller);
+        assert_eq!((c.threads, c.batch, c.lr.base), (2, 16, base.lr.base));
+        let c = s(1, 64, smaller);
+        assert_eq!(
+            (c.threads, c.batch, c.lr.base),
+            (64, 256, base.lr.base * 4.0)
+        );
+        let c = s(
+            1,
+            64,
+            Spread {
+                divide_batch: Some(64),
+                ..Spread::default()
+            },
+        );
+        assert_eq!((c.threads, c.batch), (64, 64));
     }
 
     #[test]
