@@ -254,7 +254,7 @@ pub fn choose(task: &Task, budget: Option<(f64, &Calibration)>, hidden: Option<u
         } else {
             0.0
         },
-        lr: LrSchedule::cosine(lr_for(hidden), 0.02, 0.05, tail_for(exposure)),
+        lr: LrSchedule::cosine(lr_for_run(hidden, steps), 0.02, 0.05, tail_for(exposure)),
         epochs: epochs(hidden),
         smaller_step,
         steps,
@@ -351,6 +351,20 @@ pub fn lr_for(hidden: usize) -> f32 {
     }
 }
 
+/// A run of a narrow model that makes fewer than this many steps (estimated) takes half as
+/// large a rate again: it has few updates to get far. A 2x128 on tinyshakespeare in 90 s
+/// of one AVX2 core (about 2,300 steps of 32 x 64), three seeds: 6e-3 reached PyTorch's
+/// 120-second loss at 49-54 s and ended at 1.612-1.644, 4e-3 at 60-65 s and 1.666-1.694;
+/// with 10,000 steps (two AVX-512 cores) 6e-3 ended worse than 4e-3
+/// (bench/results/2026-12-01-steps.md).
+pub const FEW_STEPS: f64 = 4000.0;
+
+/// [`lr_for`] for a run of about `steps` optimizer steps, if known (see [`FEW_STEPS`]).
+pub fn lr_for_run(hidden: usize, steps: Option<f64>) -> f32 {
+    let few = steps.is_some_and(|n| n < FEW_STEPS);
+    lr_for(hidden) * if few && hidden <= WIDTHS[0] { 1.5 } else { 1.0 }
+}
+
 /// The run's limits and cadence: it stops at [`max_steps`] or `time_limit`, and early on
 /// plain over-fitting only if its length was not asked for in steps or epochs; it validates
 /// every `eval_every` steps on at most `val_chars` characters (0: all of them).
@@ -438,6 +452,7 @@ pub fn plan_in(
         let chars = seconds * TRAINING_SHARE * measure(&model, threads, precision)?;
         let (step, n) = step_for(task, chars);
         (recipe.smaller_step, recipe.steps) = (step, Some(n));
+        recipe.lr.base = lr_for_run(recipe.hidden, recipe.steps);
         recipe.epochs = Some(chars / task.train_chars.max(1) as f64);
     }
     Ok((recipe, calibration))
@@ -697,5 +712,35 @@ mod tests {
         assert_eq!(long.smaller_step, None, "{long:?}");
         assert!(long.steps.unwrap() >= MIN_STEPS);
         assert_eq!(choose(&plays, None, None).smaller_step, None);
+    }
+
+    /// The race's fixed 2x128 at 32 x 64 on tinyshakespeare for 90 s: a slow core makes few
+    /// steps and gets the larger rate, two fast cores many and keep 4e-3; a wide model and a
+    /// run of unknown length keep theirs.
+    #[test]
+    fn a_run_of_few_steps_takes_a_larger_rate() {
+        let race = Task {
+            batch: 32,
+            seq_len: 64,
+            choose_step: false,
+            ..Task::lstm(1_003_855, 67)
+        };
+        let rate = |speed: f64| {
+            let c = Calibration { flops_per_s: speed };
+            let r = choose(&race, Some((90.0, &c)), Some(128));
+            (r.lr.base, r.steps.unwrap())
+        };
+        let (slow, steps) = rate(80e9);
+        assert!(
+            steps < FEW_STEPS && (slow - 6e-3).abs() < 1e-9,
+            "{slow} {steps}"
+        );
+        let (fast, steps) = rate(270e9);
+        assert!(
+            steps >= FEW_STEPS && (fast - 4e-3).abs() < 1e-9,
+            "{fast} {steps}"
+        );
+        assert_eq!(lr_for_run(512, Some(100.0)), lr_for(512));
+        assert_eq!(lr_for_run(128, None), lr_for(128));
     }
 }
