@@ -7,8 +7,10 @@ Model: one-hot characters (a frozen identity nn.Embedding(V, V), so that the inp
 is the same one-hot @ W_ih as charrnn's gather) -> torch.nn.{RNN,LSTM,GRU}(V, H, L,
 bidirectional=..., batch_first=True) over pack_padded_sequence (padding never reaches a valid
 position) -> pooling (final: the last layer's h_n of both directions; mean / max over the
-valid positions) -> nn.Linear(D, C) -> cross_entropy. Adam at a constant rate, gradient norm
-clipped, dropout (as charrnn's: between layers and on the pooled vector), batches of lines
+valid positions) -> nn.Linear(D, C) -> cross_entropy. Adam, at a constant rate or (--lr-tail
+F > 0) on charrnn's classifier schedule: a 2% linear warm-up from a tenth of the rate, the
+rate held, then a half cosine to 5% of it over the last F of the run (of --time-limit or
+--max-steps, whichever is further along, as charrnn measures it); gradient norm clipped, dropout (as charrnn's: between layers and on the pooled vector), batches of lines
 of about one length (as charrnn: an epoch's lines shuffled, cut into
 buckets of 64 batches, each sorted by length and cut into batches, the batches shuffled).
 
@@ -148,6 +150,8 @@ def main():
     a.add_argument("--dropout", type=float, default=0.0)
     a.add_argument("--batch", type=int, default=32)
     a.add_argument("--lr", type=float, default=4e-3)
+    a.add_argument("--lr-tail", type=float, default=0.0,
+                   help="0: constant rate; F in (0, 1]: charrnn's schedule, falling over the last F")
     a.add_argument("--clip", type=float, default=5.0)
     a.add_argument("--max-len", type=int, default=256)
     a.add_argument("--val-fraction", type=float, default=0.1)
@@ -189,6 +193,24 @@ def main():
     train_secs, chars_seen, step, epoch = 0.0, 0, 0, 0
     best = (math.inf, None, None)
 
+    def rate():
+        if args.lr_tail <= 0:
+            return args.lr
+        p = 0.0
+        if args.max_steps:
+            p = step / args.max_steps
+        if args.time_limit:
+            p = max(p, (time.perf_counter() - start) / args.time_limit)
+        p, warm = min(p, 1.0), 0.02
+        if p < warm:
+            return args.lr * (0.1 + 0.9 * p / warm)
+        fall = max(warm, 1.0 - min(args.lr_tail, 1.0))
+        if p < fall:
+            return args.lr
+        t = min((p - fall) / max(1.0 - fall, 1e-12), 1.0)
+        floor = 0.05 * args.lr
+        return floor + (args.lr - floor) * 0.5 * (1.0 + math.cos(math.pi * t))
+
     def better(vl, va):
         if best[2] is None:
             return True
@@ -200,6 +222,8 @@ def main():
                 break
             if args.time_limit is not None and time.perf_counter() - start >= args.time_limit:
                 break
+            for g in opt.param_groups:
+                g["lr"] = rate()
             t0 = time.perf_counter()
             x, l, y = tensors(train, idx)
             loss = nn.functional.cross_entropy(model(x, l), y)
@@ -227,7 +251,8 @@ def main():
         "program": "pytorch", "torch": torch.__version__, "threads": args.threads,
         "cell": args.cell, "layers": args.layers, "hidden": args.hidden,
         "bidirectional": args.bidirectional, "pool": args.pool, "dropout": args.dropout,
-        "batch": args.batch, "lr": args.lr,
+        "batch": args.batch, "lr": args.lr, "lr_tail": args.lr_tail,
+        "last_lr": opt.param_groups[0]["lr"],
         "steps": step, "epochs": step / max(per_epoch, 1),
         "wall_seconds": time.perf_counter() - start, "train_seconds": train_secs,
         "train_chars_per_s": chars_seen / max(train_secs, 1e-9),

@@ -13,13 +13,19 @@ The words come from Debian's word lists (install them with
     of them (its label would be a coin toss: "taxi", "radio", "auto").
 Then, with a fixed seed, TRAIN + TEST words are drawn per language without
 replacement, and written as `__label__<code> <word>` lines, shuffled:
-  data/words/train.txt  TRAIN words per language
-  data/words/test.txt   TEST words per language (never in train.txt)
-The output depends only on the word lists' contents and the seed; the word
-list versions used are printed and recorded in data/words/SOURCES.txt.
+  OUT/train.txt  TRAIN words per language
+  OUT/test.txt   TEST words per language (never in train.txt)
+The output depends only on the word lists' contents, the two sizes and the
+seed; the word list versions used are printed and recorded in OUT/SOURCES.txt.
 
-Usage: python3 data/make_words.py   (standard library only)
+Usage: python3 data/make_words.py [--train N] [--test N] [--out DIR]
+  (standard library only). Without options it writes data/words/ as committed
+  (2,000 and 500 words per language). A larger split for benchmarks, outside
+  the repository:  python3 data/make_words.py --train 20000 --out /tmp/words20k
+  Other sizes draw other words: the test words of a larger split are not
+  data/words/test.txt's.
 """
+import argparse
 import os
 import random
 import subprocess
@@ -65,6 +71,14 @@ def version(package):
 
 
 def main():
+    a = argparse.ArgumentParser(description="Words of twelve languages, labelled, from "
+                                "Debian's word lists.")
+    a.add_argument("--train", type=int, default=TRAIN, help="training words per language")
+    a.add_argument("--test", type=int, default=TEST, help="test words per language")
+    a.add_argument("--out", default=OUT, help="output directory (default: data/words)")
+    args = a.parse_args()
+    if args.train < 1 or args.test < 1:
+        a.error("--train and --test must be at least 1")
     lists = {code: clean(os.path.join(DICT, f), enc) for code, (f, enc, _) in LISTS.items()}
     seen = {}
     for words in lists.values():
@@ -75,20 +89,22 @@ def main():
     sources = []
     for code in sorted(lists):
         unique = sorted(w for w in lists[code] if seen[w] == 1)
-        picked = rng.sample(unique, TRAIN + TEST)
-        train += [(code, w) for w in picked[:TRAIN]]
-        test += [(code, w) for w in picked[TRAIN:]]
+        if args.train + args.test > len(unique):
+            a.error(f"{code}: {args.train} + {args.test} words asked, {len(unique)} there")
+        picked = rng.sample(unique, args.train + args.test)
+        train += [(code, w) for w in picked[:args.train]]
+        test += [(code, w) for w in picked[args.train:]]
         f, _, pkg = LISTS[code]
         sources.append(f"{code}\t{pkg} {version(pkg)}\t{DICT}/{f}\t{len(lists[code])} words, "
                        f"{len(unique)} in no other list")
     rng.shuffle(train)
     rng.shuffle(test)
-    os.makedirs(OUT, exist_ok=True)
+    os.makedirs(args.out, exist_ok=True)
     for name, rows in [("train.txt", train), ("test.txt", test)]:
-        with open(os.path.join(OUT, name), "w", encoding="utf-8", newline="\n") as f:
+        with open(os.path.join(args.out, name), "w", encoding="utf-8", newline="\n") as f:
             for code, w in rows:
                 f.write(f"__label__{code} {w}\n")
-    with open(os.path.join(OUT, "SOURCES.txt"), "w", encoding="utf-8", newline="\n") as f:
+    with open(os.path.join(args.out, "SOURCES.txt"), "w", encoding="utf-8", newline="\n") as f:
         f.write("code\tDebian package and version\tfile\tcleaned words\n")
         f.write("\n".join(sources) + "\n")
     print("\n".join(sources))

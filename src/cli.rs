@@ -297,7 +297,7 @@ impl TrainArgs {
     }
 
     /// A fresh classifier's training configuration: `seq_len` is the characters kept of a
-    /// line; the rate is the language model's for the width, the schedule its default.
+    /// line; the rate is the language model's for the width, on the classifier's schedule.
     pub fn classifier_train_config(
         &self,
         default_threads: impl Fn(usize) -> usize,
@@ -306,10 +306,7 @@ impl TrainArgs {
         let recipe = Recipe {
             hidden,
             dropout: 0.0,
-            lr: LrSchedule {
-                base: charrnn::train::recipe::lr_for(hidden),
-                ..LrSchedule::default()
-            },
+            lr: classify::schedule(hidden),
             epochs: None,
             smaller_step: None,
             steps: None,

@@ -94,6 +94,16 @@ fn trains_reports_counts_and_writes_a_classifier_checkpoint() {
     assert_eq!(ck["format"], "charrnn-classifier");
     assert_eq!(ck["labels"], serde_json::json!(["aa", "cc", "ee"]));
     assert_eq!(ck["model"]["bidirectional"], true);
+    // The classifier's schedule: the rate held, then falling over the last 40% of the run
+    // to 5% of it at the end (README "Classifying lines").
+    let training = &ck["training"];
+    assert_eq!(training["lr_schedule"], "cosine", "{training}");
+    assert_eq!(training["lr_tail"].as_f64(), Some(0.4), "{training}");
+    let (lr, last) = (
+        training["lr"].as_f64().unwrap(),
+        ck["progress"]["last_lr"].as_f64().unwrap(),
+    );
+    assert!(last < 0.1 * lr, "last rate {last} of {lr}");
     let names: Vec<&str> = ck["tensors"]
         .as_array()
         .unwrap()
@@ -146,7 +156,7 @@ fn predict_and_eval() {
     let dir = TempDir::new().unwrap();
     let data = labelled(&dir, "d.txt", false);
     assert!(
-        train_cls(&dir, &data, "m", &["--max-steps", "80"])
+        train_cls(&dir, &data, "m", &["--max-steps", "200"])
             .status
             .success()
     );
@@ -248,7 +258,16 @@ fn predict_and_eval() {
 fn resume_is_exact() {
     let dir = TempDir::new().unwrap();
     let data = labelled(&dir, "d.txt", false);
-    let extra = ["--bidirectional", "--dropout", "0.2", "--max-steps"];
+    // The per-epoch schedule does not depend on the run's length (the default cosine is
+    // fitted to it), so the first part can be a run of its own.
+    let extra = [
+        "--bidirectional",
+        "--dropout",
+        "0.2",
+        "--lr-schedule",
+        "epochs",
+        "--max-steps",
+    ];
     assert!(
         train_cls(&dir, &data, "full", &[&extra[..], &["30"]].concat())
             .status
