@@ -126,8 +126,8 @@ pub struct TrainArgs {
     #[arg(long, value_parser = unit_interval_open, allow_negative_numbers = true)]
     pub lr_floor: Option<f32>,
     /// Cosine schedule: the last fraction of the run over which the rate falls; before it
-    /// the rate holds at --lr [default: 0.4 to 1, more for a model that could memorise its
-    /// text]
+    /// the rate holds at --lr [default: a language model 0.4 to 1, more for a model that
+    /// could memorise its text; a classifier 0.4]
     #[arg(long, value_parser = unit_interval_closed, allow_negative_numbers = true)]
     pub lr_tail: Option<f32>,
     /// Epochs before the learning rate starts to decay [default: 10]
