@@ -3,7 +3,7 @@
 //! a language model.
 
 use crate::cli::TrainArgs;
-use crate::cmd::progress::Reporter;
+use crate::cmd::progress::run_shown;
 use anyhow::{Result, bail};
 use charrnn::io::classifier::{ClassifierRun, Loaded, load_any};
 use charrnn::io::metrics::MetricsLog;
@@ -13,7 +13,8 @@ use charrnn::train::TrainConfig;
 use charrnn::train::classify::ClassWeights;
 use charrnn::train::classify::setup::{self, describe_weights};
 use charrnn::train::recipe;
-use charrnn::train::run::{self, StopReason};
+use charrnn::train::report;
+use charrnn::train::run::StopReason;
 use std::path::PathBuf;
 
 pub fn train(args: TrainArgs) -> Result<()> {
@@ -107,40 +108,19 @@ pub fn train(args: TrainArgs) -> Result<()> {
         class_weights,
     };
     let every = (eval_every / 5).max(1);
-    let mut metrics = MetricsLog::open(&out, &dir.claim.run, |r| dir.claim.keeps(r), every)?;
+    let metrics = MetricsLog::open(&out, &dir.claim.run, |r| dir.claim.keeps(r), every)?;
     let signals = super::signals::Signals::install()?;
-    let mut report = Reporter::new(trainer.progress.step, run_config.max_steps);
-    let stop = || signals.received().is_some();
-    let outcome = run::run(
+    let outcome = run_shown(
         &mut trainer,
         &data.val,
         &run_config,
         &mut dir,
-        &stop,
-        &mut |e| {
-            report.event(&e);
-            metrics.event(&e);
-        },
-    );
-    report.finish();
-    if let Err(e) = metrics.finish() {
-        eprintln!("charrnn: warning: {e:#}");
-    }
-    let outcome = outcome?;
+        metrics,
+        &signals,
+    )?;
     let (latest, best) = (dir.claim.latest(), dir.claim.best());
-    if let StopReason::Diverged {
-        error,
-        rolled_back_to,
-    } = &outcome.reason
-    {
-        let kept = match rolled_back_to {
-            Some(s) => format!(
-                "the last good checkpoint is {} (step {s}), which was not changed",
-                latest.display()
-            ),
-            None => "no checkpoint was written".into(),
-        };
-        bail!("{error}; {kept}");
+    if let Some(line) = report::diverged(&outcome.reason, &latest) {
+        bail!("{line}");
     }
     let interrupted = outcome.reason == StopReason::Interrupted;
     let kept = if best.is_file() { &best } else { &latest };

@@ -1,7 +1,9 @@
 //! Live progress of a training run, one consumer of the run loop's events: an indicatif bar
 //! on a terminal, a plain line every 10 seconds otherwise (a log file, a CI job).
 
-use charrnn::train::run::Event;
+use anyhow::Result;
+use charrnn::io::metrics::MetricsLog;
+use charrnn::train::run::{self, Checkpointer, Event, Learner, Outcome, RunConfig};
 use indicatif::{ProgressBar, ProgressStyle};
 use std::io::IsTerminal;
 use std::time::{Duration, Instant};
@@ -72,4 +74,27 @@ fn hms(secs: f64) -> String {
         60..3600 => format!("{}m{:02}s", s / 60, s % 60),
         _ => format!("{}h{:02}m", s / 3600, (s % 3600) / 60),
     }
+}
+
+/// The library's run loop as a command shows it: the progress display and the metrics log
+/// consume its events, and a signal stops it (after the step, with the state saved).
+pub fn run_shown<L: Learner + ?Sized>(
+    trainer: &mut L,
+    val: &L::Val,
+    config: &RunConfig,
+    checkpoints: &mut dyn Checkpointer<L>,
+    mut metrics: MetricsLog,
+    signals: &super::signals::Signals,
+) -> Result<Outcome> {
+    let mut report = Reporter::new(trainer.progress().step, config.max_steps);
+    let stop = || signals.received().is_some();
+    let outcome = run::run(trainer, val, config, checkpoints, &stop, &mut |e| {
+        report.event(&e);
+        metrics.event(&e);
+    });
+    report.finish();
+    if let Err(e) = metrics.finish() {
+        eprintln!("charrnn: warning: {e:#}");
+    }
+    outcome
 }

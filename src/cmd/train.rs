@@ -2,7 +2,7 @@
 //! loop with a live progress display, print a sample at the end.
 
 use crate::cli::TrainArgs;
-use crate::cmd::progress::Reporter;
+use crate::cmd::progress::run_shown;
 use crate::cmd::world::{Exit, note};
 use anyhow::{Context, Result, bail};
 use charrnn::decode::sample::{SampleConfig, Sampler};
@@ -292,44 +292,24 @@ fn train(args: TrainArgs, world: &dyn Collective) -> Result<()> {
         }
     }
 
-    let mut metrics = MetricsLog::open(&out, &dir.run, |r| dir.keeps(r), (eval_every / 5).max(1))?;
+    let metrics = MetricsLog::open(&out, &dir.run, |r| dir.keeps(r), (eval_every / 5).max(1))?;
     if let Some(note) = skipped_note(metrics.skipped, &out.join(METRICS)) {
         eprintln!("charrnn: {note}");
     }
     let signals = super::signals::Signals::install()?;
-    let mut report = Reporter::new(trainer.progress.step, run_config.max_steps);
-    let outcome = run::run(
+    let outcome = run_shown(
         &mut trainer,
         &corpus.val,
         &run_config,
         dir,
-        &|| signals.received().is_some(),
-        &mut |e| {
-            report.event(&e);
-            metrics.event(&e);
-        },
-    );
-    report.finish();
-    if let Err(e) = metrics.finish() {
-        eprintln!("charrnn: warning: {e:#}");
-    }
-    let outcome = outcome?;
+        metrics,
+        &signals,
+    )?;
     super::world::report_traffic(world, outcome.steps, outcome.train_seconds);
     let (latest, best) = (dir.latest(), dir.best());
-    if let StopReason::Diverged {
-        error,
-        rolled_back_to,
-    } = &outcome.reason
-    {
-        let kept = match rolled_back_to {
-            Some(s) => format!(
-                "the last good checkpoint is {} (step {s}), which was not changed",
-                latest.display()
-            ),
-            None => "no checkpoint was written".into(),
-        };
+    if let Some(line) = report::diverged(&outcome.reason, &latest) {
         // In a distributed run every rank diverged at this step: rank 0 says so, all end.
-        eprintln!("charrnn: {error}; {kept}");
+        eprintln!("charrnn: {line}");
         return Err(Exit(1).into());
     }
     let interrupted = outcome.reason == StopReason::Interrupted;

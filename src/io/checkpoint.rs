@@ -256,14 +256,7 @@ impl Checkpoint {
     pub fn save(&self, path: &Path) -> Result<()> {
         self.check()
             .with_context(|| format!("refusing to write {}", path.display()))?;
-        write_atomic(path, |file| {
-            let mut w = std::io::BufWriter::with_capacity(1 << 20, file);
-            serde_json::to_writer(&mut w, self)?;
-            w.write_all(b"\n")?;
-            w.flush()?;
-            Ok(())
-        })
-        .context("cannot write checkpoint")
+        write_checkpoint_json(path, self)
     }
 
     /// Reads and checks a checkpoint; errors name the file and the field at fault.
@@ -420,6 +413,19 @@ impl Checkpoint {
 /// Format name of a classifier's checkpoint (see `crate::io::classifier`), which this reader
 /// recognises to say so.
 pub const CLASSIFIER_FORMAT: &str = "charrnn-classifier";
+
+/// Writes `value` as a checkpoint's JSON to `path` atomically (see [`write_atomic`]): the
+/// language model's and the classifier's checkpoints alike.
+pub(crate) fn write_checkpoint_json(path: &Path, value: &impl Serialize) -> Result<()> {
+    write_atomic(path, |file| {
+        let mut w = std::io::BufWriter::with_capacity(1 << 20, file);
+        serde_json::to_writer(&mut w, value)?;
+        w.write_all(b"\n")?;
+        w.flush()?;
+        Ok(())
+    })
+    .context("cannot write checkpoint")
+}
 
 /// The bytes of a checkpoint file. The parsed numbers take less memory than their text, so a
 /// file that fits in the available memory can be parsed; a larger one is refused before it

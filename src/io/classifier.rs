@@ -8,7 +8,6 @@
 //! [`load_any`] reads a file once and says which kind of checkpoint it is, for commands that
 //! take both (`eval`, `export`).
 
-use crate::fs::write_atomic;
 use crate::io::checkpoint::{
     CLASSIFIER_FORMAT, Checkpoint, OptimizerSection, TensorData, TrainingSection, check_progress,
     check_tensors, check_training, printable, read_checkpoint_bytes, vocab_of,
@@ -23,7 +22,6 @@ use crate::train::run::Checkpointer;
 use crate::train::trainer::Progress;
 use anyhow::{Context, Result, anyhow, bail};
 use serde::{Deserialize, Serialize};
-use std::io::Write;
 use std::path::Path;
 
 pub const FORMAT: &str = CLASSIFIER_FORMAT;
@@ -157,14 +155,7 @@ impl ClassifierCheckpoint {
     pub fn save(&self, path: &Path) -> Result<()> {
         self.check()
             .with_context(|| format!("refusing to write {}", path.display()))?;
-        write_atomic(path, |file| {
-            let mut w = std::io::BufWriter::with_capacity(1 << 20, file);
-            serde_json::to_writer(&mut w, self)?;
-            w.write_all(b"\n")?;
-            w.flush()?;
-            Ok(())
-        })
-        .context("cannot write checkpoint")
+        crate::io::checkpoint::write_checkpoint_json(path, self)
     }
 
     pub fn load(path: &Path) -> Result<ClassifierCheckpoint> {

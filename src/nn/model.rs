@@ -130,6 +130,22 @@ impl ModelConfig {
     /// Checks that the config describes a model that can exist; errors name the field as in
     /// a checkpoint's `model` section.
     pub fn validate(&self) -> Result<(), String> {
+        self.validate_fields()?;
+        if self
+            .param_count()
+            .is_none_or(|n| n > isize::MAX as usize / 4)
+        {
+            return Err(format!(
+                "a {}x{} {} model over {} symbols has too many parameters to exist",
+                self.layers, self.hidden, self.cell, self.vocab_size
+            ));
+        }
+        Ok(())
+    }
+
+    /// The checks of [`ModelConfig::validate`] that do not depend on what the layers feed
+    /// (a classifier's config makes them too): sizes, vocabulary, dropout.
+    pub fn validate_fields(&self) -> Result<(), String> {
         if self.layers == 0 || self.hidden == 0 {
             return Err("model.layers and model.hidden must be positive".into());
         }
@@ -143,15 +159,6 @@ impl ModelConfig {
             return Err(format!(
                 "model.dropout is {}, must be in [0, 1)",
                 self.dropout
-            ));
-        }
-        if self
-            .param_count()
-            .is_none_or(|n| n > isize::MAX as usize / 4)
-        {
-            return Err(format!(
-                "a {}x{} {} model over {} symbols has too many parameters to exist",
-                self.layers, self.hidden, self.cell, self.vocab_size
             ));
         }
         Ok(())

@@ -197,7 +197,6 @@ pub fn choose(task: &Task, budget: Option<(f64, &Calibration)>, hidden: Option<u
         vocab_size,
         cell,
         layers,
-        batch,
         seq_len,
         ..
     } = *task;
@@ -214,13 +213,8 @@ pub fn choose(task: &Task, budget: Option<(f64, &Calibration)>, hidden: Option<u
                 / train_chars.max(1) as f64
         })
     };
-    // A corpus smaller than a step is one step per epoch (the batch is cut to fit it).
-    let steps_of = |hidden, (divide, window): (usize, usize)| {
-        let per_step = (batch / divide).max(1).saturating_mul(window);
-        epochs(hidden)
-            .map(|e| e * train_chars.max(1) as f64 / per_step.min(train_chars).max(1) as f64)
-    };
-    let steps = |hidden| steps_of(hidden, (1, seq_len));
+    let steps =
+        |hidden| epochs(hidden).map(|e| steps_in(task, (1, seq_len), e * train_chars as f64));
     let hidden = hidden.unwrap_or_else(|| match budget {
         None => 256,
         Some(_) => WIDTHS
@@ -261,16 +255,18 @@ pub fn choose(task: &Task, budget: Option<(f64, &Calibration)>, hidden: Option<u
     }
 }
 
+/// Optimizer steps of (the task's batch divided by, window) in `chars` characters of
+/// training. A corpus smaller than a step is one step per epoch (the batch is cut to fit it).
+fn steps_in(task: &Task, (divide, window): (usize, usize), chars: f64) -> f64 {
+    let per_step = (task.batch / divide).max(1).saturating_mul(window);
+    chars / per_step.min(task.train_chars).max(1) as f64
+}
+
 /// The step for `task` in a run that trains on about `chars` characters (see [`STEPS`]):
 /// a smaller one than the task's if it may choose and the run would make fewer than
 /// [`MIN_STEPS`] of the usual; and the steps the run makes (estimated).
 pub fn step_for(task: &Task, chars: f64) -> (Option<(usize, usize)>, f64) {
-    // A corpus smaller than a step is one step per epoch (the batch is cut to fit it).
-    let steps_of = |(divide, window): (usize, usize)| {
-        let per_step = (task.batch / divide).max(1).saturating_mul(window);
-        let epochs = chars / task.train_chars.max(1) as f64;
-        epochs * task.train_chars.max(1) as f64 / per_step.min(task.train_chars).max(1) as f64
-    };
+    let steps_of = |step| steps_in(task, step, chars);
     let usual = (1, task.seq_len);
     if !task.choose_step || steps_of(usual) >= MIN_STEPS {
         return (None, steps_of(usual));

@@ -145,6 +145,26 @@ pub fn ended(outcome: &Outcome, t: &Trainer, best: &str) -> Vec<String> {
     lines
 }
 
+/// For a run that diverged: what went wrong and which checkpoint is left (`latest`: the
+/// file the run writes its latest state to); `None` for any other ending.
+pub fn diverged(reason: &StopReason, latest: &std::path::Path) -> Option<String> {
+    let StopReason::Diverged {
+        error,
+        rolled_back_to,
+    } = reason
+    else {
+        return None;
+    };
+    let kept = match rolled_back_to {
+        Some(s) => format!(
+            "the last good checkpoint is {} (step {s}), which was not changed",
+            latest.display()
+        ),
+        None => "no checkpoint was written".into(),
+    };
+    Some(format!("{error}; {kept}"))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

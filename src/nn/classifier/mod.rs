@@ -151,25 +151,18 @@ impl ClassifierConfig {
     /// Checks that the config describes a model that can exist; errors name the field as in
     /// a checkpoint's `model` section.
     pub fn validate(&self) -> Result<(), String> {
-        if self.layers == 0 || self.hidden == 0 {
-            return Err("model.layers and model.hidden must be positive".into());
-        }
-        if self.vocab_size <= crate::text::vocab::SPECIALS {
-            return Err(format!(
-                "model.vocab_size is {}, must be more than the 2 special tokens",
-                self.vocab_size
-            ));
-        }
+        let body = crate::nn::ModelConfig {
+            cell: self.cell,
+            layers: self.layers,
+            hidden: self.hidden,
+            vocab_size: self.vocab_size,
+            dropout: self.dropout,
+        };
+        body.validate_fields()?;
         if self.labels < 2 {
             return Err(format!(
                 "model.labels is {}, a classifier needs at least 2",
                 self.labels
-            ));
-        }
-        if !(0.0..1.0).contains(&self.dropout) {
-            return Err(format!(
-                "model.dropout is {}, must be in [0, 1)",
-                self.dropout
             ));
         }
         if self
