@@ -146,6 +146,10 @@ pub struct TrainArgs {
     /// of text and epochs; classify: 0.3, also before the head]
     #[arg(long, value_parser = unit_interval_open, allow_negative_numbers = true)]
     pub dropout: Option<f32>,
+    /// Dropout on the top layer's output, the output layer's input, in [0, 1) (Zaremba et al.
+    /// 2014); it also regularises a 1-layer model [default: as --dropout's default]
+    #[arg(long, value_parser = unit_interval_open, allow_negative_numbers = true)]
+    pub output_dropout: Option<f32>,
     /// LSTM only: initial forget-gate bias (e.g. 1.0); default is PyTorch's uniform init
     #[arg(long, value_parser = finite_f32, allow_negative_numbers = true)]
     pub forget_bias: Option<f32>,
@@ -240,6 +244,7 @@ impl TrainArgs {
             hidden: self.hidden.unwrap_or(recipe.hidden),
             vocab_size,
             dropout: self.dropout.unwrap_or(recipe.dropout),
+            output_dropout: self.output_dropout.unwrap_or(recipe.output_dropout),
         }
     }
 
@@ -306,6 +311,7 @@ impl TrainArgs {
         let recipe = Recipe {
             hidden,
             dropout: 0.0,
+            output_dropout: 0.0,
             lr: classify::schedule(hidden),
             epochs: None,
             smaller_step: None,
@@ -329,6 +335,11 @@ impl TrainArgs {
             ("--pool", self.pool.is_some()),
             ("--class-weights", self.class_weights.is_some()),
         ];
+        if self.task == Task::Classify && self.output_dropout.is_some() {
+            return Some(
+                "--output-dropout applies to language models: a classifier's --dropout already acts before its output layer".into(),
+            );
+        }
         let given = classify_only.iter().find(|(_, g)| *g).map(|(f, _)| *f);
         match (self.task, given) {
             (Task::Lm, Some("--bidirectional")) => Some(
@@ -367,6 +378,7 @@ impl TrainArgs {
             ("--momentum", self.momentum.is_some()),
             ("--grad-clip", self.grad_clip.is_some()),
             ("--dropout", self.dropout.is_some()),
+            ("--output-dropout", self.output_dropout.is_some()),
             ("--forget-bias", self.forget_bias.is_some()),
             ("--mode", self.mode.is_some()),
             ("--val-fraction", self.val_fraction.is_some()),
@@ -417,7 +429,7 @@ impl TrainArgs {
         }
         if let (Some(d), 1) = (self.dropout.filter(|&d| d > 0.0), layers) {
             return Err(format!(
-                "--dropout {d} has no effect on a 1-layer model (dropout acts between layers); leave it out or use --layers 2 or more"
+                "--dropout {d} has no effect on a 1-layer model (dropout acts between layers); leave it out, use --layers 2 or more, or drop the output layer's input with --output-dropout"
             ));
         }
         Ok(())

@@ -94,7 +94,7 @@
 //! let vocab = Vocab::from_texts([text.as_str()]);
 //! let tokens = split::tokens(&vocab, &split::sequences(&[text], Mode::Stream)).unwrap();
 //!
-//! let config = ModelConfig { cell: CellKind::Lstm, hidden: 32, layers: 1, vocab_size: vocab.len(), dropout: 0.0 };
+//! let config = ModelConfig { cell: CellKind::Lstm, hidden: 32, layers: 1, vocab_size: vocab.len(), ..ModelConfig::default() };
 //! let mut model = Model::new(config);
 //! model.init(&mut rand_chacha::ChaCha8Rng::seed_from_u64(1));
 //! let tc = TrainConfig {

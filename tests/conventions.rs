@@ -347,6 +347,73 @@ fn flags_that_change_nothing_are_refused() {
     );
 }
 
+/// `--output-dropout` drops the output layer's input: it is the dropout a 1-layer model can
+/// have; it is kept in the checkpoint, written out in the repeat command, fixed on resume
+/// and refused for a classifier, whose `--dropout` already acts there.
+#[test]
+fn output_dropout_where_it_acts() {
+    let dir = TempDir::new().unwrap();
+    let o = train(
+        &dir,
+        "one",
+        &[
+            "--max-steps",
+            "3",
+            "--layers",
+            "1",
+            "--output-dropout",
+            "0.3",
+        ],
+    );
+    assert!(o.status.success(), "{}", stderr(&o));
+    let model = &json(&dir.path().join("one/latest.json"))["model"];
+    assert_eq!(model["output_dropout"].as_f64().unwrap() as f32, 0.3);
+    assert_eq!(model["dropout"], 0.0);
+    assert!(
+        stderr(&o).contains("output dropout 0.3 (given)"),
+        "{}",
+        stderr(&o)
+    );
+    // Without it, the file has no such field (files of earlier versions stay as they were).
+    let o = train(&dir, "plain", &["--max-steps", "2"]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert!(
+        json(&dir.path().join("plain/latest.json"))["model"]
+            .get("output_dropout")
+            .is_none()
+    );
+    let ck = dir.path().join("one/latest.json");
+    let o = run(
+        &dir,
+        &[
+            "train",
+            "--resume",
+            ck.to_str().unwrap(),
+            "--output-dropout",
+            "0.1",
+        ],
+    );
+    assert_one_line_error(&o, "--output-dropout");
+    std::fs::write(
+        dir.path().join("labels.txt"),
+        "__label__a ab\n__label__b ba\n".repeat(20),
+    )
+    .unwrap();
+    let labels = dir.path().join("labels.txt");
+    let o = run(
+        &dir,
+        &[
+            "train",
+            labels.to_str().unwrap(),
+            "--task",
+            "classify",
+            "--output-dropout",
+            "0.2",
+        ],
+    );
+    assert_one_line_error(&o, "--output-dropout applies to language models");
+}
+
 /// A stream-mode model saw `<end>` once per file: `score` says so and scores each line up
 /// to its newline; `--end end` and `--end none` are the documented alternatives.
 #[test]

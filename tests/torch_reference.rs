@@ -66,6 +66,7 @@ fn cases() -> Vec<Case> {
                 hidden: usize_of(&c["hidden"]),
                 layers: usize_of(&c["layers"]),
                 dropout: 0.0,
+                output_dropout: 0.0,
             };
             let mut model = Model::new(config);
             for spec in model.layout.tensors.clone() {

@@ -307,6 +307,7 @@ mod tests {
             hidden: 6,
             vocab_size: vocab.len(),
             dropout: 0.0,
+            output_dropout: 0.0,
         });
         m.init(&mut rand_chacha::ChaCha8Rng::seed_from_u64(4));
         let a = activations(&m, &vocab, &text, Mode::Stream, usize::MAX).unwrap();
@@ -350,6 +351,7 @@ mod tests {
             hidden: 512,
             vocab_size: 65,
             dropout: 0.0,
+            output_dropout: 0.0,
         };
         let per_char = memory_bytes(&c, 2_000_000).unwrap() - memory_bytes(&c, 1_000_000).unwrap();
         assert_eq!(per_char, 1_000_000 * (1024 + BYTES_PER_CHAR));

@@ -59,6 +59,11 @@ pub fn repeat_command(args: &TrainArgs, trainer: &Trainer, dir: &std::path::Path
         ),
         ("--hidden", args.hidden.is_none(), c.hidden.to_string()),
         ("--dropout", args.dropout.is_none(), c.dropout.to_string()),
+        (
+            "--output-dropout",
+            args.output_dropout.is_none() && c.output_dropout > 0.0,
+            c.output_dropout.to_string(),
+        ),
         ("--lr", args.lr.is_none(), lr.base.to_string()),
         ("--lr-tail", args.lr_tail.is_none(), lr.tail.to_string()),
     ];

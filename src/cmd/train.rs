@@ -175,6 +175,7 @@ fn train(args: TrainArgs, world: &dyn Collective) -> Result<()> {
                     model_config = ModelConfig {
                         vocab_size: corpus.vocab.len(),
                         dropout: args.dropout.unwrap_or(m.config.dropout),
+                        output_dropout: args.output_dropout.unwrap_or(m.config.output_dropout),
                         ..m.config
                     };
                     note!(
@@ -216,6 +217,7 @@ fn train(args: TrainArgs, world: &dyn Collective) -> Result<()> {
             let given = recipe::Given {
                 hidden: args.hidden.is_some(),
                 dropout: args.dropout.is_some(),
+                output_dropout: args.output_dropout.is_some(),
                 lr: args.lr.is_some(),
                 lr_tail: args.lr_tail.is_some(),
                 lr_floor: args.lr_floor.is_some(),

@@ -274,6 +274,7 @@ mod tests {
             hidden: 8,
             layers: 1,
             dropout: 0.0,
+            output_dropout: 0.0,
         });
         m.init(&mut ChaCha8Rng::seed_from_u64(2));
         (m, vocab)

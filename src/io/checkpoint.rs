@@ -569,6 +569,7 @@ mod tests {
             hidden: 6,
             layers: 2,
             dropout: 0.1,
+            output_dropout: 0.0,
         });
         model.init(&mut rand_chacha::ChaCha8Rng::seed_from_u64(3));
         let train = TrainConfig {

@@ -3,6 +3,7 @@
 //!
 //! The file's metadata (string to string, as the format allows) holds what is needed to use
 //! the weights: `format` = `charrnn`, `cell`, `layers`, `hidden`, `vocab_size`, `dropout`,
+//! `output_dropout` (only when above 0),
 //! `mode` (how the text was cut into sequences in training: `stream` or `lines`),
 //! `start_id` and `end_id` of the two special tokens, and `vocab`, a JSON array of the
 //! characters in id order from id 2.
@@ -29,7 +30,7 @@ use std::path::Path;
 pub fn metadata(model: &Model, vocab: &Vocab, mode: Mode) -> HashMap<String, String> {
     let c = &model.config;
     let chars: Vec<String> = vocab.chars().iter().map(|ch| ch.to_string()).collect();
-    HashMap::from([
+    let mut meta = HashMap::from([
         ("format".to_string(), "charrnn".to_string()),
         ("cell".to_string(), c.cell.to_string()),
         ("layers".to_string(), c.layers.to_string()),
@@ -43,7 +44,12 @@ pub fn metadata(model: &Model, vocab: &Vocab, mode: Mode) -> HashMap<String, Str
             "vocab".to_string(),
             serde_json::to_string(&chars).expect("strings serialise"),
         ),
-    ])
+    ]);
+    // Only when set, as in the checkpoint: files of models without it stay as they were.
+    if c.output_dropout > 0.0 {
+        meta.insert("output_dropout".into(), c.output_dropout.to_string());
+    }
+    meta
 }
 
 /// The metadata written with a classifier's weights (see the module docs).

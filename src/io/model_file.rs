@@ -102,12 +102,19 @@ fn parse_safetensors(bytes: &[u8]) -> Result<ModelFile> {
     let dropout: f32 = field("dropout")?
         .parse()
         .map_err(|_| anyhow!("metadata \"dropout\" is not a number"))?;
+    let output_dropout: f32 = match meta.get("output_dropout") {
+        None => 0.0,
+        Some(q) => q
+            .parse()
+            .map_err(|_| anyhow!("metadata \"output_dropout\" is not a number"))?,
+    };
     let config = ModelConfig {
         cell,
         layers: number("layers")?,
         hidden: number("hidden")?,
         vocab_size: number("vocab_size")?,
         dropout,
+        output_dropout,
     };
     config.validate().map_err(|e| anyhow!(e))?;
     let mode = match meta.get("mode") {
@@ -200,6 +207,8 @@ mod tests {
             hidden: 5,
             layers: 2,
             dropout: 0.25,
+            // Present in one export, absent from the others: both read back.
+            output_dropout: if cell == CellKind::Gru { 0.2 } else { 0.0 },
         });
         model.init(&mut rand_chacha::ChaCha8Rng::seed_from_u64(9));
         let bytes = safetensors_bytes(&model, &vocab, Mode::Lines).unwrap();

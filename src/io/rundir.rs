@@ -513,6 +513,7 @@ mod tests {
             hidden: 4,
             vocab_size: vocab.len(),
             dropout: 0.0,
+            output_dropout: 0.0,
         });
         let config = TrainConfig {
             batch: 1,

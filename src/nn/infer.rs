@@ -591,6 +591,7 @@ mod tests {
                 hidden: 37,
                 layers: 3,
                 dropout: 0.0,
+                output_dropout: 0.0,
             });
             m.init(&mut rand_chacha::ChaCha8Rng::seed_from_u64(4));
             // A second <start> inside: both engines reset the state there.
@@ -646,6 +647,7 @@ mod tests {
                 hidden: 11,
                 layers: 2,
                 dropout: 0.0,
+                output_dropout: 0.0,
             });
             m.init(&mut rand_chacha::ChaCha8Rng::seed_from_u64(5));
             let mut st = Stepper::new(&m, 2);

@@ -2,13 +2,15 @@
 //! pass over a window and backpropagation through time.
 //!
 //! ```text
-//! x_t (id) ──gather──▶ layer 0 ──dropout──▶ layer 1 … layer L-1 ──▶ logits = h W_headᵀ + b_head
+//! x_t (id) ──gather──▶ layer 0 ──dropout──▶ layer 1 … layer L-1 ──output dropout──▶ logits = h W_headᵀ + b_head
 //! ```
 //!
 //! Parameter names follow PyTorch (`weight_ih_l0`, …, see [`crate::nn::cell`]); the output layer
 //! is `head.weight` [V, H] and `head.bias` [V], as in `nn.Linear(H, V)` named `head`.
 //! Dropout (inverted: kept units are scaled by 1/(1-p), so evaluation needs no rescaling)
-//! is applied to the input of every layer above the first, as in `torch.nn.LSTM(dropout=p)`;
+//! is applied to the input of every layer above the first, as in `torch.nn.LSTM(dropout=p)`,
+//! and with `output_dropout` to the output layer's input too (Zaremba et al. 2014 drop every
+//! non-recurrent connection: that is `nn.Dropout(q)` between `nn.LSTM` and `nn.Linear`);
 //! it is off whenever no random generator is passed.
 
 use crate::kernels::{
@@ -43,6 +45,15 @@ pub struct ModelConfig {
     pub vocab_size: usize,
     /// Probability of dropping a unit between layers while training, in [0, 1).
     pub dropout: f32,
+    /// Probability of dropping a unit of the top layer's output, the output layer's input,
+    /// while training, in [0, 1). Absent from a checkpoint when 0, so that files written
+    /// before it existed load and re-save byte for byte.
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub output_dropout: f32,
+}
+
+fn is_zero(p: &f32) -> bool {
+    *p == 0.0
 }
 
 impl Default for ModelConfig {
@@ -54,6 +65,7 @@ impl Default for ModelConfig {
             hidden: 256,
             vocab_size: 0,
             dropout: 0.0,
+            output_dropout: 0.0,
         }
     }
 }
@@ -159,6 +171,12 @@ impl ModelConfig {
             return Err(format!(
                 "model.dropout is {}, must be in [0, 1)",
                 self.dropout
+            ));
+        }
+        if !(0.0..1.0).contains(&self.output_dropout) {
+            return Err(format!(
+                "model.output_dropout is {}, must be in [0, 1)",
+                self.output_dropout
             ));
         }
         Ok(())
@@ -358,11 +376,11 @@ impl Model {
         let gh = kind.gates() * hid;
         let (t_len, bs) = (ws.t_len, ws.batch);
         let n = t_len * bs;
-        let p_drop = self.config.dropout;
-        let dropout = p_drop > 0.0 && rng.is_some() && ws.training;
-        ws.dropout_active = dropout;
+        ws.dropout_active = rng.is_some() && ws.training;
 
+        let p = self.config.dropout;
         for (l, ids) in self.layers.iter().enumerate() {
+            let masked = ws.masked(l);
             let (below, this) = ws.layers.split_at_mut(l);
             let cache = &mut this[0];
             let gates = &mut cache.gates[..n * gh];
@@ -377,22 +395,18 @@ impl Model {
                 }
             } else {
                 let h_below = &below[l - 1].h[..n * hid];
-                let input: &[f32] = if dropout {
-                    let rng = rng.as_deref_mut().unwrap();
-                    let keep = 1.0 / (1.0 - p_drop);
-                    let mask = &mut ws.masks[l][..n * hid];
-                    let dropped = &mut ws.inputs[l][..n * hid];
-                    for ((m, d), &h) in mask.iter_mut().zip(dropped.iter_mut()).zip(h_below) {
-                        *m = if rng.random::<f32>() < p_drop {
-                            0.0
-                        } else {
-                            keep
-                        };
-                        *d = h * *m;
+                let input: &[f32] = match rng.as_deref_mut() {
+                    Some(rng) if masked => {
+                        let (mask, dropped) = (&mut ws.masks[l], &mut ws.inputs[l]);
+                        drop_units(
+                            h_below,
+                            &mut mask[..n * hid],
+                            &mut dropped[..n * hid],
+                            p,
+                            rng,
+                        )
                     }
-                    dropped
-                } else {
-                    h_below
+                    _ => h_below,
                 };
                 let input = ArrayView2::from_shape((n, hid), input).unwrap();
                 let mut out = ArrayViewMut2::from_shape((n, gh), &mut *gates).unwrap();
@@ -408,7 +422,17 @@ impl Model {
             cell::forward(kind, w_hh_t, b_hh, cache, h0, c0, &ws.reset, t_len, bs);
         }
 
-        let top = &ws.layers[self.config.layers - 1].h[..n * hid];
+        let last = self.config.layers;
+        let masked = ws.masked(last);
+        let top = &ws.layers[last - 1].h[..n * hid];
+        let top: &[f32] = match rng {
+            Some(rng) if masked => {
+                let (mask, dropped) = (&mut ws.masks[last], &mut ws.inputs[last]);
+                let q = self.config.output_dropout;
+                drop_units(top, &mut mask[..n * hid], &mut dropped[..n * hid], q, rng)
+            }
+            _ => top,
+        };
         let top = ArrayView2::from_shape((n, hid), top).unwrap();
         let logits = &mut ws.logits[..n * v];
         let mut out = ArrayViewMut2::from_shape((n, v), &mut *logits).unwrap();
@@ -492,10 +516,15 @@ impl Model {
         let n = t_len * bs;
         let lay = &self.layout;
 
+        let last = self.config.layers;
+        let masked_top = ws.masked(last);
         let dlogits = &mut ws.logits[..n * v];
         softmax_cross_entropy_backward(dlogits, v, &ws.y, &ws.valid, scale);
         let dlogits = ArrayView2::from_shape((n, v), &*dlogits).unwrap();
-        let top = &ws.layers[self.config.layers - 1].h[..n * hid];
+        let top = match masked_top {
+            true => &ws.inputs[last][..n * hid],
+            false => &ws.layers[last - 1].h[..n * hid],
+        };
         let top = ArrayView2::from_shape((n, hid), top).unwrap();
         // dW_head += dlogitsᵀ · h_top;  db_head += Σ_n dlogits;  dh_top = dlogits · W_head
         packed.product(
@@ -514,8 +543,12 @@ impl Model {
             let pre = packed.bf16.as_ref().map(|b| &b.head);
             packed.product(&mut dh, dlogits, self.mat(self.head_w), pre, false);
         }
+        if masked_top {
+            apply_mask(&mut ws.dh[..n * hid], &ws.masks[last][..n * hid]);
+        }
 
         for (l, ids) in self.layers.iter().enumerate().rev() {
+            let masked = ws.masked(l);
             let (below, this) = ws.layers.split_at_mut(l);
             let cache = &mut this[0];
             let w_hh = &packed.w_hh[l];
@@ -546,7 +579,7 @@ impl Model {
             }
             let dgx_m = ArrayView2::from_shape((n, gh), dgx).unwrap();
             if l > 0 {
-                let input: &[f32] = if ws.dropout_active {
+                let input: &[f32] = if masked {
                     &ws.inputs[l][..n * hid]
                 } else {
                     &below[l - 1].h[..n * hid]
@@ -566,10 +599,8 @@ impl Model {
                     let pre = packed.bf16.as_ref().map(|b| &b.w_ih[l - 1]);
                     packed.product(&mut dx_m, dgx_m, self.mat(ids.w_ih), pre, false);
                 }
-                if ws.dropout_active {
-                    for (d, &m) in dx.iter_mut().zip(&ws.masks[l][..n * hid]) {
-                        *d *= m;
-                    }
+                if masked {
+                    apply_mask(dx, &ws.masks[l][..n * hid]);
                 }
                 std::mem::swap(&mut ws.dh, &mut ws.dx);
             } else {
@@ -601,6 +632,30 @@ impl Model {
         ws.load_tokens(tokens);
         self.forward_logits(packed, ws, state, None);
         &ws.logits[..tokens.len() * self.config.vocab_size]
+    }
+}
+
+/// Inverted dropout of `h` into `dropped`: each unit kept with probability 1 - p and scaled
+/// by 1/(1-p) (`mask` holds 0 or that scale, for the backward pass). Returns `dropped`.
+fn drop_units<'d>(
+    h: &[f32],
+    mask: &mut [f32],
+    dropped: &'d mut [f32],
+    p: f32,
+    rng: &mut ChaCha8Rng,
+) -> &'d [f32] {
+    let keep = 1.0 / (1.0 - p);
+    for ((m, d), &h) in mask.iter_mut().zip(dropped.iter_mut()).zip(h) {
+        *m = if rng.random::<f32>() < p { 0.0 } else { keep };
+        *d = h * *m;
+    }
+    dropped
+}
+
+/// The backward pass of [`drop_units`]: the gradient flows only through kept units.
+fn apply_mask(grad: &mut [f32], mask: &[f32]) {
+    for (g, &m) in grad.iter_mut().zip(mask) {
+        *g *= m;
     }
 }
 

@@ -21,9 +21,11 @@ pub struct Workspace {
     /// [V, G·H]: the scatter-add buffer of the gather's gradient.
     pub(crate) dw_ih0_t: Vec<f32>,
     pub(crate) layers: Vec<LayerCache>,
-    /// Per layer l ≥ 1, [T, B, H]: dropout mask (0 or 1/(1-p)) and the masked input.
+    /// Per layer l in 1..=L, [T, B, H]: dropout mask (0 or 1/(1-p)) and the masked input of
+    /// layer l, where layer L is the output layer; empty where that input is not dropped.
     pub(crate) masks: Vec<Vec<f32>>,
     pub(crate) inputs: Vec<Vec<f32>>,
+    /// Whether the last forward pass dropped units (a training pass with a generator).
     pub(crate) dropout_active: bool,
     /// Whether the backward buffers exist (see [`Workspace::inference`]).
     pub(crate) training: bool,
@@ -60,7 +62,8 @@ impl Workspace {
         let n = (batch as u64).checked_mul(t_cap as u64)?;
         let k = u64::from(training);
         // Per layer: gates (and GRU's dgh) [N, G·H], h_prev, h, c or hn [N, H], the dropout
-        // mask and input [N, H], and a few [B, G·H] rows.
+        // mask and input [N, H] (counted for every layer, which covers the output layer's
+        // and layer 0's none), and a few [B, G·H] rows.
         let per_layer = n
             .checked_mul(gh.checked_mul(2)?.checked_add(h.checked_mul(6)?)?)?
             .checked_add((batch as u64).checked_mul(gh)?.checked_mul(8)?)?;
@@ -78,7 +81,11 @@ impl Workspace {
         let gh = config.cell.gates() * h;
         let n = batch * t_cap;
         let with_dropout = |l: usize| {
-            if l > 0 && config.dropout > 0.0 && training {
+            let p = match l == config.layers {
+                true => config.output_dropout,
+                false => config.dropout,
+            };
+            if l > 0 && p > 0.0 && training {
                 vec![0.0; n * h]
             } else {
                 Vec::new()
@@ -96,8 +103,8 @@ impl Workspace {
             layers: (0..config.layers)
                 .map(|_| LayerCache::new(config.cell, batch, t_cap, h, training))
                 .collect(),
-            masks: (0..config.layers).map(with_dropout).collect(),
-            inputs: (0..config.layers).map(with_dropout).collect(),
+            masks: (0..=config.layers).map(with_dropout).collect(),
+            inputs: (0..=config.layers).map(with_dropout).collect(),
             dropout_active: false,
             training,
             logits: vec![0.0; n * v],
@@ -105,6 +112,12 @@ impl Workspace {
             dx: vec![0.0; if training { n * h } else { 0 }],
             db: vec![0.0; if training { gh } else { 0 }],
         }
+    }
+
+    /// Whether the last forward pass dropped units of layer `l`'s input (`l` = L: the
+    /// output layer's).
+    pub(crate) fn masked(&self, l: usize) -> bool {
+        self.dropout_active && !self.masks[l].is_empty()
     }
 
     /// Takes rows `rows` of a window, as this shard's streams.

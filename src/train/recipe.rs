@@ -50,9 +50,17 @@ impl Calibration {
     }
 }
 
-/// Memory the measurement may use: it needs only a FLOP rate, so a vocabulary too large
+/// Memory the calibration may use: it needs only a FLOP rate, so a vocabulary too large
 /// for the usual batch in this much is measured on fewer streams.
 const CALIBRATION_BYTES: u64 = 256 << 20;
+
+/// Memory the measurement of a chosen model may use: its speed is that of the batch it
+/// will train on, and 2 GiB holds a 2x1024 LSTM's 64 x 100. (In the calibration's 256 MB a
+/// 2x512 was measured on 16 streams, 12.2k chars/s where it trains at 16.7k; twenty minutes
+/// of tinyshakespeare, 2,700 steps of 64 x 100, were then planned as 1,880, under the mark of
+/// [`MIN_STEPS`], and trained on smaller steps: 1.477 against 1.445,
+/// bench/results/2026-12-01-margin.md.)
+const MODEL_BYTES: u64 = 2 << 30;
 
 /// The model [`calibrate`] measures: a 2x256 LSTM over `vocab_size` symbols.
 pub fn calibration_model(vocab_size: usize) -> ModelConfig {
@@ -62,19 +70,21 @@ pub fn calibration_model(vocab_size: usize) -> ModelConfig {
         hidden: 256,
         vocab_size,
         dropout: 0.0,
+        output_dropout: 0.0,
     }
 }
 
 /// The batch [`measure`] trains `config` on: 64 x 100, or fewer streams if that would hold
-/// more than [`CALIBRATION_BYTES`] (or half the memory available); an error, with the
-/// estimate, if even one stream does not fit.
+/// more than `bytes` (or half the memory available); an error, with the estimate, if even
+/// one stream does not fit.
 pub fn calibration_config(
     config: &ModelConfig,
     threads: usize,
     precision: Precision,
+    bytes: u64,
 ) -> anyhow::Result<crate::train::TrainConfig> {
     use crate::train::{TrainConfig, Trainer};
-    let budget = CALIBRATION_BYTES.min(crate::fs::available_memory() / 2);
+    let budget = bytes.min(crate::fs::available_memory() / 2);
     let mut tc = TrainConfig {
         threads,
         precision,
@@ -105,7 +115,7 @@ pub fn calibrate(
     precision: Precision,
 ) -> anyhow::Result<Calibration> {
     let config = calibration_model(vocab_size);
-    let cps = measure(&config, threads, precision)?;
+    let cps = measure(&config, threads, precision, CALIBRATION_BYTES)?;
     Ok(Calibration {
         flops_per_s: cps * 3.0 * config.forward_flops(),
     })
@@ -114,10 +124,15 @@ pub fn calibrate(
 /// Training characters per second of `config` on this machine: three steps (after one
 /// unmeasured) of batch 64 x 100 (fewer streams for a very large vocabulary: see
 /// [`calibration_config`]) on `threads` shards, random text, products in `precision`.
-pub fn measure(config: &ModelConfig, threads: usize, precision: Precision) -> anyhow::Result<f64> {
+pub fn measure(
+    config: &ModelConfig,
+    threads: usize,
+    precision: Precision,
+    bytes: u64,
+) -> anyhow::Result<f64> {
     use crate::train::{Optimizer, Trainer};
     use rand::{RngExt, SeedableRng};
-    let tc = calibration_config(config, threads, precision)?;
+    let tc = calibration_config(config, threads, precision, bytes)?;
     let vocab_size = config.vocab_size;
     let mut model = crate::nn::Model::new(*config);
     let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(0);
@@ -176,6 +191,7 @@ impl Task {
 pub struct Recipe {
     pub hidden: usize,
     pub dropout: f32,
+    pub output_dropout: f32,
     pub lr: LrSchedule,
     /// Epochs of the corpus the budget allows at this width (estimated), if there is a
     /// budget.
@@ -206,6 +222,7 @@ pub fn choose(task: &Task, budget: Option<(f64, &Calibration)>, hidden: Option<u
         hidden,
         vocab_size,
         dropout: 0.0,
+        output_dropout: 0.0,
     };
     let epochs = |hidden| {
         budget.map(|(seconds, speed)| {
@@ -248,6 +265,10 @@ pub fn choose(task: &Task, budget: Option<(f64, &Calibration)>, hidden: Option<u
         } else {
             0.0
         },
+        // Dropping the output layer's input too, at the same rate (Zaremba et al. 2014 drop
+        // every non-recurrent connection alike), made tinyshakespeare's 20 minutes worse:
+        // best 1.4600 against 1.4408 (bench/results/2026-12-01-margin.md).
+        output_dropout: 0.0,
         lr: LrSchedule::cosine(lr_for_run(hidden, steps), 0.02, 0.05, tail_for(exposure)),
         epochs: epochs(hidden),
         smaller_step,
@@ -439,13 +460,14 @@ pub fn plan_in(
         hidden: recipe.hidden,
         vocab_size: task.vocab_size,
         dropout: 0.0,
+        output_dropout: 0.0,
     };
     if let (Some(seconds), Some(steps)) = (time_limit, recipe.steps)
         && task.choose_step
         && steps < 2.0 * MIN_STEPS
         && model != calibration_model(task.vocab_size)
     {
-        let chars = seconds * TRAINING_SHARE * measure(&model, threads, precision)?;
+        let chars = seconds * TRAINING_SHARE * measure(&model, threads, precision, MODEL_BYTES)?;
         let (step, n) = step_for(task, chars);
         (recipe.smaller_step, recipe.steps) = (step, Some(n));
         recipe.lr.base = lr_for_run(recipe.hidden, recipe.steps);
@@ -460,6 +482,7 @@ pub fn plan_in(
 pub struct Given {
     pub hidden: bool,
     pub dropout: bool,
+    pub output_dropout: bool,
     pub lr: bool,
     pub lr_tail: bool,
     pub lr_floor: bool,
@@ -515,8 +538,12 @@ pub fn describe(model: &ModelConfig, lr: &LrSchedule, given: Given) -> String {
             format!("times {} per epoch after epoch {}", lr.decay, lr.after)
         }
     };
+    let output = match model.output_dropout {
+        0.0 => String::new(),
+        q => format!(", output dropout {q} ({})", by(given.output_dropout)),
+    };
     format!(
-        "width {} ({width}), dropout {} ({}), lr {:.1e} ({}) {schedule}",
+        "width {} ({width}), dropout {} ({}){output}, lr {:.1e} ({}) {schedule}",
         model.hidden,
         model.dropout,
         by(given.dropout),
@@ -573,13 +600,25 @@ mod tests {
     /// measurement's memory.
     #[test]
     fn calibration_fits_its_memory() {
-        let small = calibration_config(&calibration_model(65), 2, Precision::F32).unwrap();
+        let measured = |c: &ModelConfig, bytes| calibration_config(c, 2, Precision::F32, bytes);
+        let small = measured(&calibration_model(65), CALIBRATION_BYTES).unwrap();
         assert_eq!((small.batch, small.seq_len), (64, 100));
         let config = calibration_model(65_536);
-        let large = calibration_config(&config, 2, Precision::F32).unwrap();
+        let large = measured(&config, CALIBRATION_BYTES).unwrap();
         assert!(large.batch < 16, "{}", large.batch);
         let bytes = crate::train::Trainer::memory_bytes(&config, &large).unwrap();
         assert!(bytes <= CALIBRATION_BYTES || large.batch == 1, "{bytes}");
+        // A chosen model of any width the recipe tries is measured at its usual batch over
+        // a text's vocabulary, as it will train (where this machine has the memory).
+        for hidden in WIDTHS {
+            let wide = ModelConfig {
+                hidden,
+                ..calibration_model(67)
+            };
+            let tc = measured(&wide, MODEL_BYTES).unwrap();
+            let fits = crate::fs::available_memory() / 2 >= MODEL_BYTES;
+            assert!(!fits || tc.batch == 64, "{hidden}: batch {}", tc.batch);
+        }
     }
 
     #[test]

@@ -178,6 +178,7 @@ mod tests {
             hidden: 64,
             vocab_size: 10,
             dropout: 0.25,
+            output_dropout: 0.0,
         };
         let line = inherited(&from, Mode::Lines, None, None);
         assert!(

@@ -71,6 +71,7 @@ pub fn start_model(
         Start::From { model, vocab: old } => {
             let mut m = model.with_vocab(old, vocab, &mut rng);
             m.config.dropout = config.dropout;
+            m.config.output_dropout = config.output_dropout;
             m
         }
         Start::New => {
@@ -472,6 +473,7 @@ mod tests {
             hidden: 64,
             vocab_size: 10,
             dropout: 0.25,
+            output_dropout: 0.0,
         };
         assert!(check_resumed_length(100, 101, "--max-steps 101").is_ok());
         let e = check_resumed_length(100, 50, "--max-steps 50")

@@ -601,6 +601,7 @@ pub(crate) mod tests {
             hidden: 32,
             layers: 2,
             dropout,
+            output_dropout: 0.0,
         });
         model.init(&mut ChaCha8Rng::seed_from_u64(1));
         let config = TrainConfig {

@@ -157,6 +157,7 @@ impl ClassifierConfig {
             hidden: self.hidden,
             vocab_size: self.vocab_size,
             dropout: self.dropout,
+            output_dropout: 0.0,
         };
         body.validate_fields()?;
         if self.labels < 2 {

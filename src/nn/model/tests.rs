@@ -22,6 +22,7 @@ fn model(cell: CellKind, layers: usize, vocab_size: usize, hidden: usize, seed: 
         hidden,
         layers,
         dropout: 0.0,
+        output_dropout: 0.0,
     });
     m.init(&mut ChaCha8Rng::seed_from_u64(seed));
     m
@@ -151,51 +152,94 @@ fn grad_check_catches_a_wrong_gradient() {
     }
 }
 
+/// Central finite differences of the loss with dropout on (the same seed draws the same
+/// masks in every pass, so the loss is a smooth function of the parameters) against the
+/// analytic gradient, on every element of the tensors `names`.
+fn check_dropout_gradients(m: &mut Model, names: &[&str]) {
+    let win = test_window();
+    let state = test_state(&m.config, win.batch);
+    let run = |m: &Model, grad: bool| {
+        let mut ws = Workspace::new(&m.config, win.batch, win.t_len);
+        let packed = PackedWeights::training(m);
+        let mut s = state.clone();
+        let mut rng = ChaCha8Rng::seed_from_u64(5);
+        let loss = m.forward(&packed, &mut ws, &win, 0..win.batch, &mut s, Some(&mut rng));
+        let mut g = vec![0.0; m.param_count()];
+        if grad {
+            m.backward(&packed, &mut ws, &mut g, 1.0 / win.count as f32);
+        }
+        (loss / win.count as f64, g)
+    };
+    let (_, g) = run(m, true);
+    let eps = 1e-2;
+    for name in names {
+        let spec = m.layout.spec(m.layout.find(name).unwrap()).clone();
+        for i in spec.range() {
+            let orig = m.params[i];
+            m.params[i] = orig + eps;
+            let lp = run(m, false).0;
+            m.params[i] = orig - eps;
+            let lm = run(m, false).0;
+            m.params[i] = orig;
+            let fd = (lp - lm) / (2.0 * eps as f64);
+            assert!(
+                (fd - g[i] as f64).abs() <= ATOL + RTOL * fd.abs(),
+                "{} {name}: analytic {} fd {fd}",
+                m.config.cell,
+                g[i]
+            );
+        }
+    }
+    // and dropout does change the loss
+    let off = loss_and_grad(m, &win, &state, false).0;
+    assert_ne!(off, run(m, false).0);
+}
+
 #[test]
 fn dropout_gradients_match_with_a_fixed_mask() {
-    // With the same seed the mask is the same in every forward pass, so the loss is a smooth
-    // function of the parameters and the finite-difference check applies to dropout too.
-    let win = test_window();
     for cell in CELLS {
         let mut m = model(cell, 2, 6, 5, 3);
         m.config.dropout = 0.3;
-        let state = test_state(&m.config, win.batch);
-        let run = |m: &Model, grad: bool| {
-            let mut ws = Workspace::new(&m.config, win.batch, win.t_len);
-            let packed = PackedWeights::training(m);
-            let mut s = state.clone();
-            let mut rng = ChaCha8Rng::seed_from_u64(5);
-            let loss = m.forward(&packed, &mut ws, &win, 0..win.batch, &mut s, Some(&mut rng));
-            let mut g = vec![0.0; m.param_count()];
-            if grad {
-                m.backward(&packed, &mut ws, &mut g, 1.0 / win.count as f32);
-            }
-            (loss / win.count as f64, g)
-        };
-        let (_, g) = run(&m, true);
-        let eps = 1e-2;
-        for name in ["weight_ih_l1", "weight_hh_l0", "bias_ih_l0"] {
-            let spec = m.layout.spec(m.layout.find(name).unwrap()).clone();
-            for i in spec.range() {
-                let orig = m.params[i];
-                m.params[i] = orig + eps;
-                let lp = run(&m, false).0;
-                m.params[i] = orig - eps;
-                let lm = run(&m, false).0;
-                m.params[i] = orig;
-                let fd = (lp - lm) / (2.0 * eps as f64);
-                assert!(
-                    (fd - g[i] as f64).abs() <= ATOL + RTOL * fd.abs(),
-                    "{} {name}: analytic {} fd {fd}",
-                    cell,
-                    g[i]
-                );
-            }
-        }
-        // and dropout does change the loss
-        let off = loss_and_grad(&m, &win, &state, false).0;
-        assert_ne!(off, run(&m, false).0);
+        check_dropout_gradients(&mut m, &["weight_ih_l1", "weight_hh_l0", "bias_ih_l0"]);
     }
+}
+
+#[test]
+fn output_dropout_gradients_match_with_a_fixed_mask() {
+    // Alone on a 1-layer model (where it is the only dropout), and with dropout between
+    // layers on a 2-layer one: the head's gradient and every layer's below it.
+    for cell in CELLS {
+        let mut m = model(cell, 1, 6, 5, 3);
+        m.config.output_dropout = 0.4;
+        check_dropout_gradients(&mut m, &["head.weight", "weight_hh_l0", "bias_ih_l0"]);
+        let mut m = model(cell, 2, 6, 5, 4);
+        m.config.dropout = 0.3;
+        m.config.output_dropout = 0.4;
+        let names = [
+            "head.weight",
+            "head.bias",
+            "weight_ih_l1",
+            "weight_hh_l1",
+            "weight_ih_l0",
+        ];
+        check_dropout_gradients(&mut m, &names);
+    }
+}
+
+#[test]
+fn output_dropout_is_off_in_evaluation_and_absent_from_files_without_it() {
+    let mut m = model(CellKind::Lstm, 2, 6, 5, 3);
+    let win = test_window();
+    let state = test_state(&m.config, win.batch);
+    let plain = loss_and_grad(&m, &win, &state, false).0;
+    m.config.output_dropout = 0.4;
+    assert_eq!(plain, loss_and_grad(&m, &win, &state, false).0);
+    let json = |c: &ModelConfig| serde_json::to_string(c).unwrap();
+    assert!(json(&m.config).contains("\"output_dropout\":0.4"));
+    m.config.output_dropout = 0.0;
+    assert!(!json(&m.config).contains("output_dropout"));
+    let old: ModelConfig = serde_json::from_str(&json(&m.config)).unwrap();
+    assert_eq!(old, m.config);
 }
 
 #[test]
