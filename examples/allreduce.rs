@@ -20,6 +20,7 @@ fn main() {
             hidden,
             vocab_size: 65,
             dropout: 0.0,
+            output_dropout: 0.0,
         };
         let n = config.param_count().unwrap();
         // Values of a gradient's spread of magnitudes, different on every rank.
