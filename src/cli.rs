@@ -147,7 +147,7 @@ pub struct TrainArgs {
     #[arg(long, value_parser = unit_interval_open, allow_negative_numbers = true)]
     pub dropout: Option<f32>,
     /// Dropout on the top layer's output, the output layer's input, in [0, 1) (Zaremba et al.
-    /// 2014); it also regularises a 1-layer model [default: as --dropout's default]
+    /// 2014); the one dropout a 1-layer model can have [default: 0]
     #[arg(long, value_parser = unit_interval_open, allow_negative_numbers = true)]
     pub output_dropout: Option<f32>,
     /// LSTM only: initial forget-gate bias (e.g. 1.0); default is PyTorch's uniform init
