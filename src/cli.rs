@@ -335,17 +335,15 @@ impl TrainArgs {
             ("--pool", self.pool.is_some()),
             ("--class-weights", self.class_weights.is_some()),
         ];
-        if self.task == Task::Classify && self.output_dropout.is_some() {
-            return Some(
-                "--output-dropout applies to language models: a classifier's --dropout already acts before its output layer".into(),
-            );
-        }
         let given = classify_only.iter().find(|(_, g)| *g).map(|(f, _)| *f);
         match (self.task, given) {
             (Task::Lm, Some("--bidirectional")) => Some(
                 "--bidirectional applies to --task classify: a language model predicts each next character, and a backward pass would show it that very character".into(),
             ),
             (Task::Lm, Some(flag)) => Some(format!("{flag} applies to --task classify")),
+            (Task::Classify, _) if self.output_dropout.is_some() => Some(
+                "--output-dropout applies to language models: a classifier's --dropout already acts before its output layer".into(),
+            ),
             (Task::Classify, _) if self.mode.is_some() || self.init_from.is_some() => Some(
                 "--mode and --init-from apply to language models (a classifier reads one line per example)".into(),
             ),

@@ -172,6 +172,17 @@ pub struct Task {
 }
 
 impl Task {
+    /// The model of `hidden` units the task trains, without dropout (what is measured).
+    pub fn model(&self, hidden: usize) -> ModelConfig {
+        ModelConfig {
+            cell: self.cell,
+            layers: self.layers,
+            hidden,
+            vocab_size: self.vocab_size,
+            ..ModelConfig::default()
+        }
+    }
+
     /// The default model (a 2-layer LSTM) and batch (64 x 100) for a text.
     pub fn lstm(train_chars: usize, vocab_size: usize) -> Task {
         Task {
@@ -210,20 +221,11 @@ pub struct Recipe {
 pub fn choose(task: &Task, budget: Option<(f64, &Calibration)>, hidden: Option<usize>) -> Recipe {
     let Task {
         train_chars,
-        vocab_size,
-        cell,
         layers,
         seq_len,
         ..
     } = *task;
-    let config = |hidden| ModelConfig {
-        cell,
-        layers,
-        hidden,
-        vocab_size,
-        dropout: 0.0,
-        output_dropout: 0.0,
-    };
+    let config = |hidden| task.model(hidden);
     let epochs = |hidden| {
         budget.map(|(seconds, speed)| {
             seconds * TRAINING_SHARE * speed.chars_per_s(&config(hidden))
@@ -454,14 +456,7 @@ pub fn plan_in(
     // Near the mark the step is decided on the chosen model's own speed, measured: the
     // estimate from a 2x256 is high for a narrower model (a 2x128 on data/plays.txt: 2,082
     // steps planned, 1,683 made).
-    let model = ModelConfig {
-        cell: task.cell,
-        layers: task.layers,
-        hidden: recipe.hidden,
-        vocab_size: task.vocab_size,
-        dropout: 0.0,
-        output_dropout: 0.0,
-    };
+    let model = task.model(recipe.hidden);
     if let (Some(seconds), Some(steps)) = (time_limit, recipe.steps)
         && task.choose_step
         && steps < 2.0 * MIN_STEPS

@@ -68,10 +68,25 @@ fn test_state(config: &ModelConfig, batch: usize) -> State {
 
 /// Mean loss of the window (one shard holding every stream) and, if asked, its gradient.
 fn loss_and_grad(m: &Model, win: &Window, state: &State, grad: bool) -> (f64, Vec<f32>) {
+    loss_and_grad_dropped(m, win, state, grad, None)
+}
+
+/// [`loss_and_grad`] with dropout on, its masks drawn from `dropout_seed`: the same seed
+/// draws the same masks in every pass, so the loss is a smooth function of the parameters
+/// and the finite-difference check applies to dropout too.
+fn loss_and_grad_dropped(
+    m: &Model,
+    win: &Window,
+    state: &State,
+    grad: bool,
+    dropout_seed: Option<u64>,
+) -> (f64, Vec<f32>) {
     let mut ws = Workspace::new(&m.config, win.batch, win.t_len);
     let packed = PackedWeights::training(m);
     let mut s = state.clone();
-    let loss = m.forward(&packed, &mut ws, win, 0..win.batch, &mut s, None) / win.count as f64;
+    let mut rng = dropout_seed.map(ChaCha8Rng::seed_from_u64);
+    let loss = m.forward(&packed, &mut ws, win, 0..win.batch, &mut s, rng.as_mut());
+    let loss = loss / win.count as f64;
     let mut g = vec![0.0; m.param_count()];
     if grad {
         m.backward(&packed, &mut ws, &mut g, 1.0 / win.count as f32);
@@ -86,16 +101,30 @@ fn loss_and_grad(m: &Model, win: &Window, state: &State, grad: bool) -> (f64, Ve
 /// An element passes when |fd - an| <= 1e-5 + 2e-3·|fd|; a wrong term in a backward
 /// formula is off by a sizeable fraction of the gradient and fails.
 fn grad_check(m: &Model, win: &Window, state: &State, analytic: &[f32]) -> Result<f64, String> {
+    grad_check_of(m, win, state, analytic, None, None)
+}
+
+/// [`grad_check`] with dropout masks drawn from `dropout_seed` (see
+/// [`loss_and_grad_dropped`]), on the tensors named in `only` (all if `None`).
+fn grad_check_of(
+    m: &Model,
+    win: &Window,
+    state: &State,
+    analytic: &[f32],
+    dropout_seed: Option<u64>,
+    only: Option<&[&str]>,
+) -> Result<f64, String> {
     let eps = 1e-2f32;
     let mut probe = m.clone();
     let mut worst = 0.0f64;
-    for spec in &m.layout.tensors {
+    let checked = |name: &String| only.is_none_or(|names| names.contains(&name.as_str()));
+    for spec in m.layout.tensors.iter().filter(|s| checked(&s.name)) {
         for i in spec.range() {
             let orig = probe.params[i];
             probe.params[i] = orig + eps;
-            let (lp, _) = loss_and_grad(&probe, win, state, false);
+            let (lp, _) = loss_and_grad_dropped(&probe, win, state, false, dropout_seed);
             probe.params[i] = orig - eps;
-            let (lm, _) = loss_and_grad(&probe, win, state, false);
+            let (lm, _) = loss_and_grad_dropped(&probe, win, state, false, dropout_seed);
             probe.params[i] = orig;
             let fd = (lp - lm) / (2.0 * eps as f64);
             let an = analytic[i] as f64;
@@ -152,47 +181,20 @@ fn grad_check_catches_a_wrong_gradient() {
     }
 }
 
-/// Central finite differences of the loss with dropout on (the same seed draws the same
-/// masks in every pass, so the loss is a smooth function of the parameters) against the
-/// analytic gradient, on every element of the tensors `names`.
-fn check_dropout_gradients(m: &mut Model, names: &[&str]) {
-    let win = test_window();
+/// [`grad_check_of`] with dropout on, on every element of the tensors `names`; and dropout
+/// does change the loss.
+fn check_dropout_gradients(m: &Model, names: &[&str]) {
+    let (win, seed) = (test_window(), Some(5));
+    assert!(
+        names.iter().all(|n| m.layout.find(n).is_some()),
+        "{names:?}"
+    );
     let state = test_state(&m.config, win.batch);
-    let run = |m: &Model, grad: bool| {
-        let mut ws = Workspace::new(&m.config, win.batch, win.t_len);
-        let packed = PackedWeights::training(m);
-        let mut s = state.clone();
-        let mut rng = ChaCha8Rng::seed_from_u64(5);
-        let loss = m.forward(&packed, &mut ws, &win, 0..win.batch, &mut s, Some(&mut rng));
-        let mut g = vec![0.0; m.param_count()];
-        if grad {
-            m.backward(&packed, &mut ws, &mut g, 1.0 / win.count as f32);
-        }
-        (loss / win.count as f64, g)
-    };
-    let (_, g) = run(m, true);
-    let eps = 1e-2;
-    for name in names {
-        let spec = m.layout.spec(m.layout.find(name).unwrap()).clone();
-        for i in spec.range() {
-            let orig = m.params[i];
-            m.params[i] = orig + eps;
-            let lp = run(m, false).0;
-            m.params[i] = orig - eps;
-            let lm = run(m, false).0;
-            m.params[i] = orig;
-            let fd = (lp - lm) / (2.0 * eps as f64);
-            assert!(
-                (fd - g[i] as f64).abs() <= ATOL + RTOL * fd.abs(),
-                "{} {name}: analytic {} fd {fd}",
-                m.config.cell,
-                g[i]
-            );
-        }
+    let (dropped, g) = loss_and_grad_dropped(m, &win, &state, true, seed);
+    if let Err(e) = grad_check_of(m, &win, &state, &g, seed, Some(names)) {
+        panic!("{} with dropout: {e}", m.config.cell);
     }
-    // and dropout does change the loss
-    let off = loss_and_grad(m, &win, &state, false).0;
-    assert_ne!(off, run(m, false).0);
+    assert_ne!(loss_and_grad(m, &win, &state, false).0, dropped);
 }
 
 #[test]
@@ -200,7 +202,7 @@ fn dropout_gradients_match_with_a_fixed_mask() {
     for cell in CELLS {
         let mut m = model(cell, 2, 6, 5, 3);
         m.config.dropout = 0.3;
-        check_dropout_gradients(&mut m, &["weight_ih_l1", "weight_hh_l0", "bias_ih_l0"]);
+        check_dropout_gradients(&m, &["weight_ih_l1", "weight_hh_l0", "bias_ih_l0"]);
     }
 }
 
@@ -211,7 +213,7 @@ fn output_dropout_gradients_match_with_a_fixed_mask() {
     for cell in CELLS {
         let mut m = model(cell, 1, 6, 5, 3);
         m.config.output_dropout = 0.4;
-        check_dropout_gradients(&mut m, &["head.weight", "weight_hh_l0", "bias_ih_l0"]);
+        check_dropout_gradients(&m, &["head.weight", "weight_hh_l0", "bias_ih_l0"]);
         let mut m = model(cell, 2, 6, 5, 4);
         m.config.dropout = 0.3;
         m.config.output_dropout = 0.4;
@@ -222,7 +224,7 @@ fn output_dropout_gradients_match_with_a_fixed_mask() {
             "weight_hh_l1",
             "weight_ih_l0",
         ];
-        check_dropout_gradients(&mut m, &names);
+        check_dropout_gradients(&m, &names);
     }
 }
 
