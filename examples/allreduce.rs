@@ -21,6 +21,7 @@ fn main() {
             vocab_size: 65,
             dropout: 0.0,
             output_dropout: 0.0,
+            weight_drop: 0.0,
         };
         let n = config.param_count().unwrap();
         // Values of a gradient's spread of magnitudes, different on every rank.

@@ -95,6 +95,7 @@ pub fn measure(corpus: &Corpus, source: &Path, config: &BenchConfig) -> Result<B
         layers: config.layers,
         dropout: 0.0,
         output_dropout: 0.0,
+        weight_drop: 0.0,
     };
     // PyTorch's reference script: Adam at a constant 2e-3, clip 5.
     let tc = TrainConfig {

@@ -150,6 +150,11 @@ pub struct TrainArgs {
     /// 2014); the one dropout a 1-layer model can have [default: 0]
     #[arg(long, value_parser = unit_interval_open, allow_negative_numbers = true)]
     pub output_dropout: Option<f32>,
+    /// Weight drop: the probability of dropping each recurrent weight (W_hh) for one
+    /// update, in [0, 1) (DropConnect as in AWD-LSTM, Merity et al. 2018); it acts on the
+    /// recurrent connections, which --dropout leaves alone [default: 0]
+    #[arg(long, value_parser = unit_interval_open, allow_negative_numbers = true)]
+    pub weight_drop: Option<f32>,
     /// LSTM only: initial forget-gate bias (e.g. 1.0); default is PyTorch's uniform init
     #[arg(long, value_parser = finite_f32, allow_negative_numbers = true)]
     pub forget_bias: Option<f32>,
@@ -245,6 +250,7 @@ impl TrainArgs {
             vocab_size,
             dropout: self.dropout.unwrap_or(recipe.dropout),
             output_dropout: self.output_dropout.unwrap_or(recipe.output_dropout),
+            weight_drop: self.weight_drop.unwrap_or(recipe.weight_drop),
         }
     }
 
@@ -312,6 +318,7 @@ impl TrainArgs {
             hidden,
             dropout: 0.0,
             output_dropout: 0.0,
+            weight_drop: 0.0,
             lr: classify::schedule(hidden),
             epochs: None,
             smaller_step: None,
@@ -343,6 +350,9 @@ impl TrainArgs {
             (Task::Lm, Some(flag)) => Some(format!("{flag} applies to --task classify")),
             (Task::Classify, _) if self.output_dropout.is_some() => Some(
                 "--output-dropout applies to language models: a classifier's --dropout already acts before its output layer".into(),
+            ),
+            (Task::Classify, _) if self.weight_drop.is_some() => Some(
+                "--weight-drop applies to language models (a classifier reads lines of a few dozen characters)".into(),
             ),
             (Task::Classify, _) if self.mode.is_some() || self.init_from.is_some() => Some(
                 "--mode and --init-from apply to language models (a classifier reads one line per example)".into(),
@@ -377,6 +387,7 @@ impl TrainArgs {
             ("--grad-clip", self.grad_clip.is_some()),
             ("--dropout", self.dropout.is_some()),
             ("--output-dropout", self.output_dropout.is_some()),
+            ("--weight-drop", self.weight_drop.is_some()),
             ("--forget-bias", self.forget_bias.is_some()),
             ("--mode", self.mode.is_some()),
             ("--val-fraction", self.val_fraction.is_some()),

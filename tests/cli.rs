@@ -101,7 +101,8 @@ fn same_seed_same_training() {
 
 /// N steps in one run and N/2 + N/2 with --resume give bit-identical weights, optimizer
 /// moments and carried hidden state (floats are stored exactly, so JSON equality is bit
-/// equality), across an epoch boundary and with dropout on. The per-epoch schedule does
+/// equality), across an epoch boundary and with dropout and weight drop on (whose masks
+/// depend on the seed and the step alone). The per-epoch schedule does
 /// not depend on the run's length, so the first half can be a run of its own.
 #[test]
 fn resume_is_exact() {
@@ -109,6 +110,8 @@ fn resume_is_exact() {
     let extra = [
         "--dropout",
         "0.1",
+        "--weight-drop",
+        "0.2",
         "--cell",
         "gru",
         "--lr-schedule",

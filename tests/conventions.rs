@@ -414,6 +414,63 @@ fn output_dropout_where_it_acts() {
     assert_one_line_error(&o, "--output-dropout applies to language models");
 }
 
+/// `--weight-drop`: in the checkpoint and the printed recipe when given or chosen, absent
+/// when 0, fixed on resume, refused for a classifier (that a resumed run continues bit for bit with
+/// it is `cli::resume_is_exact`).
+#[test]
+fn weight_drop_where_it_acts() {
+    let dir = TempDir::new().unwrap();
+    let flags = ["--max-steps", "4", "--weight-drop", "0.3"];
+    let o = train(&dir, "wd", &flags);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let whole = json(&dir.path().join("wd/latest.json"));
+    assert_eq!(whole["model"]["weight_drop"].as_f64().unwrap() as f32, 0.3);
+    assert!(
+        stderr(&o).contains("weight drop 0.3 (given)"),
+        "{}",
+        stderr(&o)
+    );
+    // This tiny corpus could be memorised many times over: the recipe chooses weight drop.
+    let o = train(&dir, "chosen", &["--max-steps", "2"]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert!(
+        stderr(&o).contains("weight drop 0.5 (chosen)"),
+        "{}",
+        stderr(&o)
+    );
+    let chosen = json(&dir.path().join("chosen/latest.json"));
+    assert_eq!(chosen["model"]["weight_drop"], 0.5);
+    // Turned off, the file has no such field (files of earlier versions stay as they were).
+    let o = train(&dir, "plain", &["--max-steps", "2", "--weight-drop", "0"]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let plain = json(&dir.path().join("plain/latest.json"));
+    assert!(plain["model"].get("weight_drop").is_none());
+
+    let ck = dir.path().join("wd/latest.json");
+    let ck = ck.to_str().unwrap();
+    let o = run(&dir, &["train", "--resume", ck, "--weight-drop", "0.1"]);
+    assert_one_line_error(&o, "--weight-drop");
+    std::fs::write(
+        dir.path().join("labels.txt"),
+        "__label__a ab\n__label__b ba\n".repeat(20),
+    )
+    .unwrap();
+    let labels = dir.path().join("labels.txt");
+    let labels = labels.to_str().unwrap();
+    let o = run(
+        &dir,
+        &[
+            "train",
+            labels,
+            "--task",
+            "classify",
+            "--weight-drop",
+            "0.2",
+        ],
+    );
+    assert_one_line_error(&o, "--weight-drop applies to language models");
+}
+
 /// A stream-mode model saw `<end>` once per file: `score` says so and scores each line up
 /// to its newline; `--end end` and `--end none` are the documented alternatives.
 #[test]

@@ -37,6 +37,7 @@ fn seeds() -> &'static Vec<String> {
                     vocab_size: vocab.len(),
                     dropout: 0.1,
                     output_dropout: 0.0,
+                    weight_drop: 0.0,
                 });
                 model.init(&mut rand_chacha::ChaCha8Rng::seed_from_u64(1));
                 let train = TrainConfig {

@@ -31,6 +31,7 @@ fn model(cell: CellKind, vocab: usize, seed: u64) -> Model {
         vocab_size: vocab,
         dropout: 0.0,
         output_dropout: 0.0,
+        weight_drop: 0.0,
     });
     m.init(&mut rand_chacha::ChaCha8Rng::seed_from_u64(seed));
     m
@@ -117,7 +118,7 @@ proptest! {
         width in size(),
         chars in size(),
     ) {
-        let c = ModelConfig { cell: CellKind::Lstm, layers, hidden, vocab_size: vocab, dropout: 0.0, output_dropout: 0.0 };
+        let c = ModelConfig { cell: CellKind::Lstm, layers, hidden, vocab_size: vocab, dropout: 0.0, output_dropout: 0.0, weight_drop: 0.0 };
         let _ = beam::memory_bytes(&c, width);
         let _ = viz::memory_bytes(&c, chars);
         let _ = eval::memory_bytes(&c, chars, &EvalConfig { window: width.max(1), warmup: width, ..EvalConfig::default() });

@@ -401,7 +401,7 @@ fn runs_say_what_they_inherit_and_what_was_chosen() {
     assert!(o.status.success(), "{}", stderr(&o));
     let err = stderr(&o);
     assert!(
-        err.contains("width 24 (given), dropout 0.1 (given), lr 4.0e-3 (chosen) falling over"),
+        err.contains("width 24 (given), dropout 0.1 (given), weight drop 0.5 (chosen), lr 4.0e-3 (chosen) falling over"),
         "{err}"
     );
     let o = train(&dir, "plain", &["--max-steps", "5", "--lr", "0.01"]);

@@ -67,6 +67,7 @@ fn cases() -> Vec<Case> {
                 layers: usize_of(&c["layers"]),
                 dropout: 0.0,
                 output_dropout: 0.0,
+                weight_drop: 0.0,
             };
             let mut model = Model::new(config);
             for spec in model.layout.tensors.clone() {

@@ -247,6 +247,7 @@ mod tests {
                 vocab_size: 7,
                 dropout: 0.0,
                 output_dropout: 0.0,
+                weight_drop: 0.0,
             });
             m.init(&mut rand_chacha::ChaCha8Rng::seed_from_u64(8));
             let seqs: Vec<Vec<u32>> = (0..150)

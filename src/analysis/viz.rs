@@ -308,6 +308,7 @@ mod tests {
             vocab_size: vocab.len(),
             dropout: 0.0,
             output_dropout: 0.0,
+            weight_drop: 0.0,
         });
         m.init(&mut rand_chacha::ChaCha8Rng::seed_from_u64(4));
         let a = activations(&m, &vocab, &text, Mode::Stream, usize::MAX).unwrap();
@@ -352,6 +353,7 @@ mod tests {
             vocab_size: 65,
             dropout: 0.0,
             output_dropout: 0.0,
+            weight_drop: 0.0,
         };
         let per_char = memory_bytes(&c, 2_000_000).unwrap() - memory_bytes(&c, 1_000_000).unwrap();
         assert_eq!(per_char, 1_000_000 * (1024 + BYTES_PER_CHAR));

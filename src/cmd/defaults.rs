@@ -64,6 +64,11 @@ pub fn repeat_command(args: &TrainArgs, trainer: &Trainer, dir: &std::path::Path
             args.output_dropout.is_none() && c.output_dropout > 0.0,
             c.output_dropout.to_string(),
         ),
+        (
+            "--weight-drop",
+            args.weight_drop.is_none() && c.weight_drop > 0.0,
+            c.weight_drop.to_string(),
+        ),
         ("--lr", args.lr.is_none(), lr.base.to_string()),
         ("--lr-tail", args.lr_tail.is_none(), lr.tail.to_string()),
     ];

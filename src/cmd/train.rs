@@ -176,6 +176,7 @@ fn train(args: TrainArgs, world: &dyn Collective) -> Result<()> {
                         vocab_size: corpus.vocab.len(),
                         dropout: args.dropout.unwrap_or(m.config.dropout),
                         output_dropout: args.output_dropout.unwrap_or(m.config.output_dropout),
+                        weight_drop: args.weight_drop.unwrap_or(m.config.weight_drop),
                         ..m.config
                     };
                     note!(
@@ -218,6 +219,7 @@ fn train(args: TrainArgs, world: &dyn Collective) -> Result<()> {
                 hidden: args.hidden.is_some(),
                 dropout: args.dropout.is_some(),
                 output_dropout: args.output_dropout.is_some(),
+                weight_drop: args.weight_drop.is_some(),
                 lr: args.lr.is_some(),
                 lr_tail: args.lr_tail.is_some(),
                 lr_floor: args.lr_floor.is_some(),

@@ -530,6 +530,7 @@ mod tests {
                 vocab_size: 8,
                 dropout: 0.0,
                 output_dropout: 0.0,
+                weight_drop: 0.0,
             });
             m.init(&mut rand_chacha::ChaCha8Rng::seed_from_u64(seed));
             let prime = [3u32, 5, 2];
@@ -577,6 +578,7 @@ mod tests {
             vocab_size,
             dropout: 0.0,
             output_dropout: 0.0,
+            weight_drop: 0.0,
         });
         m.init(&mut rand_chacha::ChaCha8Rng::seed_from_u64(seed));
         let bias = m.params.len() - vocab_size;
@@ -658,6 +660,7 @@ mod tests {
             vocab_size: 65_536,
             dropout: 0.0,
             output_dropout: 0.0,
+            weight_drop: 0.0,
         };
         let small = memory_bytes(&c, 8).unwrap();
         let large = memory_bytes(&c, 1000).unwrap();

@@ -275,6 +275,7 @@ mod tests {
             layers: 1,
             dropout: 0.0,
             output_dropout: 0.0,
+            weight_drop: 0.0,
         });
         m.init(&mut ChaCha8Rng::seed_from_u64(2));
         (m, vocab)

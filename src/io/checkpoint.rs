@@ -570,6 +570,7 @@ mod tests {
             layers: 2,
             dropout: 0.1,
             output_dropout: 0.0,
+            weight_drop: 0.0,
         });
         model.init(&mut rand_chacha::ChaCha8Rng::seed_from_u64(3));
         let train = TrainConfig {

@@ -3,7 +3,7 @@
 //!
 //! The file's metadata (string to string, as the format allows) holds what is needed to use
 //! the weights: `format` = `charrnn`, `cell`, `layers`, `hidden`, `vocab_size`, `dropout`,
-//! `output_dropout` (only when above 0),
+//! `output_dropout` and `weight_drop` (only when above 0),
 //! `mode` (how the text was cut into sequences in training: `stream` or `lines`),
 //! `start_id` and `end_id` of the two special tokens, and `vocab`, a JSON array of the
 //! characters in id order from id 2.
@@ -48,6 +48,9 @@ pub fn metadata(model: &Model, vocab: &Vocab, mode: Mode) -> HashMap<String, Str
     // Only when set, as in the checkpoint: files of models without it stay as they were.
     if c.output_dropout > 0.0 {
         meta.insert("output_dropout".into(), c.output_dropout.to_string());
+    }
+    if c.weight_drop > 0.0 {
+        meta.insert("weight_drop".into(), c.weight_drop.to_string());
     }
     meta
 }

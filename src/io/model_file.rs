@@ -108,6 +108,12 @@ fn parse_safetensors(bytes: &[u8]) -> Result<ModelFile> {
             .parse()
             .map_err(|_| anyhow!("metadata \"output_dropout\" is not a number"))?,
     };
+    let weight_drop: f32 = match meta.get("weight_drop") {
+        None => 0.0,
+        Some(q) => q
+            .parse()
+            .map_err(|_| anyhow!("metadata \"weight_drop\" is not a number"))?,
+    };
     let config = ModelConfig {
         cell,
         layers: number("layers")?,
@@ -115,6 +121,7 @@ fn parse_safetensors(bytes: &[u8]) -> Result<ModelFile> {
         vocab_size: number("vocab_size")?,
         dropout,
         output_dropout,
+        weight_drop,
     };
     config.validate().map_err(|e| anyhow!(e))?;
     let mode = match meta.get("mode") {
@@ -209,6 +216,7 @@ mod tests {
             dropout: 0.25,
             // Present in one export, absent from the others: both read back.
             output_dropout: if cell == CellKind::Gru { 0.2 } else { 0.0 },
+            weight_drop: if cell == CellKind::Rnn { 0.3 } else { 0.0 },
         });
         model.init(&mut rand_chacha::ChaCha8Rng::seed_from_u64(9));
         let bytes = safetensors_bytes(&model, &vocab, Mode::Lines).unwrap();
@@ -258,6 +266,8 @@ mod tests {
             ("mode", "sideways", "\"mode\""),
             ("format", "other", "not a charrnn export"),
             ("dropout", "2", "dropout"),
+            ("weight_drop", "1", "model.weight_drop is 1"),
+            ("weight_drop", "often", "\"weight_drop\" is not a number"),
         ] {
             let e = err(&with_meta(key, value));
             assert!(e.contains(needle), "{key}={value}: {e}");

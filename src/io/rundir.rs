@@ -514,6 +514,7 @@ mod tests {
             vocab_size: vocab.len(),
             dropout: 0.0,
             output_dropout: 0.0,
+            weight_drop: 0.0,
         });
         let config = TrainConfig {
             batch: 1,

@@ -592,6 +592,7 @@ mod tests {
                 layers: 3,
                 dropout: 0.0,
                 output_dropout: 0.0,
+                weight_drop: 0.0,
             });
             m.init(&mut rand_chacha::ChaCha8Rng::seed_from_u64(4));
             // A second <start> inside: both engines reset the state there.
@@ -648,6 +649,7 @@ mod tests {
                 layers: 2,
                 dropout: 0.0,
                 output_dropout: 0.0,
+                weight_drop: 0.0,
             });
             m.init(&mut rand_chacha::ChaCha8Rng::seed_from_u64(5));
             let mut st = Stepper::new(&m, 2);

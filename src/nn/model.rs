@@ -11,7 +11,10 @@
 //! is applied to the input of every layer above the first, as in `torch.nn.LSTM(dropout=p)`,
 //! and with `output_dropout` to the output layer's input too (Zaremba et al. 2014 drop every
 //! non-recurrent connection: that is `nn.Dropout(q)` between `nn.LSTM` and `nn.Linear`);
-//! it is off whenever no random generator is passed.
+//! it is off whenever no random generator is passed. The recurrent connections are
+//! regularised on the weights instead, with `weight_drop` (DropConnect on W_hh, see
+//! [`PackedWeights::sync_dropping`]): a unit mask on h_{t-1} would need a mask inside the
+//! time loop's packed product, a weight mask is drawn once per update and packed with W_hh.
 
 use crate::kernels::{
     PackedLayout, PackedMatrix, Precision, add_assign, add_row_sums, matmul, matmul_bf16,
@@ -50,6 +53,11 @@ pub struct ModelConfig {
     /// before it existed load and re-save byte for byte.
     #[serde(default, skip_serializing_if = "is_zero")]
     pub output_dropout: f32,
+    /// Probability of dropping each recurrent weight (an element of W_hh) for one update
+    /// while training, in [0, 1): DropConnect on the hidden-to-hidden matrices. Absent from
+    /// a checkpoint when 0, like `output_dropout`.
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub weight_drop: f32,
 }
 
 fn is_zero(p: &f32) -> bool {
@@ -66,6 +74,7 @@ impl Default for ModelConfig {
             vocab_size: 0,
             dropout: 0.0,
             output_dropout: 0.0,
+            weight_drop: 0.0,
         }
     }
 }
@@ -177,6 +186,12 @@ impl ModelConfig {
             return Err(format!(
                 "model.output_dropout is {}, must be in [0, 1)",
                 self.output_dropout
+            ));
+        }
+        if !(0.0..1.0).contains(&self.weight_drop) {
+            return Err(format!(
+                "model.weight_drop is {}, must be in [0, 1)",
+                self.weight_drop
             ));
         }
         Ok(())
@@ -559,13 +574,23 @@ impl Model {
             // Weight gradients of the whole window in one product each, outside the time loop.
             let h_prev = ArrayView2::from_shape((n, hid), &cache.h_prev[..n * hid]).unwrap();
             let dgh_m = ArrayView2::from_shape((n, gh), dgh).unwrap();
-            packed.product(
-                &mut lay.mat_mut(grads, ids.w_hh),
-                dgh_m.t(),
-                h_prev,
-                None,
-                true,
-            );
+            match packed.hh_mask(l) {
+                None => packed.product(
+                    &mut lay.mat_mut(grads, ids.w_hh),
+                    dgh_m.t(),
+                    h_prev,
+                    None,
+                    true,
+                ),
+                Some(mask) => {
+                    // The forward pass used W_hh ⊙ M: dW_hh = dW_used ⊙ M.
+                    let used = &mut ws.dw_hh[..gh * hid];
+                    let mut used_m = ArrayViewMut2::from_shape((gh, hid), &mut *used).unwrap();
+                    packed.product(&mut used_m, dgh_m.t(), h_prev, None, false);
+                    apply_mask(used, mask);
+                    add_assign(lay.slice_mut(grads, ids.w_hh), used);
+                }
+            }
             if std::ptr::eq(dgx, dgh) {
                 // One buffer (RNN, LSTM): both biases get the same gradient; sum it once.
                 let db = &mut ws.db[..gh];
@@ -675,6 +700,11 @@ pub struct PackedWeights {
     w_hh_t: Vec<PackedMatrix>,
     w_hh: Vec<PackedMatrix>,
     bf16: Option<Bf16Weights>,
+    /// Per layer, with `weight_drop` in a training pack: the mask of W_hh (0 or 1/(1-p) per
+    /// weight) and W_hh ⊙ mask, which is what was packed; `dropping` says whether the last
+    /// sync used them.
+    hh_masks: Vec<(Vec<f32>, Vec<f32>)>,
+    dropping: bool,
 }
 
 /// The weights of the once-per-window products, packed as bf16 pairs.
@@ -727,6 +757,11 @@ impl PackedWeights {
                 head_t: pairs(h, v),
                 head: if training { pairs(v, h) } else { pairs(0, 0) },
             }),
+            hh_masks: (0..c.layers)
+                .filter(|_| training && c.weight_drop > 0.0)
+                .map(|_| (vec![0.0; gh * h], vec![0.0; gh * h]))
+                .collect(),
+            dropping: false,
         };
         packed.sync(model);
         packed
@@ -736,23 +771,58 @@ impl PackedWeights {
         self.precision
     }
 
+    /// Layer `l`'s recurrent weight mask, if the last sync dropped weights.
+    fn hh_mask(&self, l: usize) -> Option<&[f32]> {
+        self.dropping.then(|| &self.hh_masks[l].0[..])
+    }
+
     /// Copies the model's current parameters in; the copies are independent of each other,
     /// so they are made side by side on the thread pool.
     pub fn sync(&mut self, model: &Model) {
+        self.sync_dropping(model, None);
+    }
+
+    /// [`PackedWeights::sync`] for one training update: with `rng`, and `weight_drop` p > 0
+    /// in a training pack, each layer's W_hh is packed as W_hh ⊙ M, M a fresh mask of 0 or
+    /// 1/(1-p) per weight: DropConnect (Wan et al. 2013) on the recurrent weights, as
+    /// AWD-LSTM's weight drop (Merity et al. 2018). One mask per update, shared by every
+    /// stream, time step and shard; [`Model::backward`] passes W_hh's gradient through it.
+    pub fn sync_dropping(&mut self, model: &Model, rng: Option<&mut ChaCha8Rng>) {
+        let p = model.config.weight_drop;
+        self.dropping = match rng {
+            Some(rng) if !self.hh_masks.is_empty() => {
+                for (ids, (mask, dropped)) in model.layers.iter().zip(&mut self.hh_masks) {
+                    let w = model.vec(ids.w_hh);
+                    drop_units(w, mask, dropped, p, rng);
+                }
+                true
+            }
+            _ => false,
+        };
         let PackedWeights {
             w_ih0_t,
             w_hh_t,
             w_hh,
             bf16,
+            hh_masks,
+            dropping,
             ..
         } = self;
+        let (gh, h) = (
+            model.config.cell.gates() * model.config.hidden,
+            model.config.hidden,
+        );
+        let recurrent = |l: usize| match *dropping {
+            true => ArrayView2::from_shape((gh, h), &hh_masks[l].1[..]).unwrap(),
+            false => model.mat(model.layers[l].w_hh),
+        };
         rayon::scope(|s| {
             s.spawn(|_| transpose_into(model.mat(model.layers[0].w_ih), w_ih0_t));
-            for (ids, dst) in model.layers.iter().zip(w_hh_t) {
-                s.spawn(move |_| dst.pack(model.mat(ids.w_hh).t()));
+            for (l, dst) in w_hh_t.iter_mut().enumerate() {
+                s.spawn(move |_| dst.pack(recurrent(l).t()));
             }
-            for (ids, dst) in model.layers.iter().zip(w_hh) {
-                s.spawn(move |_| dst.pack(model.mat(ids.w_hh)));
+            for (l, dst) in w_hh.iter_mut().enumerate() {
+                s.spawn(move |_| dst.pack(recurrent(l)));
             }
             if let Some(b) = bf16 {
                 for (ids, dst) in model.layers[1..].iter().zip(&mut b.w_ih_t) {

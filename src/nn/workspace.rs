@@ -36,6 +36,8 @@ pub struct Workspace {
     pub(crate) dx: Vec<f32>,
     /// [G·H]: a bias gradient, summed once for the two biases that share it.
     pub(crate) db: Vec<f32>,
+    /// [G·H, H], with weight drop: the gradient w.r.t. the dropped W_hh, before its mask.
+    pub(crate) dw_hh: Vec<f32>,
 }
 
 impl Workspace {
@@ -71,7 +73,8 @@ impl Workspace {
             .checked_mul(l)?
             .checked_add(n.checked_mul(v)?)? // logits
             .checked_add(k.checked_mul(v.checked_mul(gh)?)?)? // dw_ih0_t
-            .checked_add(k.checked_mul(n.checked_mul(h)?.checked_mul(2)?)?)?; // dh, dx
+            .checked_add(k.checked_mul(n.checked_mul(h)?.checked_mul(2)?)?)? // dh, dx
+            .checked_add(k.checked_mul(gh.checked_mul(h)?)?)?; // dw_hh (weight drop)
         // Inputs and targets (u32) and two flags per position.
         floats.checked_mul(4)?.checked_add(n.checked_mul(10)?)
     }
@@ -111,6 +114,10 @@ impl Workspace {
             dh: vec![0.0; if training { n * h } else { 0 }],
             dx: vec![0.0; if training { n * h } else { 0 }],
             db: vec![0.0; if training { gh } else { 0 }],
+            dw_hh: match training && config.weight_drop > 0.0 {
+                true => vec![0.0; gh * h],
+                false => Vec::new(),
+            },
         }
     }
 

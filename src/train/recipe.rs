@@ -71,6 +71,7 @@ pub fn calibration_model(vocab_size: usize) -> ModelConfig {
         vocab_size,
         dropout: 0.0,
         output_dropout: 0.0,
+        weight_drop: 0.0,
     }
 }
 
@@ -203,6 +204,7 @@ pub struct Recipe {
     pub hidden: usize,
     pub dropout: f32,
     pub output_dropout: f32,
+    pub weight_drop: f32,
     pub lr: LrSchedule,
     /// Epochs of the corpus the budget allows at this width (estimated), if there is a
     /// budget.
@@ -271,6 +273,7 @@ pub fn choose(task: &Task, budget: Option<(f64, &Calibration)>, hidden: Option<u
         // every non-recurrent connection alike), made tinyshakespeare's 20 minutes worse:
         // best 1.4600 against 1.4408 (bench/results/2026-12-01-margin.md).
         output_dropout: 0.0,
+        weight_drop: weight_drop_for(exposure),
         lr: LrSchedule::cosine(lr_for_run(hidden, steps), 0.02, 0.05, tail_for(exposure)),
         epochs: epochs(hidden),
         smaller_step,
@@ -311,6 +314,19 @@ pub fn step_for(task: &Task, chars: f64) -> (Option<(usize, usize)>, f64) {
 pub fn dropout_for(ratio: f64) -> f32 {
     let d = 0.33 + 0.31 * ratio.max(1e-9).log10();
     ((d * 20.0).round() / 20.0).clamp(0.0, 0.5) as f32
+}
+
+/// Weight drop on the recurrent weights for the same `ratio` as [`dropout_for`]: none until
+/// dropout between layers reaches its cap of 0.5 (ratio 3.5), then `2·log10(ratio/3.5)`, in
+/// steps of 0.05, up to 0.5. Measured on tinyshakespeare's twenty minutes
+/// (bench/results/2026-12-01-weight-drop.md): at ratio 5.6 (bf16, 2x512, 34 epochs),
+/// dropout 0.5 alone over-fitted from the seventh minute (best 1.4592) and with weight drop
+/// 0.4 it did not (1.4322, against f32's 1.4558 in the same sitting); at ratio 2.6 (f32,
+/// 2x512, 14 epochs) weight drop 0.25 on top of dropout 0.45 was 0.016 worse than none (a
+/// model short of updates loses by more regularisation).
+pub fn weight_drop_for(ratio: f64) -> f32 {
+    let w = 2.0 * (ratio.max(1e-9) / 3.5).log10();
+    ((w * 20.0).round() / 20.0).clamp(0.0, 0.5) as f32
 }
 
 /// The part of the run over which the learning rate falls (it holds at its peak before),
@@ -478,6 +494,7 @@ pub struct Given {
     pub hidden: bool,
     pub dropout: bool,
     pub output_dropout: bool,
+    pub weight_drop: bool,
     pub lr: bool,
     pub lr_tail: bool,
     pub lr_floor: bool,
@@ -536,6 +553,10 @@ pub fn describe(model: &ModelConfig, lr: &LrSchedule, given: Given) -> String {
     let output = match model.output_dropout {
         0.0 => String::new(),
         q => format!(", output dropout {q} ({})", by(given.output_dropout)),
+    };
+    let output = match model.weight_drop {
+        0.0 => output,
+        p => format!("{output}, weight drop {p} ({})", by(given.weight_drop)),
     };
     format!(
         "width {} ({width}), dropout {} ({}){output}, lr {:.1e} ({}) {schedule}",
@@ -702,6 +723,13 @@ mod tests {
         );
         assert_eq!(tail_for(100.0), 1.0);
         assert!(dropout_for(1e6) <= 0.5);
+        // Weight drop takes over where dropout reaches its cap, and has one of its own.
+        for ratio in [0.01, 1.0, 2.6, 3.4] {
+            assert_eq!(weight_drop_for(ratio), 0.0, "{ratio}");
+        }
+        assert_eq!(dropout_for(3.6), 0.5);
+        assert_eq!(weight_drop_for(5.6), 0.4);
+        assert_eq!(weight_drop_for(1e6), 0.5);
     }
 
     /// A budget of few usual steps trains on smaller ones, down to the smallest of [`STEPS`];

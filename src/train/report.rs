@@ -179,6 +179,7 @@ mod tests {
             vocab_size: 10,
             dropout: 0.25,
             output_dropout: 0.0,
+            weight_drop: 0.0,
         };
         let line = inherited(&from, Mode::Lines, None, None);
         assert!(

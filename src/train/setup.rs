@@ -72,6 +72,7 @@ pub fn start_model(
             let mut m = model.with_vocab(old, vocab, &mut rng);
             m.config.dropout = config.dropout;
             m.config.output_dropout = config.output_dropout;
+            m.config.weight_drop = config.weight_drop;
             m
         }
         Start::New => {
@@ -474,6 +475,7 @@ mod tests {
             vocab_size: 10,
             dropout: 0.25,
             output_dropout: 0.0,
+            weight_drop: 0.0,
         };
         assert!(check_resumed_length(100, 101, "--max-steps 101").is_ok());
         let e = check_resumed_length(100, 50, "--max-steps 50")

@@ -21,6 +21,9 @@ use rand_chacha::ChaCha8Rng;
 use rayon::prelude::*;
 use std::ops::Range;
 
+/// Mixed into the run's seed for the weight-drop masks' generator.
+const WEIGHT_DROP_SEED: u64 = 0x77d0_5eed_0000_0001;
+
 /// How to train; stored in the checkpoint (its `training` section, in this field order) so
 /// that a resumed run continues identically.
 #[derive(Debug, Clone, Copy, PartialEq, serde::Serialize, serde::Deserialize)]
@@ -364,8 +367,11 @@ impl<'a> Trainer<'a> {
         let shards = config.shards();
         let rows = config.batch.div_ceil(shards);
         let shard = p.checked_add(Workspace::bytes(model, rows, config.seq_len, true)?)?;
-        // Parameters, two moments, the packed copies (about two more; a third in bf16).
-        p.checked_mul(if config.precision.is_f32() { 5 } else { 6 })?
+        // Parameters, two moments, the packed copies (about two more; a third in bf16), and
+        // with weight drop the masks and dropped copies of W_hh (less than two more).
+        let copies = if config.precision.is_f32() { 5 } else { 6 };
+        let copies = copies + if model.weight_drop > 0.0 { 2 } else { 0 };
+        p.checked_mul(copies)?
             .checked_add(shard.checked_mul(shards as u64)?)
     }
 
@@ -471,9 +477,13 @@ impl<'a> Trainer<'a> {
         let world = self.world;
         let count = world::sum_u64(world, self.window.count as u64) as usize;
         let scale = 1.0 / count.max(1) as f32;
-        self.packed.sync(&self.model);
-        let (model, packed, win) = (&self.model, &self.packed, &self.window);
         let (seed, step) = (self.config.seed, self.progress.step);
+        // The weight-drop masks of this update: one generator per step, apart from the
+        // shards' (streams step·1024 + shard), so every rank draws the same masks.
+        let mut masks = ChaCha8Rng::seed_from_u64(seed ^ WEIGHT_DROP_SEED);
+        masks.set_stream(step);
+        self.packed.sync_dropping(&self.model, Some(&mut masks));
+        let (model, packed, win) = (&self.model, &self.packed, &self.window);
         let run = |s: &mut Shard| -> f64 {
             s.grads.fill(0.0);
             let mut rng = ChaCha8Rng::seed_from_u64(seed);
@@ -602,6 +612,8 @@ pub(crate) mod tests {
             layers: 2,
             dropout,
             output_dropout: 0.0,
+            // Dropout on means weight drop too: what holds for one must hold for both.
+            weight_drop: dropout,
         });
         model.init(&mut ChaCha8Rng::seed_from_u64(1));
         let config = TrainConfig {
@@ -678,18 +690,23 @@ pub(crate) mod tests {
         assert!(diff < 1e-4, "{diff}");
     }
 
-    /// Same seed, same thread count: bit-identical parameters, with dropout on.
+    /// Same seed, same thread count: bit-identical parameters, with dropout and weight drop
+    /// on; and each of them does change the run.
     #[test]
     fn deterministic_with_dropout() {
-        let run = || {
-            let (model, config, toks) = setup(CellKind::Gru, 2, 0.25);
+        let run = |dropout: f32, weight_drop: f32| {
+            let (mut model, config, toks) = setup(CellKind::Gru, 2, dropout);
+            model.config.weight_drop = weight_drop;
             let mut t = trainer(model, config, &toks);
             for _ in 0..6 {
                 t.step().unwrap();
             }
             t.model.params
         };
-        assert_eq!(run(), run());
+        let both = run(0.25, 0.25);
+        assert_eq!(both, run(0.25, 0.25));
+        assert_ne!(both, run(0.25, 0.0));
+        assert_ne!(both, run(0.0, 0.25));
     }
 
     /// N ranks of T shards each give the bits of one process with N·T shards, for every

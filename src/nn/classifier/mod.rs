@@ -158,6 +158,7 @@ impl ClassifierConfig {
             vocab_size: self.vocab_size,
             dropout: self.dropout,
             output_dropout: 0.0,
+            weight_drop: 0.0,
         };
         body.validate_fields()?;
         if self.labels < 2 {

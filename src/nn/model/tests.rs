@@ -23,6 +23,7 @@ fn model(cell: CellKind, layers: usize, vocab_size: usize, hidden: usize, seed: 
         layers,
         dropout: 0.0,
         output_dropout: 0.0,
+        weight_drop: 0.0,
     });
     m.init(&mut ChaCha8Rng::seed_from_u64(seed));
     m
@@ -82,7 +83,10 @@ fn loss_and_grad_dropped(
     dropout_seed: Option<u64>,
 ) -> (f64, Vec<f32>) {
     let mut ws = Workspace::new(&m.config, win.batch, win.t_len);
-    let packed = PackedWeights::training(m);
+    let mut packed = PackedWeights::training(m);
+    // Weight drop's masks from a generator of their own, as the trainer draws them.
+    let mut masks = dropout_seed.map(|s| ChaCha8Rng::seed_from_u64(s ^ 0xd0));
+    packed.sync_dropping(m, masks.as_mut());
     let mut s = state.clone();
     let mut rng = dropout_seed.map(ChaCha8Rng::seed_from_u64);
     let loss = m.forward(&packed, &mut ws, win, 0..win.batch, &mut s, rng.as_mut());
@@ -229,6 +233,67 @@ fn output_dropout_gradients_match_with_a_fixed_mask() {
 }
 
 #[test]
+fn weight_drop_gradients_match_with_a_fixed_mask() {
+    // Alone on one layer, and with dropout between layers on two and three: every layer's
+    // W_hh (masked) and the tensors whose gradients flow through the masked recurrence.
+    for cell in CELLS {
+        let mut m = model(cell, 1, 6, 5, 6);
+        m.config.weight_drop = 0.4;
+        check_dropout_gradients(&m, &["weight_hh_l0", "bias_hh_l0", "weight_ih_l0"]);
+        for layers in [2, 3] {
+            let mut m = model(cell, layers, 6, 5, 7);
+            m.config.weight_drop = 0.3;
+            m.config.dropout = 0.2;
+            let top = format!("weight_hh_l{}", layers - 1);
+            let names = [
+                "weight_hh_l0",
+                "weight_hh_l1",
+                &top,
+                "weight_ih_l1",
+                "head.weight",
+            ];
+            check_dropout_gradients(&m, &names);
+        }
+    }
+}
+
+/// The mask drops about a fraction p of W_hh and scales the rest by 1/(1-p); a training
+/// pack synced without a generator, and every inference pack, use W_hh as it is.
+#[test]
+fn weight_drop_masks_a_fraction_and_only_while_training() {
+    let mut m = model(CellKind::Gru, 2, 6, 40, 8);
+    m.config.weight_drop = 0.25;
+    let mut packed = PackedWeights::training(&m);
+    packed.sync_dropping(&m, Some(&mut ChaCha8Rng::seed_from_u64(1)));
+    for l in 0..2 {
+        let mask = packed.hh_mask(l).expect("a mask while dropping");
+        let dropped = mask.iter().filter(|&&k| k == 0.0).count() as f64 / mask.len() as f64;
+        assert!(
+            (dropped - 0.25).abs() < 0.02,
+            "layer {l}: dropped {dropped}"
+        );
+        assert!(mask.iter().all(|&k| k == 0.0 || k == 1.0 / 0.75));
+    }
+    let win = test_window();
+    let state = test_state(&m.config, win.batch);
+    let plain = {
+        let mut p = m.clone();
+        p.config.weight_drop = 0.0;
+        loss_and_grad(&p, &win, &state, false).0
+    };
+    assert_eq!(loss_and_grad(&m, &win, &state, false).0, plain);
+    assert_ne!(
+        loss_and_grad_dropped(&m, &win, &state, false, Some(3)).0,
+        plain
+    );
+    packed.sync(&m);
+    assert!(packed.hh_mask(0).is_none());
+    assert!(PackedWeights::inference(&m).hh_mask(0).is_none());
+    let json = serde_json::to_string(&m.config).unwrap();
+    assert!(json.contains("\"weight_drop\":0.25"), "{json}");
+}
+
+#[test]
 fn output_dropout_is_off_in_evaluation_and_absent_from_files_without_it() {
     let mut m = model(CellKind::Lstm, 2, 6, 5, 3);
     let win = test_window();
@@ -240,6 +305,7 @@ fn output_dropout_is_off_in_evaluation_and_absent_from_files_without_it() {
     assert!(json(&m.config).contains("\"output_dropout\":0.4"));
     m.config.output_dropout = 0.0;
     assert!(!json(&m.config).contains("output_dropout"));
+    assert!(!json(&m.config).contains("weight_drop"));
     let old: ModelConfig = serde_json::from_str(&json(&m.config)).unwrap();
     assert_eq!(old, m.config);
 }
