@@ -46,11 +46,13 @@ pub fn metadata(model: &Model, vocab: &Vocab, mode: Mode) -> HashMap<String, Str
         ),
     ]);
     // Only when set, as in the checkpoint: files of models without it stay as they were.
-    if c.output_dropout > 0.0 {
-        meta.insert("output_dropout".into(), c.output_dropout.to_string());
-    }
-    if c.weight_drop > 0.0 {
-        meta.insert("weight_drop".into(), c.weight_drop.to_string());
+    for (key, p) in [
+        ("output_dropout", c.output_dropout),
+        ("weight_drop", c.weight_drop),
+    ] {
+        if p > 0.0 {
+            meta.insert(key.into(), p.to_string());
+        }
     }
     meta
 }

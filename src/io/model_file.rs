@@ -102,17 +102,12 @@ fn parse_safetensors(bytes: &[u8]) -> Result<ModelFile> {
     let dropout: f32 = field("dropout")?
         .parse()
         .map_err(|_| anyhow!("metadata \"dropout\" is not a number"))?;
-    let output_dropout: f32 = match meta.get("output_dropout") {
-        None => 0.0,
-        Some(q) => q
-            .parse()
-            .map_err(|_| anyhow!("metadata \"output_dropout\" is not a number"))?,
-    };
-    let weight_drop: f32 = match meta.get("weight_drop") {
-        None => 0.0,
-        Some(q) => q
-            .parse()
-            .map_err(|_| anyhow!("metadata \"weight_drop\" is not a number"))?,
+    // Written only when above 0 (see `io::export::metadata`): absent is 0.
+    let rate = |key: &str| -> Result<f32> {
+        meta.get(key).map_or(Ok(0.0), |q| {
+            q.parse()
+                .map_err(|_| anyhow!("metadata \"{key}\" is not a number"))
+        })
     };
     let config = ModelConfig {
         cell,
@@ -120,8 +115,8 @@ fn parse_safetensors(bytes: &[u8]) -> Result<ModelFile> {
         hidden: number("hidden")?,
         vocab_size: number("vocab_size")?,
         dropout,
-        output_dropout,
-        weight_drop,
+        output_dropout: rate("output_dropout")?,
+        weight_drop: rate("weight_drop")?,
     };
     config.validate().map_err(|e| anyhow!(e))?;
     let mode = match meta.get("mode") {

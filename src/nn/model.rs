@@ -176,25 +176,15 @@ impl ModelConfig {
                 self.vocab_size
             ));
         }
-        if !(0.0..1.0).contains(&self.dropout) {
-            return Err(format!(
-                "model.dropout is {}, must be in [0, 1)",
-                self.dropout
-            ));
+        let rates = [
+            ("dropout", self.dropout),
+            ("output_dropout", self.output_dropout),
+            ("weight_drop", self.weight_drop),
+        ];
+        match rates.iter().find(|(_, p)| !(0.0..1.0).contains(p)) {
+            Some((name, p)) => Err(format!("model.{name} is {p}, must be in [0, 1)")),
+            None => Ok(()),
         }
-        if !(0.0..1.0).contains(&self.output_dropout) {
-            return Err(format!(
-                "model.output_dropout is {}, must be in [0, 1)",
-                self.output_dropout
-            ));
-        }
-        if !(0.0..1.0).contains(&self.weight_drop) {
-            return Err(format!(
-                "model.weight_drop is {}, must be in [0, 1)",
-                self.weight_drop
-            ));
-        }
-        Ok(())
     }
 }
 
@@ -660,8 +650,8 @@ impl Model {
     }
 }
 
-/// Inverted dropout of `h` into `dropped`: each unit kept with probability 1 - p and scaled
-/// by 1/(1-p) (`mask` holds 0 or that scale, for the backward pass). Returns `dropped`.
+/// Inverted dropout of `h` into `dropped` (units of a layer's input, or weights of W_hh for
+/// weight drop): each kept with probability 1 - p and scaled by 1/(1-p) (`mask` holds 0 or that scale, for the backward pass). Returns `dropped`.
 fn drop_units<'d>(
     h: &[f32],
     mask: &mut [f32],

@@ -550,14 +550,15 @@ pub fn describe(model: &ModelConfig, lr: &LrSchedule, given: Given) -> String {
             format!("times {} per epoch after epoch {}", lr.decay, lr.after)
         }
     };
-    let output = match model.output_dropout {
-        0.0 => String::new(),
-        q => format!(", output dropout {q} ({})", by(given.output_dropout)),
-    };
-    let output = match model.weight_drop {
-        0.0 => output,
-        p => format!("{output}, weight drop {p} ({})", by(given.weight_drop)),
-    };
+    // The rates that are off by default are named only when on.
+    let output: String = [
+        ("output dropout", model.output_dropout, given.output_dropout),
+        ("weight drop", model.weight_drop, given.weight_drop),
+    ]
+    .iter()
+    .filter(|(_, p, _)| *p > 0.0)
+    .map(|(name, p, g)| format!(", {name} {p} ({})", by(*g)))
+    .collect();
     format!(
         "width {} ({width}), dropout {} ({}){output}, lr {:.1e} ({}) {schedule}",
         model.hidden,
