@@ -401,7 +401,7 @@ fn runs_say_what_they_inherit_and_what_was_chosen() {
     assert!(o.status.success(), "{}", stderr(&o));
     let err = stderr(&o);
     assert!(
-        err.contains("width 24 (given), dropout 0.1 (given), weight drop 0.5 (chosen), lr 4.0e-3 (chosen) falling over"),
+        err.contains("width 24 (given), dropout 0.1 (given), weight drop 0.3 (chosen), lr 4.0e-3 (chosen) falling over"),
         "{err}"
     );
     let o = train(&dir, "plain", &["--max-steps", "5", "--lr", "0.01"]);
@@ -437,9 +437,15 @@ fn runs_say_what_they_inherit_and_what_was_chosen() {
     assert!(o.status.success(), "{}", stderr(&o));
     let err = stderr(&o);
     assert!(
-        err.contains("takes lstm 2x24, dropout 0.1, lines mode from the model"),
+        err.contains("takes lstm 2x24, dropout 0.1, weight drop 0.3, lines mode from the model"),
         "{err}"
     );
-    assert!(err.contains("width 24 (the model's)"), "{err}");
+    // Its rates are the model's too, not chosen anew; its schedule is new.
+    assert!(
+        err.contains(
+            "width 24 (the model's), dropout 0.1 (the model's), weight drop 0.3 (the model's), lr 4.0e-3 (chosen)"
+        ),
+        "{err}"
+    );
     assert!(err.contains(", lines mode |"), "{err}");
 }

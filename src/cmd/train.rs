@@ -186,7 +186,11 @@ fn train(args: TrainArgs, world: &dyn Collective) -> Result<()> {
                             *step,
                             &m.config,
                             *init_mode,
-                            args.dropout,
+                            &report::Rates {
+                                dropout: args.dropout,
+                                output_dropout: args.output_dropout,
+                                weight_drop: args.weight_drop,
+                            },
                             args.mode,
                             &corpus.vocab.chars_not_in(old),
                         )
@@ -223,7 +227,7 @@ fn train(args: TrainArgs, world: &dyn Collective) -> Result<()> {
                 lr: args.lr.is_some(),
                 lr_tail: args.lr_tail.is_some(),
                 lr_floor: args.lr_floor.is_some(),
-                inherited_width: init.is_some(),
+                fine_tuned: init.is_some(),
             };
             let (m, lr, chars) = (&t.model.config, &t.config.lr, corpus.info.train_chars);
             let line = match args.time_limit.zip(calibration.as_ref()) {

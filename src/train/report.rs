@@ -49,13 +49,13 @@ pub fn fine_tune(
     step: u64,
     from: &ModelConfig,
     from_mode: Mode,
-    dropout: Option<f32>,
+    given: &Rates,
     mode: Option<Mode>,
     new: &[char],
 ) -> String {
     let mut line = format!(
         "starting from the weights of {source} (step {step}) with a fresh optimizer and schedule; {}",
-        inherited(from, from_mode, dropout, mode)
+        inherited(from, from_mode, given, mode)
     );
     if !new.is_empty() {
         let list: Vec<String> = new.iter().map(|c| format!("{c:?}")).collect();
@@ -68,19 +68,36 @@ pub fn fine_tune(
     line
 }
 
+/// The rates a fine-tuned run may set anew (`--dropout`, `--output-dropout`,
+/// `--weight-drop`); `None`: the model's.
+#[derive(Debug, Clone, Copy, Default, PartialEq)]
+pub struct Rates {
+    pub dropout: Option<f32>,
+    pub output_dropout: Option<f32>,
+    pub weight_drop: Option<f32>,
+}
+
 /// What a fine-tuned run takes from the model it starts from (`from`, trained in
-/// `from_mode`): its shape always, its dropout and mode unless given.
-pub fn inherited(
-    from: &ModelConfig,
-    from_mode: Mode,
-    dropout: Option<f32>,
-    mode: Option<Mode>,
-) -> String {
+/// `from_mode`): its shape always; its rates and mode unless given. Dropout is always
+/// named, the rates that are off by default only when the model has them.
+pub fn inherited(from: &ModelConfig, from_mode: Mode, rates: &Rates, mode: Option<Mode>) -> String {
     let mut taken = vec![format!("{} {}x{}", from.cell, from.layers, from.hidden)];
     let mut given = Vec::new();
-    match dropout {
-        None => taken.push(format!("dropout {}", from.dropout)),
-        Some(d) => given.push(format!("dropout {d}")),
+    for (name, has, set, always) in [
+        ("dropout", from.dropout, rates.dropout, true),
+        (
+            "output dropout",
+            from.output_dropout,
+            rates.output_dropout,
+            false,
+        ),
+        ("weight drop", from.weight_drop, rates.weight_drop, false),
+    ] {
+        match set {
+            Some(r) => given.push(format!("{name} {r}")),
+            None if always || has > 0.0 => taken.push(format!("{name} {has}")),
+            None => {}
+        }
     }
     match mode {
         None => taken.push(format!("{from_mode} mode")),
@@ -88,7 +105,7 @@ pub fn inherited(
     }
     let mut line = format!("takes {} from the model", taken.join(", "));
     if given.is_empty() {
-        line.push_str(" (--dropout and --mode change the last two)");
+        line.push_str(" (flags of the same names change all but the shape)");
     } else {
         line.push_str(&format!("; {} as given", given.join(" and ")));
     }
@@ -181,18 +198,51 @@ mod tests {
             output_dropout: 0.0,
             weight_drop: 0.0,
         };
-        let line = inherited(&from, Mode::Lines, None, None);
+        let line = inherited(&from, Mode::Lines, &Rates::default(), None);
         assert!(
-            line.contains("gru 2x64, dropout 0.25, lines mode"),
+            line.contains("gru 2x64, dropout 0.25, lines mode from the model (flags"),
             "{line}"
         );
-        let line = inherited(&from, Mode::Lines, Some(0.0), Some(Mode::Stream));
+        let rates = Rates {
+            dropout: Some(0.0),
+            ..Rates::default()
+        };
+        let line = inherited(&from, Mode::Lines, &rates, Some(Mode::Stream));
         assert!(
             line.contains("takes gru 2x64 from")
                 && line.contains("dropout 0 and stream mode as given"),
             "{line}"
         );
-        let line = fine_tune("a.json", 7, &from, Mode::Stream, None, None, &['Z', '4']);
+        // The rates that are off by default are named when the model has them.
+        let regularised = ModelConfig {
+            weight_drop: 0.3,
+            ..from
+        };
+        let line = inherited(&regularised, Mode::Lines, &Rates::default(), None);
+        assert!(
+            line.contains("dropout 0.25, weight drop 0.3, lines mode") && !line.contains("output"),
+            "{line}"
+        );
+        let rates = Rates {
+            weight_drop: Some(0.0),
+            output_dropout: Some(0.1),
+            ..Rates::default()
+        };
+        let line = inherited(&regularised, Mode::Lines, &rates, None);
+        assert!(
+            line.contains("dropout 0.25, lines mode from")
+                && line.contains("output dropout 0.1 and weight drop 0 as given"),
+            "{line}"
+        );
+        let line = fine_tune(
+            "a.json",
+            7,
+            &from,
+            Mode::Stream,
+            &Rates::default(),
+            None,
+            &['Z', '4'],
+        );
         assert!(
             line.contains("(step 7)")
                 && line.ends_with("2 new characters get fresh weights: 'Z' '4'"),
