@@ -233,7 +233,7 @@ pub struct Recipe {
     pub smaller_step: Option<(usize, usize)>,
     /// Optimizer steps the budget allows (estimated), with the step trained.
     pub steps: Option<f64>,
-    /// Parameters per character of training text x epochs / 20 (see [`dropout_for`]).
+    /// See [`exposure`].
     pub exposure: f64,
 }
 
@@ -271,10 +271,23 @@ pub fn choose(task: &Task, budget: Option<(f64, &Calibration)>, hidden: Option<u
     // The width is chosen for the usual step, the step then for the width.
     let epochs = epochs(hidden);
     let step = epochs.and_then(|e| {
-        let exposure = settle(task, hidden, Some(e), None).exposure;
-        step_for(task, e * train_chars as f64, exposure).0
+        step_for(
+            task,
+            e * train_chars as f64,
+            exposure(task, hidden, Some(e)),
+        )
+        .0
     });
     settle(task, hidden, epochs, step)
+}
+
+/// Parameters of a model of `hidden` units per character of `task`'s text, times the
+/// `epochs` it trains / 20 (`None`: a run without a budget, 20 epochs): over-fitting grows
+/// with both (see [`dropout_for`]).
+pub fn exposure(task: &Task, hidden: usize, epochs: Option<f64>) -> f64 {
+    let params = task.model(hidden).param_count().unwrap_or(usize::MAX) as f64;
+    let passes = epochs.unwrap_or(DEFAULT_EPOCHS) / DEFAULT_EPOCHS;
+    params / task.train_chars.max(1) as f64 * passes
 }
 
 /// The recipe for a model of `hidden` units that trains on `epochs` of its text (`None`: a
@@ -285,12 +298,8 @@ pub fn settle(
     epochs: Option<f64>,
     step: Option<(usize, usize)>,
 ) -> Recipe {
-    let train_chars = task.train_chars.max(1) as f64;
-    let params = task.model(hidden).param_count().unwrap_or(usize::MAX) as f64;
-    // Over-fitting grows with the parameters per character and with how often the model
-    // sees each character: without a budget, a run is 20 epochs.
-    let passes = epochs.unwrap_or(DEFAULT_EPOCHS) / DEFAULT_EPOCHS;
-    let exposure = params / train_chars * passes;
+    let exposure = exposure(task, hidden, epochs);
+    let train_chars = task.train_chars as f64;
     let steps = epochs.map(|e| steps_in(task, step.unwrap_or((1, task.seq_len)), e * train_chars));
     Recipe {
         hidden,
