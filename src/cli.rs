@@ -323,7 +323,6 @@ impl TrainArgs {
             epochs: None,
             smaller_step: None,
             steps: None,
-            exposure: 0.0,
         };
         let batch = self.batch_size.unwrap_or(classify::BATCH);
         TrainConfig {

@@ -233,8 +233,6 @@ pub struct Recipe {
     pub smaller_step: Option<(usize, usize)>,
     /// Optimizer steps the budget allows (estimated), with the step trained.
     pub steps: Option<f64>,
-    /// See [`exposure`].
-    pub exposure: f64,
 }
 
 /// The width and schedule for `task`: with a `budget` (seconds, and how fast this machine
@@ -318,7 +316,6 @@ pub fn settle(
         epochs,
         smaller_step: step,
         steps,
-        exposure,
     }
 }
 
@@ -534,9 +531,10 @@ pub fn plan_in(
     // calibration's noise had set its rates from 13 epochs planned where it made 11 (dropout
     // 0.45 and weight drop 0.5 for it: 1.4840, against 1.4394 with 0.4 and 0.3).
     let model = task.model(recipe.hidden);
+    let planned = exposure(task, recipe.hidden, recipe.epochs);
     if let (Some(seconds), Some(steps), Some(epochs)) = (time_limit, recipe.steps, recipe.epochs)
         && task.choose_step
-        && (recipe.smaller_step.is_some() || steps < 2.0 * target_steps(recipe.exposure))
+        && (recipe.smaller_step.is_some() || steps < 2.0 * target_steps(planned))
     {
         let chars_on = |step| -> anyhow::Result<f64> {
             Ok(seconds * TRAINING_SHARE * measure(&model, threads, precision, MODEL_BYTES, step)?)
@@ -547,7 +545,7 @@ pub fn plan_in(
         } else {
             chars_on(None)?
         };
-        let (step, _) = step_for(task, usual, recipe.exposure);
+        let (step, _) = step_for(task, usual, planned);
         let chars = match step {
             Some(_) => chars_on(step)?,
             None => usual,
@@ -829,7 +827,8 @@ mod tests {
         // many, the first above it.
         let fast = step(270e9, 60.0, &plays);
         assert_eq!(fast.smaller_step, Some((2, 32)), "{fast:?}");
-        assert!(fast.exposure <= 1.0 && target_steps(fast.exposure) == 8000.0);
+        let of = |r: &Recipe, task: &Task| exposure(task, r.hidden, r.epochs);
+        assert!(of(&fast, &plays) <= 1.0 && target_steps(of(&fast, &plays)) == 8000.0);
         let made = fast.steps.unwrap();
         assert!((8000.0..32000.0).contains(&made), "{made}");
         // The step is chosen for the width chosen, and the epochs do not change with it.
@@ -857,7 +856,7 @@ mod tests {
         };
         let long = twenty(&shakespeare, 1200.0);
         assert_eq!(long.smaller_step, Some((2, 64)), "{long:?}");
-        assert!(long.exposure > 1.0 && target_steps(long.exposure) == 5000.0);
+        assert!(of(&long, &shakespeare) > 1.0 && target_steps(of(&long, &shakespeare)) == 5000.0);
         let kept = twenty(
             &Task {
                 choose_step: false,
@@ -873,7 +872,7 @@ mod tests {
         // Enough usual steps already: an hour keeps them.
         let hour = twenty(&shakespeare, 3600.0);
         assert_eq!(hour.smaller_step, None, "{hour:?}");
-        assert!(hour.steps.unwrap() >= target_steps(hour.exposure));
+        assert!(hour.steps.unwrap() >= target_steps(of(&hour, &shakespeare)));
         assert_eq!(choose(&plays, None, None).smaller_step, None);
     }
 
