@@ -108,7 +108,7 @@ pub struct TrainArgs {
     /// Parallel streams per step [default: 64]; classify: lines per step [default: 32]
     #[arg(long, value_parser = positive::<usize>, allow_negative_numbers = true)]
     pub batch_size: Option<usize>,
-    /// Learning rate [default: 0.004 for width ≤ 128, 0.003 for 256, 0.002 above]; with
+    /// Learning rate [default: 0.004 for width ≤ 128, 0.003 up to 512, 0.002 above]; with
     /// --resume, a new rate from here on
     #[arg(long, value_parser = positive_f32, allow_negative_numbers = true)]
     pub lr: Option<f32>,

@@ -4,7 +4,7 @@
 //! A larger LSTM reaches a lower loss if it sees the corpus often enough, and over-fits a
 //! small corpus unless dropout holds it back. So with a time budget the width is the largest
 //! whose training speed (measured here, see [`Calibration`]) covers the corpus at least
-//! [`MIN_EPOCHS`] times in at least [`MIN_STEPS`] updates, and dropout grows with the number of parameters per
+//! [`MIN_EPOCHS`] times in at least [`WIDTH_STEPS`] updates, and dropout grows with the number of parameters per
 //! character of the corpus. The measurements behind the numbers are in the README's table
 //! of defaults (and `bench/results/`).
 
@@ -14,11 +14,18 @@ use crate::train::schedule::LrSchedule;
 
 /// Widths tried, smallest first.
 pub const WIDTHS: [usize; 5] = [128, 256, 512, 768, 1024];
-/// The widest model a budget allows must see the corpus at least this often.
-pub const MIN_EPOCHS: f64 = 12.0;
-/// ... and make at least this many optimizer steps: on a small corpus many epochs can be
-/// few steps (data/names.txt, 25 K characters, one minute: a 2x768 made 71 steps and
-/// reached 2.71 nats/char, a 2x128 1.97 in 2,673).
+/// The widest model a budget allows must see the corpus at least this often (estimated).
+/// Tinyshakespeare's twenty minutes on two slow AVX-512 cores, one sitting: a 2x512 that
+/// made 10.8 epochs reached 1.4349, the 2x256 that 12 chose when the calibration read 5%
+/// lower 1.4493 in 49 (bench/results/2026-12-02-lr-width.md).
+pub const MIN_EPOCHS: f64 = 11.0;
+/// ... and make at least this many optimizer steps of the usual size: on a small corpus
+/// many epochs can be few steps (data/names.txt, 25 K characters, one minute: a 2x768 made
+/// 71 steps and reached 2.71 nats/char, a 2x128 1.97 in 2,673). Below [`MIN_STEPS`]: a run
+/// short of the usual steps takes smaller ones ([`step_for`]); the 2x512 above made its
+/// 10.8 epochs in 5,324 steps of 32 x 64, 1,700 of the usual size.
+pub const WIDTH_STEPS: f64 = 1500.0;
+/// The updates from which a run fits its text more per epoch (see [`fitting`]).
 pub const MIN_STEPS: f64 = 2000.0;
 /// Smaller optimizer steps for a budget that allows few of the usual ones, largest first:
 /// (the default batch divided by, window). A short run is short of updates, not of
@@ -68,7 +75,7 @@ const CALIBRATION_BYTES: u64 = 256 << 20;
 /// will train on, and 2 GiB holds a 2x1024 LSTM's 64 x 100. (In the calibration's 256 MB a
 /// 2x512 was measured on 16 streams, 12.2k chars/s where it trains at 16.7k; twenty minutes
 /// of tinyshakespeare, 2,700 steps of 64 x 100, were then planned as 1,880, under the mark of
-/// [`MIN_STEPS`], and trained on smaller steps: 1.477 against 1.445,
+/// 2,000 the step rule had then, and trained on smaller steps: 1.477 against 1.445,
 /// bench/results/2026-12-01-margin.md.)
 const MODEL_BYTES: u64 = 2 << 30;
 
@@ -237,7 +244,7 @@ pub struct Recipe {
 
 /// The width and schedule for `task`: with a `budget` (seconds, and how fast this machine
 /// trains), the widest model that sees the corpus [`MIN_EPOCHS`] times in it in at least
-/// [`MIN_STEPS`] steps; without one, width 256. `hidden`: a width fixed by the user (then
+/// [`WIDTH_STEPS`] steps; without one, width 256. `hidden`: a width fixed by the user (then
 /// only dropout and rate are chosen).
 pub fn choose(task: &Task, budget: Option<(f64, &Calibration)>, hidden: Option<usize>) -> Recipe {
     let Task {
@@ -262,7 +269,7 @@ pub fn choose(task: &Task, budget: Option<(f64, &Calibration)>, hidden: Option<u
             .copied()
             .find(|&h| {
                 epochs(h).is_some_and(|e| e >= MIN_EPOCHS)
-                    && steps(h).is_some_and(|s| s >= MIN_STEPS)
+                    && steps(h).is_some_and(|s| s >= WIDTH_STEPS)
             })
             .unwrap_or(WIDTHS[0]),
     });
@@ -432,11 +439,14 @@ pub fn eval_every(windows: u64, budget_epochs: Option<f64>) -> u64 {
     }
 }
 
-/// The peak learning rate: narrow models take larger steps.
+/// The peak learning rate: narrow models take larger steps. A 2x512's twenty minutes of
+/// tinyshakespeare (32 x 64, dropout 0.4, weight drop 0.3) on one slow machine: 3e-3 1.4270,
+/// 4e-3 1.4383 (ahead for five minutes), 2e-3 1.4349 the night before at the same speed
+/// (bench/results/2026-12-02-lr-width.md); wider models keep 2e-3 (not measured).
 pub fn lr_for(hidden: usize) -> f32 {
     match hidden {
         0..=128 => 4e-3,
-        129..=256 => 3e-3,
+        129..=512 => 3e-3,
         _ => 2e-3,
     }
 }
@@ -874,6 +884,39 @@ mod tests {
         assert_eq!(hour.smaller_step, None, "{hour:?}");
         assert!(hour.steps.unwrap() >= target_steps(of(&hour, &shakespeare)));
         assert_eq!(choose(&plays, None, None).smaller_step, None);
+    }
+
+    /// Tinyshakespeare's twenty minutes on a machine where a 2x512 makes about 11.5 epochs
+    /// (1,800 steps of 64 x 100): the 2x512, on smaller steps; where it would make 10.5, a
+    /// 2x256; with a window of 150 (1,200 steps), a 2x256 too.
+    #[test]
+    fn a_slow_machine_keeps_the_width_its_epochs_allow() {
+        let shakespeare = Task::lstm(1_003_855, 67);
+        let at = |epochs: f64, task: &Task| {
+            let per_char = 3.0 * task.model(512).forward_flops();
+            let flops = epochs * task.train_chars as f64 * per_char / (1200.0 * TRAINING_SHARE);
+            choose(
+                task,
+                Some((1200.0, &Calibration { flops_per_s: flops })),
+                None,
+            )
+        };
+        let wide = at(11.5, &shakespeare);
+        assert_eq!(
+            (wide.hidden, wide.smaller_step),
+            (512, Some((2, 64))),
+            "{wide:?}"
+        );
+        assert!(
+            wide.epochs.unwrap() < 12.0 && wide.steps.unwrap() > 5000.0,
+            "{wide:?}"
+        );
+        assert_eq!(at(10.5, &shakespeare).hidden, 256);
+        let long_windows = Task {
+            seq_len: 150,
+            ..shakespeare
+        };
+        assert_eq!(at(11.5, &long_windows).hidden, 256);
     }
 
     /// The race's fixed 2x128 at 32 x 64 on tinyshakespeare for 90 s: a slow core makes few
