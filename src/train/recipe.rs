@@ -440,9 +440,10 @@ pub fn eval_every(windows: u64, budget_epochs: Option<f64>) -> u64 {
 }
 
 /// The peak learning rate: narrow models take larger steps. A 2x512's twenty minutes of
-/// tinyshakespeare (32 x 64, dropout 0.4, weight drop 0.3) on one slow machine: 3e-3 1.4270,
-/// 4e-3 1.4383 (ahead for five minutes), 2e-3 1.4349 the night before at the same speed
-/// (bench/results/2026-12-02-lr-width.md); wider models keep 2e-3 (not measured).
+/// tinyshakespeare (32 x 64, dropout 0.4, weight drop 0.3) on one slow machine, two runs
+/// each: 3e-3 1.4270 and 1.4343, 2e-3 1.4311 and 1.4349 (a spread of 0.007 either way);
+/// 4e-3 1.4383, ahead for five minutes (bench/results/2026-12-02-lr-width.md). Wider models
+/// keep 2e-3 (not measured).
 pub fn lr_for(hidden: usize) -> f32 {
     match hidden {
         0..=128 => 4e-3,
