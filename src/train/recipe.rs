@@ -21,11 +21,12 @@ pub const WIDTHS: [usize; 5] = [128, 256, 512, 768, 1024];
 pub const MIN_EPOCHS: f64 = 11.0;
 /// ... and make at least this many optimizer steps of the usual size: on a small corpus
 /// many epochs can be few steps (data/names.txt, 25 K characters, one minute: a 2x768 made
-/// 71 steps and reached 2.71 nats/char, a 2x128 1.97 in 2,673). Below [`MIN_STEPS`]: a run
-/// short of the usual steps takes smaller ones ([`step_for`]); the 2x512 above made its
-/// 10.8 epochs in 5,324 steps of 32 x 64, 1,700 of the usual size.
+/// 71 steps and reached 2.71 nats/char, a 2x128 1.97 in 2,673). A width that passes with
+/// few of them trains on smaller steps ([`step_for`]): the 2x512 above made its 10.8 epochs
+/// in 5,324 steps of 32 x 64, 1,700 of the usual size.
 pub const WIDTH_STEPS: f64 = 1500.0;
-/// The updates from which a run fits its text more per epoch (see [`fitting`]).
+/// The updates beyond which a run fits its text more per epoch (see [`fitting`]; the width
+/// bar is [`WIDTH_STEPS`]).
 pub const MIN_STEPS: f64 = 2000.0;
 /// Smaller optimizer steps for a budget that allows few of the usual ones, largest first:
 /// (the default batch divided by, window). A short run is short of updates, not of
@@ -154,9 +155,9 @@ pub fn measure(
     use rand::{RngExt, SeedableRng};
     let mut tc = calibration_config(config, threads, precision, bytes)?;
     if let Some((divide, window)) = step {
+        // Threads beyond the streams are left to `TrainConfig::shards`, as in training.
         tc.batch = (tc.batch / divide).max(1);
         tc.seq_len = window;
-        tc.threads = tc.threads.min(tc.batch);
     }
     let vocab_size = config.vocab_size;
     let mut model = crate::nn::Model::new(*config);
@@ -281,7 +282,6 @@ pub fn choose(task: &Task, budget: Option<(f64, &Calibration)>, hidden: Option<u
             e * train_chars as f64,
             exposure(task, hidden, Some(e)),
         )
-        .0
     });
     settle(task, hidden, epochs, step)
 }
@@ -335,21 +335,21 @@ fn steps_in(task: &Task, (divide, window): (usize, usize), chars: f64) -> f64 {
 
 /// The step for `task` in a run that trains on about `chars` characters with `exposure` (see
 /// [`STEPS`]): a smaller one than the task's if it may choose and the run would make fewer
-/// than [`target_steps`] of the usual; and the steps the run makes (estimated).
-pub fn step_for(task: &Task, chars: f64, exposure: f64) -> (Option<(usize, usize)>, f64) {
+/// than [`target_steps`] of the usual; `None` for the task's own ([`settle`] counts the
+/// steps either way).
+pub fn step_for(task: &Task, chars: f64, exposure: f64) -> Option<(usize, usize)> {
     let steps_of = |step| steps_in(task, step, chars);
     let usual = (1, task.seq_len);
     let target = target_steps(exposure);
     if !task.choose_step || steps_of(usual) >= target {
-        return (None, steps_of(usual));
+        return None;
     }
     let step = STEPS
         .iter()
         .copied()
         .find(|&s| steps_of(s) >= target)
         .unwrap_or(STEPS[STEPS.len() - 1]);
-    let smaller = (step != usual).then_some(step);
-    (smaller, steps_of(step))
+    (step != usual).then_some(step)
 }
 
 /// Dropout between layers for `ratio` = parameters per character of training text x
@@ -556,7 +556,7 @@ pub fn plan_in(
         } else {
             chars_on(None)?
         };
-        let (step, _) = step_for(task, usual, planned);
+        let step = step_for(task, usual, planned);
         let chars = match step {
             Some(_) => chars_on(step)?,
             None => usual,
