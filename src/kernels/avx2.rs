@@ -8,7 +8,7 @@
 //! [`super::cache`]), so W_hh passes through the cache hierarchy once per time step,
 //! without the re-packing a general product does per call.
 
-use super::packed::{PANEL, PackedMatrix};
+use super::packed::{PANEL, PackedMatrix, Prefetch};
 use std::arch::x86_64::*;
 
 /// Rows per tile: 6 rows x 2 registers = 12 accumulators.
@@ -52,39 +52,51 @@ pub(crate) unsafe fn matmul_packed_kc(
     let (k, n) = b.dim();
     let data = b.data().as_ptr();
     let tiles = m.div_ceil(MAX_ROWS);
-    for p in 0..n.div_ceil(PANEL) {
+    let panels = n.div_ceil(PANEL);
+    // The blocks in the order they are read: panel, strip, rows k0.. of the strip.
+    let blocks = (0..panels).flat_map(|p| {
         let cols = PANEL.min(n - p * PANEL);
-        for s in (0..cols).step_by(STRIP) {
-            let w = STRIP.min(cols - s);
-            for k0 in (0..k).step_by(kc) {
-                let kb = kc.min(k - k0);
-                let acc = accumulate || k0 > 0;
-                // SAFETY: panel p starts at p·K·64; row k0 < K and column s < 64 of it.
-                let strip = unsafe { data.add(p * k * PANEL + k0 * PANEL + s) };
-                let mut row = 0;
-                for t in 0..tiles {
-                    // Rows split as equally as possible: a tile of 1-3 rows has too few
-                    // independent accumulators to hide the FMA latency.
-                    let rows = m / tiles + usize::from(t < m % tiles);
-                    // SAFETY: rows row..row+rows of a ([M, K], from column k0) and of c's
-                    // columns 64p+s..64p+s+w ([M, N]) are in bounds; the strip holds kb
-                    // rows of 16 floats, 64 floats apart.
-                    unsafe {
-                        let a0 = a.as_ptr().add(row * k + k0);
-                        let c0 = c.as_mut_ptr().add(row * n + p * PANEL + s);
-                        let args = (a0, k, kb, strip, c0, n, w, acc);
-                        match rows {
-                            6 => tile::<6>(args),
-                            5 => tile::<5>(args),
-                            4 => tile::<4>(args),
-                            3 => tile::<3>(args),
-                            2 => tile::<2>(args),
-                            _ => tile::<1>(args),
-                        }
-                    }
-                    row += rows;
+        (0..cols)
+            .step_by(STRIP)
+            .flat_map(move |s| (0..k).step_by(kc).map(move |k0| (p, cols, s, k0)))
+    });
+    // While a block is read from L2 by every row tile, the tiles fetch the next one (after
+    // the last, the first, which the next time step reads): see `Prefetch`. Two blocks take
+    // at most half of L2.
+    let mut next = blocks.clone().skip(1).chain(blocks.clone().take(1));
+    for (p, cols, s, k0) in blocks {
+        let w = STRIP.min(cols - s);
+        let kb = kc.min(k - k0);
+        let acc = accumulate || k0 > 0;
+        // SAFETY: panel p starts at p·K·64; row k0 < K and column s < 64 of it.
+        let strip = unsafe { data.add(p * k * PANEL + k0 * PANEL + s) };
+        let (np, _, ns, nk0) = next.next().expect("as many next blocks as blocks");
+        // SAFETY: as for `strip`, for the next block.
+        let next_strip = unsafe { data.add(np * k * PANEL + nk0 * PANEL + ns) };
+        let next_lines = kc.min(k - nk0);
+        let mut row = 0;
+        for t in 0..tiles {
+            let pf = Prefetch::new(next_strip, PANEL, next_lines, kb, tiles, t);
+            // Rows split as equally as possible: a tile of 1-3 rows has too few
+            // independent accumulators to hide the FMA latency.
+            let rows = m / tiles + usize::from(t < m % tiles);
+            // SAFETY: rows row..row+rows of a ([M, K], from column k0) and of c's
+            // columns 64p+s..64p+s+w ([M, N]) are in bounds; the strip holds kb
+            // rows of 16 floats, 64 floats apart.
+            unsafe {
+                let a0 = a.as_ptr().add(row * k + k0);
+                let c0 = c.as_mut_ptr().add(row * n + p * PANEL + s);
+                let args = (a0, k, kb, strip, c0, n, w, acc, pf);
+                match rows {
+                    6 => tile::<6>(args),
+                    5 => tile::<5>(args),
+                    4 => tile::<4>(args),
+                    3 => tile::<3>(args),
+                    2 => tile::<2>(args),
+                    _ => tile::<1>(args),
                 }
             }
+            row += rows;
         }
     }
 }
@@ -98,6 +110,7 @@ type TileArgs = (
     usize,
     usize,
     bool,
+    Prefetch,
 );
 
 /// c[r, 0..w] (+)= Σ_k a[r, k] · strip[k, 0..w] for r < R and k < kb, with a's rows `lda`
@@ -109,11 +122,12 @@ type TileArgs = (
 #[inline]
 #[target_feature(enable = "avx2,fma")]
 unsafe fn tile<const R: usize>(args: TileArgs) {
-    let (a, lda, kb, strip, c, ldc, w, accumulate) = args;
+    let (a, lda, kb, strip, c, ldc, w, accumulate, mut pf) = args;
     // SAFETY: every pointer offset stays inside the regions the caller guarantees.
     unsafe {
         let mut acc = [[_mm256_setzero_ps(); 2]; R];
         for kk in 0..kb {
+            pf.tick();
             let b = strip.add(kk * PANEL);
             let bv = [_mm256_loadu_ps(b), _mm256_loadu_ps(b.add(8))];
             for (r, acc) in acc.iter_mut().enumerate() {

@@ -229,6 +229,64 @@ pub fn matmul_packed(c: &mut [f32], a: &[f32], b: &PackedMatrix, accumulate: boo
     matmul_packed_portable(c, a, b, m, accumulate);
 }
 
+/// One row tile's share of the prefetches into L2 of the block of B that the kernel reads
+/// after the current one: the row tiles of a block together run `tiles · iters` iterations
+/// of their K loops, and fetch the next block's `lines` cache lines evenly over them
+/// (iteration i has fetched floor((i+1) · lines / (tiles · iters)) by its end), so that
+/// the traffic from L3 overlaps the arithmetic instead of stalling the first tile.
+#[cfg(target_arch = "x86_64")]
+#[derive(Clone, Copy)]
+pub(super) struct Prefetch {
+    base: *const f32,
+    /// Floats from one of the block's lines to the next.
+    stride: usize,
+    line: usize,
+    rem: usize,
+    step: usize,
+    den: usize,
+}
+
+#[cfg(target_arch = "x86_64")]
+impl Prefetch {
+    /// For tile `t` of `tiles`, each running `iters` iterations; `lines` of 0 fetches nothing.
+    pub(super) fn new(
+        base: *const f32,
+        stride: usize,
+        lines: usize,
+        iters: usize,
+        tiles: usize,
+        t: usize,
+    ) -> Prefetch {
+        let den = (tiles * iters).max(1);
+        let done = t * iters * lines;
+        Prefetch {
+            base,
+            stride,
+            line: done / den,
+            rem: done % den,
+            step: lines,
+            den,
+        }
+    }
+
+    /// One iteration's share. Only hints: a prefetch never faults or changes a result, and
+    /// its addresses stay inside the next block anyway.
+    #[inline(always)]
+    pub(super) fn tick(&mut self) {
+        use std::arch::x86_64::{_MM_HINT_T1, _mm_prefetch};
+        self.rem += self.step;
+        while self.rem >= self.den {
+            // SAFETY: `wrapping_add` computes the address without dereferencing it, and a
+            // prefetch reads nothing the program can observe.
+            unsafe {
+                _mm_prefetch::<_MM_HINT_T1>(self.base.wrapping_add(self.line * self.stride).cast())
+            };
+            self.line += 1;
+            self.rem -= self.den;
+        }
+    }
+}
+
 /// u32 pairs of a bf16 [K, N]: ceil(N/64) panels of K/2 pair rows (padded to 16) of 64.
 fn bf16_len(k: usize, n: usize) -> Option<usize> {
     let rows = k.div_ceil(2).checked_next_multiple_of(16)?;
