@@ -398,6 +398,38 @@ pub(super) mod tests {
         }
     }
 
+    /// The tiles of a block together fetch each of the next block's lines once, in order,
+    /// spread evenly: no iteration fetches more than its share rounded up, and none when
+    /// there is nothing to fetch.
+    #[cfg(target_arch = "x86_64")]
+    #[test]
+    fn prefetches_cover_the_next_block_once_and_evenly() {
+        let buf = vec![0.0f32; 4 * 2048 * 16];
+        for (lines, iters, tiles) in [
+            (2048usize, 512usize, 3usize),
+            (8192, 2048, 3),
+            (2048, 512, 6),
+            (4, 1, 1),
+            (7, 3, 2),
+            (64, 64, 5),
+            (0, 512, 3),
+        ] {
+            let share = lines.div_ceil(tiles * iters);
+            let mut next = 0;
+            for t in 0..tiles {
+                let mut pf = Prefetch::new(buf.as_ptr(), 16, lines, iters, tiles, t);
+                assert_eq!(pf.line, next, "{lines} {iters} {tiles}: tile {t} starts");
+                for _ in 0..iters {
+                    let before = pf.line;
+                    pf.tick();
+                    assert!(pf.line - before <= share, "{lines} {iters} {tiles}");
+                }
+                next = pf.line;
+            }
+            assert_eq!(next, lines, "{lines} {iters} {tiles}: all fetched");
+        }
+    }
+
     /// Sizes are checked without wrapping: an impossible matrix panics on allocation
     /// instead of wrapping to a small buffer, and mismatched operands are refused.
     #[test]

@@ -409,8 +409,9 @@ pub fn weight_drop_for(ratio: f64) -> f32 {
 /// comes from a smaller step's updates alone (exposure under [`FITS`]). Both rules were
 /// fitted on runs without weight drop, and on top of it they regularise twice:
 /// tinyshakespeare's twenty minutes, a 2x512 on 32 x 64 with weight drop 0.3 for 12.7
-/// epochs (exposure 2.3), gave 1.4401 with the rules' dropout 0.45 and tail 0.8 and 1.4228
-/// with 0.4 and 0.7 (bench/results/2026-12-02-prefetch.md); at 11 epochs, where the rules
+/// epochs (exposure 2.3), gave 1.4401 with the rules' dropout 0.45 and tail 0.8 and
+/// 1.4228-1.4395 (three runs, mean 1.4306) with 0.4 and 0.7: a weak case, about one
+/// run-to-run spread (bench/results/2026-12-02-prefetch.md); at 11 epochs, where the rules
 /// give 0.4 and 0.7 themselves, 1.4270-1.4394 in six runs.
 pub const WEIGHT_DROP_CAPS: (f32, f32) = (0.4, 0.7);
 
