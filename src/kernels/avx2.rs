@@ -63,14 +63,13 @@ pub(crate) unsafe fn matmul_packed_kc(
     // While a block is read from L2 by every row tile, the tiles fetch the next one (after
     // the last, the first, which the next time step reads): see `Prefetch`. Two blocks take
     // at most half of L2.
-    let mut next = blocks.clone().skip(1).chain(blocks.clone().take(1));
-    for (p, cols, s, k0) in blocks {
+    let next = blocks.clone().skip(1).chain(blocks.clone().take(1));
+    for ((p, cols, s, k0), (np, _, ns, nk0)) in blocks.zip(next) {
         let w = STRIP.min(cols - s);
         let kb = kc.min(k - k0);
         let acc = accumulate || k0 > 0;
         // SAFETY: panel p starts at p·K·64; row k0 < K and column s < 64 of it.
         let strip = unsafe { data.add(p * k * PANEL + k0 * PANEL + s) };
-        let (np, _, ns, nk0) = next.next().expect("as many next blocks as blocks");
         // SAFETY: as for `strip`, for the next block.
         let next_strip = unsafe { data.add(np * k * PANEL + nk0 * PANEL + ns) };
         let next_lines = kc.min(k - nk0);

@@ -1,6 +1,6 @@
 //! The AVX-512 kernel of [`super::matmul_packed`]: 6x64 register tiles over 64-column panels.
 
-use super::packed::{PANEL, PackedMatrix, Prefetch};
+use super::packed::{LINE_FLOATS, PANEL, PackedMatrix, Prefetch};
 use std::arch::x86_64::*;
 
 /// Rows per tile: 6 rows × 4 registers = 24 accumulators, leaving room for the 4 panel
@@ -49,7 +49,7 @@ pub(super) unsafe fn matmul_packed(
         let mut row = 0;
         for t in 0..tiles {
             let rows = m / tiles + usize::from(t < m % tiles);
-            let pf = Prefetch::new(next, 16, lines, k, tiles, t);
+            let pf = Prefetch::new(next, LINE_FLOATS, lines, k, tiles, t);
             // SAFETY: rows row..row+rows of a ([M, K]) and of c's columns 64p..64p+cols
             // ([M, N]) are in bounds; the panel holds K·64 floats on 64-byte lines.
             unsafe {
@@ -70,7 +70,7 @@ pub(super) unsafe fn matmul_packed(
 }
 
 /// Cache lines in one panel row (64 floats).
-const PANEL_LINES: usize = PANEL / 16;
+const PANEL_LINES: usize = PANEL / LINE_FLOATS;
 
 /// c[r, 0..cols] (+)= Σ_k a[r, k] · panel[k, 0..cols] for r < R, with a's rows `k` apart
 /// and c's rows `ldc` apart.

@@ -6,17 +6,19 @@ use ndarray::{ArrayView2, ArrayViewMut2, ShapeBuilder};
 
 /// Width of a panel of a [`PackedMatrix`]: four 16-float AVX-512 registers.
 pub(super) const PANEL: usize = 64;
+/// Floats in one 64-byte cache line (and one AVX-512 register).
+pub(super) const LINE_FLOATS: usize = 16;
 
 /// One panel row, aligned to a cache line so that the kernel's loads never straddle two.
 /// The AVX-512 kernel reads panel rows with aligned loads (`_mm512_load_ps`), which is sound
 /// only because every panel row starts on a `Line` (checked at compile time below).
 #[derive(Debug, Clone, Copy)]
 #[repr(C, align(64))]
-pub(super) struct Line([f32; 16]);
+pub(super) struct Line([f32; LINE_FLOATS]);
 
 const _: () = assert!(std::mem::size_of::<Line>() == 64 && std::mem::align_of::<Line>() == 64);
 const _: () = assert!(
-    PANEL.is_multiple_of(16),
+    PANEL.is_multiple_of(LINE_FLOATS),
     "a panel row is a whole number of lines"
 );
 
@@ -81,7 +83,7 @@ impl PackedMatrix {
             k,
             n,
             layout,
-            lines: vec![Line([0.0; 16]); len.div_ceil(16)],
+            lines: vec![Line([0.0; LINE_FLOATS]); len.div_ceil(LINE_FLOATS)],
         }
     }
 
@@ -96,14 +98,19 @@ impl PackedMatrix {
 
     pub(super) fn data(&self) -> &[f32] {
         // SAFETY: `Line` is 16 f32 with no padding (size 64, align 64, asserted above), so
-        // `lines` is `lines.len() * 16` initialised, contiguous f32.
-        unsafe { std::slice::from_raw_parts(self.lines.as_ptr().cast(), self.lines.len() * 16) }
+        // `lines` is `lines.len() * LINE_FLOATS` initialised, contiguous f32.
+        unsafe {
+            std::slice::from_raw_parts(self.lines.as_ptr().cast(), self.lines.len() * LINE_FLOATS)
+        }
     }
 
     fn data_mut(&mut self) -> &mut [f32] {
         // SAFETY: as in `data`; the borrow of `self` is unique.
         unsafe {
-            std::slice::from_raw_parts_mut(self.lines.as_mut_ptr().cast(), self.lines.len() * 16)
+            std::slice::from_raw_parts_mut(
+                self.lines.as_mut_ptr().cast(),
+                self.lines.len() * LINE_FLOATS,
+            )
         }
     }
 

@@ -954,7 +954,8 @@ mod tests {
 
     /// Weight drop from a smaller step's updates caps dropout at 0.4 and the tail at 0.7
     /// (a 2x512 for 14 epochs of tinyshakespeare on 32 x 64, as planned in the run that
-    /// measured it: the rules alone say 0.45 and 0.8); where the model could memorise its text anyway (34 epochs), the rules stand.
+    /// measured it: the rules alone say 0.45 and 0.8); where the model could memorise its
+    /// text anyway (34 epochs), the rules stand.
     #[test]
     fn weight_drop_from_the_step_takes_over_part_of_dropout() {
         let shakespeare = Task::lstm(1_003_855, 67);
