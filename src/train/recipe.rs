@@ -12,8 +12,11 @@ use crate::kernels::Precision;
 use crate::nn::{CellKind, ModelConfig};
 use crate::train::schedule::LrSchedule;
 
-/// Widths tried, smallest first.
-pub const WIDTHS: [usize; 5] = [128, 256, 512, 768, 1024];
+/// Widths tried, smallest first. 640 sits between 512 and 768 (2.25 times the arithmetic
+/// apart): tinyshakespeare's twenty minutes on two AVX-512 cores at a fast moment, one
+/// sitting, gave a 2x512 15.7 epochs and 1.4340, a 2x640 9.4 epochs and 1.4222, a 2x768
+/// 5.6 epochs (on 32 x 32) and 1.4486 (bench/results/2026-12-02-width-640.md).
+pub const WIDTHS: [usize; 6] = [128, 256, 512, 640, 768, 1024];
 /// The widest model a budget allows must see the corpus at least this often (estimated).
 /// Tinyshakespeare's twenty minutes on two slow AVX-512 cores, one sitting: a 2x512 that
 /// made 10.8 epochs reached 1.4349, the 2x256 that 12 chose when the calibration read 5%
@@ -248,11 +251,7 @@ pub struct Recipe {
 /// [`WIDTH_STEPS`] steps; without one, width 256. `hidden`: a width fixed by the user (then
 /// only dropout and rate are chosen).
 pub fn choose(task: &Task, budget: Option<(f64, &Calibration)>, hidden: Option<usize>) -> Recipe {
-    let Task {
-        train_chars,
-        seq_len,
-        ..
-    } = *task;
+    let Task { train_chars, .. } = *task;
     let config = |hidden| task.model(hidden);
     let epochs = |hidden| {
         budget.map(|(seconds, speed)| {
@@ -260,30 +259,55 @@ pub fn choose(task: &Task, budget: Option<(f64, &Calibration)>, hidden: Option<u
                 / train_chars.max(1) as f64
         })
     };
-    let steps =
-        |hidden| epochs(hidden).map(|e| steps_in(task, (1, seq_len), e * train_chars as f64));
     let hidden = hidden.unwrap_or_else(|| match budget {
         None => 256,
         Some(_) => WIDTHS
             .iter()
             .rev()
             .copied()
-            .find(|&h| {
-                epochs(h).is_some_and(|e| e >= MIN_EPOCHS)
-                    && steps(h).is_some_and(|s| s >= WIDTH_STEPS)
-            })
+            .find(|&h| epochs(h).is_some_and(|e| passes_width_bar(task, e)))
             .unwrap_or(WIDTHS[0]),
     });
-    // The width is chosen for the usual step, the step then for the width.
-    let epochs = epochs(hidden);
+    at_width(task, hidden, epochs(hidden))
+}
+
+/// The recipe for a model of `hidden` units that trains on `epochs` of its text on the usual
+/// step (`None`: no budget): the step for the width, then its rates.
+fn at_width(task: &Task, hidden: usize, epochs: Option<f64>) -> Recipe {
     let step = epochs.and_then(|e| {
         step_for(
             task,
-            e * train_chars as f64,
+            e * task.train_chars as f64,
             exposure(task, hidden, Some(e)),
         )
     });
     settle(task, hidden, epochs, step)
+}
+
+/// Whether a width that trains on `epochs` of `task`'s text on the usual step may be chosen:
+/// at least [`MIN_EPOCHS`] of them, in at least [`WIDTH_STEPS`] steps.
+fn passes_width_bar(task: &Task, epochs: f64) -> bool {
+    let steps = steps_in(task, (1, task.seq_len), epochs * task.train_chars as f64);
+    epochs >= MIN_EPOCHS && steps >= WIDTH_STEPS
+}
+
+/// An estimate of at least this share of the bar is worth measuring (see [`plan_in`]).
+pub const MEASURE_NEAR_BAR: f64 = 0.75;
+
+/// The next of [`WIDTHS`] above `hidden`, if the calibration's estimate puts it within
+/// [`MEASURE_NEAR_BAR`] of the width bar (and so worth the seconds of measuring it).
+pub fn wider_to_measure(
+    task: &Task,
+    budget: Option<(f64, &Calibration)>,
+    hidden: usize,
+) -> Option<usize> {
+    let (seconds, speed) = budget?;
+    let wider = WIDTHS.iter().copied().find(|&w| w > hidden)?;
+    let epochs = seconds * TRAINING_SHARE * speed.chars_per_s(&task.model(wider))
+        / task.train_chars.max(1) as f64;
+    let near = MEASURE_NEAR_BAR;
+    let steps = steps_in(task, (1, task.seq_len), epochs * task.train_chars as f64);
+    (epochs >= near * MIN_EPOCHS && steps >= near * WIDTH_STEPS).then_some(wider)
 }
 
 /// Parameters of a model of `hidden` units per character of `task`'s text, times the
@@ -559,6 +583,28 @@ pub fn plan_in(
     });
     let budget = time_limit.zip(calibration.as_ref());
     let mut recipe = choose(task, budget, hidden);
+    // Training characters of the chosen model on the usual step in the budget, if measured.
+    let mut usual_chars = None;
+    // The calibration's 2x256 under-reads wider models (their products use the machine
+    // better): a 2x512 estimated at 14.6 epochs measured 16 on 32 x 64, which is slower than
+    // 64 x 100. So a wider width near the bar is measured itself, and taken if it passes.
+    if let (Some(seconds), None) = (time_limit, hidden)
+        && let Some(wider) = wider_to_measure(task, budget, recipe.hidden)
+    {
+        let mut measured = [0.0];
+        if world.rank() == 0 {
+            // A model that does not fit the measurement's memory is not taken.
+            measured[0] =
+                measure(&task.model(wider), threads, precision, MODEL_BYTES, None).unwrap_or(0.0);
+        }
+        crate::world::broadcast_f64(world, &mut measured);
+        let chars = seconds * TRAINING_SHARE * measured[0] * world.size() as f64;
+        let epochs = chars / task.train_chars.max(1) as f64;
+        if passes_width_bar(task, epochs) {
+            recipe = at_width(task, wider, Some(epochs));
+            usual_chars = Some(chars);
+        }
+    }
     // Near the target the step is decided on the chosen model's own speed, measured: the
     // estimate from a 2x256 is high for a narrower model (a 2x128 on data/plays.txt: 2,082
     // steps planned, 1,683 made). Then the rates are decided on its speed on the step it
@@ -575,10 +621,10 @@ pub fn plan_in(
             Ok(seconds * TRAINING_SHARE * measure(&model, threads, precision, MODEL_BYTES, step)?)
         };
         // The calibration measured this very model.
-        let usual = if model == calibration_model(task.vocab_size) {
-            epochs * task.train_chars as f64
-        } else {
-            chars_on(None)?
+        let usual = match usual_chars {
+            Some(chars) => chars,
+            None if model == calibration_model(task.vocab_size) => epochs * task.train_chars as f64,
+            None => chars_on(None)?,
         };
         let step = step_for(task, usual, planned);
         let chars = match step {
@@ -919,6 +965,10 @@ mod tests {
         assert_eq!(choose(&plays, None, None).smaller_step, None);
     }
 
+    fn task_flops(task: &Task, hidden: usize) -> f64 {
+        task.model(hidden).forward_flops()
+    }
+
     /// Tinyshakespeare's twenty minutes on a machine where a 2x512 makes about 11.5 epochs
     /// (1,800 steps of 64 x 100): the 2x512, on smaller steps; where it would make 10.5, a
     /// 2x256; with a window of 150 (1,200 steps), a 2x256 too.
@@ -945,11 +995,56 @@ mod tests {
             "{wide:?}"
         );
         assert_eq!(at(10.5, &shakespeare).hidden, 256);
+        // A faster moment of the same machine: the 2x640 estimated at 11.5 epochs (it made
+        // 9.4 and beat the 2x512's 15.7), not the 2x768 at 8.
+        let width_at = |epochs: f64| {
+            let ratio = task_flops(&shakespeare, 640) / task_flops(&shakespeare, 512);
+            at(epochs * ratio, &shakespeare).hidden
+        };
+        assert_eq!(width_at(11.5), 640);
+        assert_eq!(width_at(10.5), 512);
         let long_windows = Task {
             seq_len: 150,
             ..shakespeare
         };
         assert_eq!(at(11.5, &long_windows).hidden, 256);
+    }
+
+    /// The next width up is measured when the 2x256's estimate puts it within a quarter of
+    /// the bar, not when it is far below, and there is none above the widest.
+    #[test]
+    fn a_wider_model_near_the_bar_is_measured() {
+        let shakespeare = Task::lstm(1_003_855, 67);
+        let at = |hidden: usize, epochs: f64| {
+            let flops =
+                epochs * shakespeare.train_chars as f64 * 3.0 * task_flops(&shakespeare, hidden)
+                    / (1200.0 * TRAINING_SHARE);
+            Calibration { flops_per_s: flops }
+        };
+        // The calibration reading of the run that chose a 2x512 where a 2x640 made 9.4 epochs.
+        let reading = at(640, 9.5);
+        let recipe = choose(&shakespeare, Some((1200.0, &reading)), None);
+        assert_eq!(recipe.hidden, 512);
+        assert_eq!(
+            wider_to_measure(&shakespeare, Some((1200.0, &reading)), 512),
+            Some(640)
+        );
+        let far = at(640, MEASURE_NEAR_BAR * MIN_EPOCHS - 0.1);
+        assert_eq!(
+            wider_to_measure(&shakespeare, Some((1200.0, &far)), 512),
+            None
+        );
+        assert_eq!(wider_to_measure(&shakespeare, None, 512), None);
+        let fast = at(1024, 30.0);
+        assert_eq!(
+            wider_to_measure(&shakespeare, Some((1200.0, &fast)), 1024),
+            None
+        );
+        // A measured width takes the bar as an estimated one does.
+        assert!(passes_width_bar(&shakespeare, MIN_EPOCHS));
+        assert!(!passes_width_bar(&shakespeare, MIN_EPOCHS - 0.1));
+        // Eleven epochs of a small text are too few steps.
+        assert!(!passes_width_bar(&Task::lstm(25_000, 30), MIN_EPOCHS));
     }
 
     /// Weight drop from a smaller step's updates caps dropout at 0.4 and the tail at 0.7
