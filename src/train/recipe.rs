@@ -14,8 +14,9 @@ use crate::train::schedule::LrSchedule;
 
 /// Widths tried, smallest first. 640 sits between 512 and 768 (2.25 times the arithmetic
 /// apart): tinyshakespeare's twenty minutes on two AVX-512 cores at a fast moment, one
-/// sitting, gave a 2x512 15.7 epochs and 1.4340, a 2x640 9.4 epochs and 1.4222, a 2x768
-/// 5.6 epochs (on 32 x 32) and 1.4486 (bench/results/2026-12-02-width-640.md).
+/// sitting: a 2x512 in 14.6-15.7 epochs 1.4284 and 1.4340, a 2x640 in 9.2-9.4 epochs
+/// 1.4222, 1.4286 and 1.4302 (a weak case, within the run-to-run spread), a 2x768 in 5.6
+/// epochs (on 32 x 32) 1.4486 (bench/results/2026-12-02-width-640.md).
 pub const WIDTHS: [usize; 6] = [128, 256, 512, 640, 768, 1024];
 /// The widest model a budget allows must see the corpus at least this often (estimated).
 /// Tinyshakespeare's twenty minutes on two slow AVX-512 cores, one sitting: a 2x512 that
@@ -586,8 +587,9 @@ pub fn plan_in(
     // Training characters of the chosen model on the usual step in the budget, if measured.
     let mut usual_chars = None;
     // The calibration's 2x256 under-reads wider models (their products use the machine
-    // better): a 2x512 estimated at 14.6 epochs measured 16 on 32 x 64, which is slower than
-    // 64 x 100. So a wider width near the bar is measured itself, and taken if it passes.
+    // better): a 2x512 estimated at 15.3 epochs on 64 x 100 measured 16 on 32 x 64, a
+    // quarter slower. So the next width up near the bar is measured itself, and taken if it
+    // passes (bench/results/2026-12-02-width-640.md).
     if let (Some(seconds), None) = (time_limit, hidden)
         && let Some(wider) = wider_to_measure(task, budget, recipe.hidden)
     {
