@@ -58,6 +58,11 @@ pub fn target_steps(exposure: f64) -> f64 {
 /// Fraction of a budget spent training (the rest validates and saves).
 const TRAINING_SHARE: f64 = 0.93;
 
+/// Epochs of `task`'s text that `seconds` of budget train at `chars_per_s`.
+fn epochs_in(task: &Task, seconds: f64, chars_per_s: f64) -> f64 {
+    seconds * TRAINING_SHARE * chars_per_s / task.train_chars.max(1) as f64
+}
+
 /// How fast this machine trains: characters per second of a model, batch 64 x 100,
 /// estimated from one measured 2x256 LSTM by the ratio of arithmetic.
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -252,12 +257,9 @@ pub struct Recipe {
 /// [`WIDTH_STEPS`] steps; without one, width 256. `hidden`: a width fixed by the user (then
 /// only dropout and rate are chosen).
 pub fn choose(task: &Task, budget: Option<(f64, &Calibration)>, hidden: Option<usize>) -> Recipe {
-    let Task { train_chars, .. } = *task;
-    let config = |hidden| task.model(hidden);
     let epochs = |hidden| {
         budget.map(|(seconds, speed)| {
-            seconds * TRAINING_SHARE * speed.chars_per_s(&config(hidden))
-                / train_chars.max(1) as f64
+            epochs_in(task, seconds, speed.chars_per_s(&task.model(hidden)))
         })
     };
     let hidden = hidden.unwrap_or_else(|| match budget {
@@ -285,11 +287,17 @@ fn at_width(task: &Task, hidden: usize, epochs: Option<f64>) -> Recipe {
     settle(task, hidden, epochs, step)
 }
 
-/// Whether a width that trains on `epochs` of `task`'s text on the usual step may be chosen:
-/// at least [`MIN_EPOCHS`] of them, in at least [`WIDTH_STEPS`] steps.
-fn passes_width_bar(task: &Task, epochs: f64) -> bool {
+/// How much of the width bar a width that trains on `epochs` of `task`'s text on the usual
+/// step clears: the lesser of its epochs over [`MIN_EPOCHS`] and its steps over
+/// [`WIDTH_STEPS`] (1 or more: it may be chosen).
+fn width_bar_share(task: &Task, epochs: f64) -> f64 {
     let steps = steps_in(task, (1, task.seq_len), epochs * task.train_chars as f64);
-    epochs >= MIN_EPOCHS && steps >= WIDTH_STEPS
+    (epochs / MIN_EPOCHS).min(steps / WIDTH_STEPS)
+}
+
+/// Whether a width that trains on `epochs` of `task`'s text on the usual step may be chosen.
+fn passes_width_bar(task: &Task, epochs: f64) -> bool {
+    width_bar_share(task, epochs) >= 1.0
 }
 
 /// An estimate of at least this share of the bar is worth measuring (see [`plan_in`]).
@@ -304,11 +312,8 @@ pub fn wider_to_measure(
 ) -> Option<usize> {
     let (seconds, speed) = budget?;
     let wider = WIDTHS.iter().copied().find(|&w| w > hidden)?;
-    let epochs = seconds * TRAINING_SHARE * speed.chars_per_s(&task.model(wider))
-        / task.train_chars.max(1) as f64;
-    let near = MEASURE_NEAR_BAR;
-    let steps = steps_in(task, (1, task.seq_len), epochs * task.train_chars as f64);
-    (epochs >= near * MIN_EPOCHS && steps >= near * WIDTH_STEPS).then_some(wider)
+    let epochs = epochs_in(task, seconds, speed.chars_per_s(&task.model(wider)));
+    (width_bar_share(task, epochs) >= MEASURE_NEAR_BAR).then_some(wider)
 }
 
 /// Parameters of a model of `hidden` units per character of `task`'s text, times the
@@ -492,7 +497,8 @@ pub fn eval_every(windows: u64, budget_epochs: Option<f64>) -> u64 {
 /// tinyshakespeare (32 x 64, dropout 0.4, weight drop 0.3) on one slow machine, two runs
 /// each: 3e-3 1.4270 and 1.4343, 2e-3 1.4311 and 1.4349 (a spread of 0.007 either way);
 /// 4e-3 1.4383, ahead for five minutes (bench/results/2026-12-02-lr-width.md). Wider models
-/// keep 2e-3 (not measured).
+/// keep 2e-3: a 2x640 in 9.3 epochs, 3e-3 1.4291 against 2e-3 1.4222-1.4302 (wider: not
+/// measured; bench/results/2026-12-02-width-640.md).
 pub fn lr_for(hidden: usize) -> f32 {
     match hidden {
         0..=128 => 4e-3,
@@ -584,8 +590,8 @@ pub fn plan_in(
     });
     let budget = time_limit.zip(calibration.as_ref());
     let mut recipe = choose(task, budget, hidden);
-    // Training characters of the chosen model on the usual step in the budget, if measured.
-    let mut usual_chars = None;
+    // Whether the speed behind `recipe.epochs` was measured on the chosen model itself.
+    let mut measured_width = false;
     // The calibration's 2x256 under-reads wider models (their products use the machine
     // better): a 2x512 estimated at 15.3 epochs on 64 x 100 measured 16 on 32 x 64, a
     // quarter slower. So the next width up near the bar is measured itself, and taken if it
@@ -600,11 +606,10 @@ pub fn plan_in(
                 measure(&task.model(wider), threads, precision, MODEL_BYTES, None).unwrap_or(0.0);
         }
         crate::world::broadcast_f64(world, &mut measured);
-        let chars = seconds * TRAINING_SHARE * measured[0] * world.size() as f64;
-        let epochs = chars / task.train_chars.max(1) as f64;
+        let epochs = epochs_in(task, seconds, measured[0] * world.size() as f64);
         if passes_width_bar(task, epochs) {
             recipe = at_width(task, wider, Some(epochs));
-            usual_chars = Some(chars);
+            measured_width = true;
         }
     }
     // Near the target the step is decided on the chosen model's own speed, measured: the
@@ -622,11 +627,11 @@ pub fn plan_in(
         let chars_on = |step| -> anyhow::Result<f64> {
             Ok(seconds * TRAINING_SHARE * measure(&model, threads, precision, MODEL_BYTES, step)?)
         };
-        // The calibration measured this very model.
-        let usual = match usual_chars {
-            Some(chars) => chars,
-            None if model == calibration_model(task.vocab_size) => epochs * task.train_chars as f64,
-            None => chars_on(None)?,
+        // The calibration, or the measurement of the width above, measured this very model.
+        let usual = if measured_width || model == calibration_model(task.vocab_size) {
+            epochs * task.train_chars as f64
+        } else {
+            chars_on(None)?
         };
         let step = step_for(task, usual, planned);
         let chars = match step {
@@ -967,8 +972,13 @@ mod tests {
         assert_eq!(choose(&plays, None, None).smaller_step, None);
     }
 
-    fn task_flops(task: &Task, hidden: usize) -> f64 {
-        task.model(hidden).forward_flops()
+    /// The calibration under which a model of `hidden` units of `task` trains `epochs` of
+    /// its text in twenty minutes (by the calibration's own estimate).
+    fn reading(task: &Task, hidden: usize, epochs: f64) -> Calibration {
+        let per_char = 3.0 * task.model(hidden).forward_flops();
+        Calibration {
+            flops_per_s: epochs * task.train_chars as f64 * per_char / (1200.0 * TRAINING_SHARE),
+        }
     }
 
     /// Tinyshakespeare's twenty minutes on a machine where a 2x512 makes about 11.5 epochs
@@ -978,13 +988,7 @@ mod tests {
     fn a_slow_machine_keeps_the_width_its_epochs_allow() {
         let shakespeare = Task::lstm(1_003_855, 67);
         let at = |epochs: f64, task: &Task| {
-            let per_char = 3.0 * task.model(512).forward_flops();
-            let flops = epochs * task.train_chars as f64 * per_char / (1200.0 * TRAINING_SHARE);
-            choose(
-                task,
-                Some((1200.0, &Calibration { flops_per_s: flops })),
-                None,
-            )
+            choose(task, Some((1200.0, &reading(task, 512, epochs))), None)
         };
         let wide = at(11.5, &shakespeare);
         assert_eq!(
@@ -1000,8 +1004,8 @@ mod tests {
         // A faster moment of the same machine: the 2x640 estimated at 11.5 epochs (it made
         // 9.4 and beat the 2x512's 15.7), not the 2x768 at 8.
         let width_at = |epochs: f64| {
-            let ratio = task_flops(&shakespeare, 640) / task_flops(&shakespeare, 512);
-            at(epochs * ratio, &shakespeare).hidden
+            let speed = reading(&shakespeare, 640, epochs);
+            choose(&shakespeare, Some((1200.0, &speed)), None).hidden
         };
         assert_eq!(width_at(11.5), 640);
         assert_eq!(width_at(10.5), 512);
@@ -1017,18 +1021,13 @@ mod tests {
     #[test]
     fn a_wider_model_near_the_bar_is_measured() {
         let shakespeare = Task::lstm(1_003_855, 67);
-        let at = |hidden: usize, epochs: f64| {
-            let flops =
-                epochs * shakespeare.train_chars as f64 * 3.0 * task_flops(&shakespeare, hidden)
-                    / (1200.0 * TRAINING_SHARE);
-            Calibration { flops_per_s: flops }
-        };
+        let at = |hidden: usize, epochs: f64| reading(&shakespeare, hidden, epochs);
         // The calibration reading of the run that chose a 2x512 where a 2x640 made 9.4 epochs.
-        let reading = at(640, 9.5);
-        let recipe = choose(&shakespeare, Some((1200.0, &reading)), None);
+        let seen = at(640, 9.5);
+        let recipe = choose(&shakespeare, Some((1200.0, &seen)), None);
         assert_eq!(recipe.hidden, 512);
         assert_eq!(
-            wider_to_measure(&shakespeare, Some((1200.0, &reading)), 512),
+            wider_to_measure(&shakespeare, Some((1200.0, &seen)), 512),
             Some(640)
         );
         let far = at(640, MEASURE_NEAR_BAR * MIN_EPOCHS - 0.1);
