@@ -293,6 +293,40 @@ fn weight_drop_masks_a_fraction_and_only_while_training() {
     assert!(json.contains("\"weight_drop\":0.25"), "{json}");
 }
 
+/// The weight-drop masks drawn in chunks on all cores, words in bulk, are the ones a single
+/// loop of `random::<f32>() < p` over the generator draws, layer after layer, and leave the generator where it would: a
+/// run's masks do not depend on the number of cores (layers of 4·300·300 weights, several
+/// chunks each, the second starting inside a chunk's span).
+#[test]
+fn weight_drop_masks_drawn_in_chunks_are_those_of_one_loop() {
+    let mut m = model(CellKind::Lstm, 2, 6, 300, 9);
+    m.config.weight_drop = 0.3;
+    let mut packed = PackedWeights::training(&m);
+    let mut rng = ChaCha8Rng::seed_from_u64(5);
+    rng.set_stream(7);
+    let mut one = rng.clone();
+    packed.sync_dropping(&m, Some(&mut rng));
+    for (l, ids) in m.layers.iter().enumerate() {
+        let w = m.vec(ids.w_hh);
+        assert!(w.len() > 2 * MASK_CHUNK && !w.len().is_multiple_of(MASK_CHUNK));
+        // The definition: each weight kept unless a uniform draw falls under p.
+        let mask: Vec<f32> = (0..w.len())
+            .map(|_| {
+                if one.random::<f32>() < 0.3 {
+                    0.0
+                } else {
+                    1.0 / 0.7
+                }
+            })
+            .collect();
+        let dropped: Vec<f32> = w.iter().zip(&mask).map(|(w, m)| w * m).collect();
+        assert_eq!(packed.hh_mask(l).unwrap(), &mask[..], "layer {l}");
+        assert_eq!(packed.hh_masks[l].1, dropped, "layer {l}");
+    }
+    assert_eq!(rng.get_word_pos(), one.get_word_pos());
+    assert_eq!(rng.next_u32(), one.next_u32());
+}
+
 #[test]
 fn output_dropout_is_off_in_evaluation_and_absent_from_files_without_it() {
     let mut m = model(CellKind::Lstm, 2, 6, 5, 3);
