@@ -668,7 +668,7 @@ fn drop_units<'d>(
     {
         // The generator's words in bulk, each made into the f32 in [0, 1) that
         // `rng.random::<f32>()` would give (its top 24 bits times 2^-24), in a loop that
-        // vectorises: one word at a time cost the drop a tenth of a 2x640's update.
+        // vectorises, where one call per word did not: the same masks, in less time.
         let bytes = &mut bytes[..4 * h.len()];
         rng.fill_bytes(bytes);
         for (((m, d), &h), word) in mask
@@ -692,8 +692,8 @@ const MASK_CHUNK: usize = 1 << 16;
 /// [`drop_units`] of every layer's W_hh into `masks` ((mask, W_hh ⊙ mask) per layer) with the
 /// words of `rng` in order, layer after layer, as one loop would draw them, and `rng` left
 /// after the last. Drawn in chunks on all cores, each seeking the generator to its first
-/// word: one thread drawing a 2x640's 3.3 million weights left the other core idle for
-/// about a tenth of each update.
+/// word: one thread drawing a 2x640's 3.3 million weights word by word left the other core
+/// idle for about a tenth of each update (bench/results/2026-12-02-weight-drop-speed.md).
 fn drop_weights(model: &Model, masks: &mut [(Vec<f32>, Vec<f32>)], p: f32, rng: &mut ChaCha8Rng) {
     use rayon::prelude::*;
     // One f32 in [0, 1) is one 32-bit word of the generator.

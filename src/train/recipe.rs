@@ -568,6 +568,20 @@ pub fn plan(
     )
 }
 
+/// A rate (per second) that rank 0 of `world` measures on its machine and tells the others,
+/// for the whole world: `world.size()` times as fast (see [`plan_in`]).
+fn on_rank_0(
+    world: &dyn crate::world::Collective,
+    measure: impl FnOnce() -> anyhow::Result<f64>,
+) -> anyhow::Result<f64> {
+    let mut rate = [0.0];
+    if world.rank() == 0 {
+        rate[0] = measure()?;
+    }
+    crate::world::broadcast_f64(world, &mut rate);
+    Ok(rate[0] * world.size() as f64)
+}
+
 /// [`plan`] for the ranks of `world`, which must all choose the same model: rank 0 measures
 /// its machine (on its `threads` shards) and tells the others, and the run is taken to train
 /// `world.size()` times as fast (the time spent summing gradients is left out: see the
@@ -580,14 +594,14 @@ pub fn plan_in(
     hidden: Option<usize>,
     precision: Precision,
 ) -> anyhow::Result<(Recipe, Option<Calibration>)> {
-    let mut measured = [0.0];
-    if let (Some(_), 0) = (time_limit, world.rank()) {
-        measured[0] = calibrate(task.vocab_size, threads, precision)?.flops_per_s;
-    }
-    crate::world::broadcast_f64(world, &mut measured);
-    let calibration = time_limit.map(|_| Calibration {
-        flops_per_s: measured[0] * world.size() as f64,
-    });
+    let calibration = match time_limit {
+        Some(_) => Some(Calibration {
+            flops_per_s: on_rank_0(world, || {
+                Ok(calibrate(task.vocab_size, threads, precision)?.flops_per_s)
+            })?,
+        }),
+        None => None,
+    };
     let budget = time_limit.zip(calibration.as_ref());
     let mut recipe = choose(task, budget, hidden);
     // Whether the speed behind `recipe.epochs` was measured on the chosen model itself.
@@ -599,14 +613,11 @@ pub fn plan_in(
     if let (Some(seconds), None) = (time_limit, hidden)
         && let Some(wider) = wider_to_measure(task, budget, recipe.hidden)
     {
-        let mut measured = [0.0];
-        if world.rank() == 0 {
-            // A model that does not fit the measurement's memory is not taken.
-            measured[0] =
-                measure(&task.model(wider), threads, precision, MODEL_BYTES, None).unwrap_or(0.0);
-        }
-        crate::world::broadcast_f64(world, &mut measured);
-        let epochs = epochs_in(task, seconds, measured[0] * world.size() as f64);
+        // A model that does not fit the measurement's memory is not taken.
+        let chars_per_s = on_rank_0(world, || {
+            Ok(measure(&task.model(wider), threads, precision, MODEL_BYTES, None).unwrap_or(0.0))
+        })?;
+        let epochs = epochs_in(task, seconds, chars_per_s);
         if passes_width_bar(task, epochs) {
             recipe = at_width(task, wider, Some(epochs));
             measured_width = true;

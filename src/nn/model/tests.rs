@@ -294,9 +294,9 @@ fn weight_drop_masks_a_fraction_and_only_while_training() {
 }
 
 /// The weight-drop masks drawn in chunks on all cores, words in bulk, are the ones a single
-/// loop of `random::<f32>() < p` over the generator draws, layer after layer, and leave the generator where it would: a
-/// run's masks do not depend on the number of cores (layers of 4·300·300 weights, several
-/// chunks each, the second starting inside a chunk's span).
+/// loop of `random::<f32>() < p` over the generator draws, layer after layer, and leave the
+/// generator where it would: a run's masks do not depend on the number of cores (layers of
+/// 4·300·300 weights, several chunks each, the second starting inside a chunk's span).
 #[test]
 fn weight_drop_masks_drawn_in_chunks_are_those_of_one_loop() {
     let mut m = model(CellKind::Lstm, 2, 6, 300, 9);
